@@ -1,0 +1,43 @@
+"""segattack: adversarial examples against semantic segmentation networks (Fischer et al. 2017), on PyTorch.
+
+The Python API takes images in [0, 1] and budgets in the same units (``eps=10/255``).
+"""
+
+from . import data, zoo
+from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
+from .metrics import (
+    HidingMetrics,
+    Summary,
+    confusion_matrix,
+    hiding_metrics,
+    iou,
+    perturbation_norms,
+    psnr,
+    summarize,
+)
+from .models import PixelModel
+from .targets import hide_class_target, static_target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PixelModel",
+    "hide_class_target",
+    "static_target",
+    "illm",
+    "illm_sweep",
+    "sweep_plan",
+    "SweepPlan",
+    "paper_steps",
+    "restrict",
+    "hiding_metrics",
+    "HidingMetrics",
+    "summarize",
+    "Summary",
+    "perturbation_norms",
+    "psnr",
+    "confusion_matrix",
+    "iou",
+    "data",
+    "zoo",
+]

@@ -1,0 +1,1 @@
+"""Subcommands of the ``segattack`` command line; one module each."""

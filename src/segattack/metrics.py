@@ -1,0 +1,185 @@
+"""Measures: hiding metrics of Fischer et al. (2017), perturbation norms, PSNR, confusion matrix and IoU.
+
+Every quantity is defined once here and reused by attacks, experiments, reports and tests. Rates are fractions in
+[0, 1] (reports print them as percentages); per-image values come back as (B,) tensors.
+
+>>> import torch
+>>> clean = torch.tensor([[[11, 11, 0, 0]]])
+>>> adv = torch.tensor([[[11, 0, 0, 1]]])
+>>> m = hiding_metrics(clean, adv, class_id=11)
+>>> m.fooled.tolist(), m.preserved.tolist(), m.class_pixels.tolist()
+([0.5], [0.5], [2])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .targets import _hidden_mask, check_prediction, class_id_tuple, hide_class_target
+
+__all__ = [
+    "HidingMetrics",
+    "hiding_metrics",
+    "Summary",
+    "summarize",
+    "perturbation_norms",
+    "psnr",
+    "confusion_matrix",
+    "iou",
+]
+
+
+@dataclass(frozen=True)
+class HidingMetrics:
+    """Per-image hiding measures, each a (B,) tensor.
+
+    fooled: share of the pixels predicted as a hidden class on the clean image that are predicted as no hidden class
+        on the adversarial image; NaN for an image without such pixels (count those apart, never average them in).
+    preserved: share of the other pixels whose adversarial prediction equals the clean prediction; NaN if none.
+    target_hit: share of all pixels whose adversarial prediction equals the adversarial target.
+    class_pixels: number of hidden-class pixels in the clean prediction (int64).
+    """
+
+    fooled: Tensor
+    preserved: Tensor
+    target_hit: Tensor
+    class_pixels: Tensor
+
+    def rows(self) -> list[dict[str, float | int]]:
+        """One plain dict per image (NaN stays NaN)."""
+        return [
+            {"fooled": float(f), "preserved": float(p), "target_hit": float(t), "class_pixels": int(c)}
+            for f, p, t, c in zip(
+                self.fooled.tolist(),
+                self.preserved.tolist(),
+                self.target_hit.tolist(),
+                self.class_pixels.tolist(),
+                strict=True,
+            )
+        ]
+
+
+def _ratio(num: Tensor, den: Tensor) -> Tensor:
+    den_f = den.to(torch.float64)
+    return torch.where(den > 0, num.to(torch.float64) / den_f.clamp(min=1), torch.full_like(den_f, math.nan))
+
+
+def hiding_metrics(
+    clean_pred: Tensor, adv_pred: Tensor, *, class_id: int | Sequence[int], target: Tensor | None = None
+) -> HidingMetrics:
+    """Hiding measures of Fischer et al. (2017) for predictions (B, H, W) on clean and adversarial images.
+
+    ``target`` defaults to ``hide_class_target(clean_pred, class_id=class_id)``; for an image that is all hidden
+    class (no target exists) target_hit is NaN.
+    """
+    check_prediction(clean_pred, name="clean_pred")
+    check_prediction(adv_pred, name="adv_pred")
+    if clean_pred.shape != adv_pred.shape:
+        raise ValueError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)} differ in shape")
+    ids = class_id_tuple(class_id)
+    hidden = _hidden_mask(clean_pred, ids)
+    adv_hidden = _hidden_mask(adv_pred, ids)
+    class_pixels = hidden.flatten(1).sum(1)
+    fooled = _ratio((hidden & ~adv_hidden).flatten(1).sum(1), class_pixels)
+    rest = ~hidden
+    preserved = _ratio((rest & (adv_pred == clean_pred)).flatten(1).sum(1), rest.flatten(1).sum(1))
+    n_pix = clean_pred[0].numel()
+    if target is None:
+        hit = torch.full((clean_pred.shape[0],), math.nan, dtype=torch.float64)
+        ok = ~hidden.flatten(1).all(1)
+        if bool(ok.any()):
+            tgt = hide_class_target(clean_pred[ok], class_id=ids)
+            hit[ok.cpu()] = (adv_pred[ok] == tgt).flatten(1).sum(1).to(torch.float64).cpu() / n_pix
+        hit = hit.to(clean_pred.device)
+    else:
+        check_prediction(target, name="target")
+        if target.shape != clean_pred.shape:
+            raise ValueError(f"target {tuple(target.shape)} and clean_pred {tuple(clean_pred.shape)} differ in shape")
+        hit = (adv_pred == target).flatten(1).sum(1).to(torch.float64) / n_pix
+    return HidingMetrics(fooled=fooled, preserved=preserved, target_hit=hit, class_pixels=class_pixels)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and standard deviation (population, ddof=0, as numpy's default) over the finite values.
+
+    count: how many values entered; missing: how many were NaN (e.g. images without the hidden class).
+    """
+
+    mean: float
+    std: float
+    count: int
+    missing: int
+
+
+def summarize(values: Tensor | Iterable[float]) -> Summary:
+    """Aggregate per-image values into mean, std (ddof=0) and counts, leaving NaN out and counting it.
+
+    >>> summarize([0.5, 1.0, float("nan")])
+    Summary(mean=0.75, std=0.25, count=2, missing=1)
+    """
+    t = (
+        values.detach().to(torch.float64).flatten().cpu()
+        if isinstance(values, Tensor)
+        else torch.tensor([float(v) for v in values], dtype=torch.float64)
+    )
+    finite = t[~torch.isnan(t)]
+    missing = int(t.numel() - finite.numel())
+    if finite.numel() == 0:
+        return Summary(math.nan, math.nan, 0, missing)
+    return Summary(float(finite.mean()), float(finite.std(unbiased=False)), int(finite.numel()), missing)
+
+
+def perturbation_norms(adv: Tensor, images: Tensor) -> dict[str, Tensor]:
+    """Per-image norms of ``adv - images`` in 8-bit levels: ``linf``, ``l2`` (over all C*H*W values), ``mean_abs``.
+
+    Shapes: (B, C, H, W) -> (B,) float64 each.
+    """
+    if adv.shape != images.shape:
+        raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
+    d = (adv.detach().to(torch.float64) - images.detach().to(torch.float64)).flatten(1) * 255
+    return {"linf": d.abs().amax(1), "l2": d.norm(dim=1), "mean_abs": d.abs().mean(1)}
+
+
+def psnr(adv: Tensor, images: Tensor) -> Tensor:
+    """Per-image peak signal-to-noise ratio in dB for images in [0, 1]; +inf where identical. (B,) float64."""
+    if adv.shape != images.shape:
+        raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
+    mse = (adv.detach().to(torch.float64) - images.detach().to(torch.float64)).pow(2).flatten(1).mean(1)
+    return torch.where(mse > 0, -10 * torch.log10(mse.clamp(min=1e-300)), torch.full_like(mse, math.inf))
+
+
+def confusion_matrix(pred: Tensor, truth: Tensor, *, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """(K, K) int64 counts, rows = ground truth, columns = prediction; ``ignore_index`` pixels of ``truth`` skipped.
+
+    Ground-truth ids other than ``ignore_index`` outside 0..K-1 raise; predictions must lie in 0..K-1.
+    """
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
+    keep = truth != ignore_index
+    t = truth[keep].to(torch.int64)
+    p = pred[keep].to(torch.int64)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
+        raise ValueError(f"ground truth holds ids outside 0..{num_classes - 1} and not {ignore_index} (ignore)")
+    if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
+        raise ValueError(f"prediction holds ids outside 0..{num_classes - 1}")
+    return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
+
+
+def iou(cm: Tensor) -> Tensor:
+    """Per-class intersection over union from a confusion matrix; NaN for classes absent from both.
+
+    The mean IoU over present classes is ``iou(cm).nanmean()``.
+
+    >>> iou(torch.tensor([[3, 1], [0, 0]])).tolist()
+    [0.75, 0.0]
+    """
+    cm = cm.to(torch.float64)
+    inter = cm.diag()
+    union = cm.sum(0) + cm.sum(1) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, math.nan))

@@ -1,0 +1,174 @@
+"""PixelModel: a segmentation network seen from pixel space.
+
+Attacks work on images in [0, 1]; networks want normalised inputs and return logits in many shapes. ``PixelModel``
+puts the normalisation inside, accepts the common output conventions (a tensor, a mapping with ``'out'`` as in
+torchvision, an object with ``.logits`` as in Hugging Face) and upsamples logits that are smaller than the input
+bilinearly (differentiably) to input size.
+
+The wrapped network always runs in eval mode with parameter gradients off, and its own state is restored after
+every call: a ``PixelModel`` never changes the module it wraps (train/eval flags, ``requires_grad`` flags,
+parameters and buffers stay as they were).
+
+>>> import torch
+>>> net = torch.nn.Conv2d(3, 5, kernel_size=1)
+>>> model = PixelModel(net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+>>> model(torch.rand(2, 3, 8, 12)).shape
+torch.Size([2, 5, 8, 12])
+>>> model.predict(torch.rand(2, 3, 8, 12)).dtype
+torch.int64
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PixelModel", "check_images"]
+
+
+def check_images(images: Tensor, *, name: str = "images") -> None:
+    """Validate a batch of images: (B, C, H, W) floating point with values in [0, 1]."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(
+            f"{name} must have shape (B, C, H, W), got {tuple(images.shape)}; add a batch axis with images[None]"
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"{name} must be floating point in [0, 1], got {images.dtype}; "
+            "convert uint8 images with images.float() / 255"
+        )
+    if images.numel() and (bool(torch.isnan(images).any()) or images.min() < 0 or images.max() > 1):
+        raise ValueError(
+            f"{name} must lie in [0, 1] (got min {images.min().item():.4g}, max {images.max().item():.4g}); "
+            "PixelModel normalises internally, so pass raw images scaled to [0, 1], not mean/std-normalised ones"
+        )
+
+
+@contextlib.contextmanager
+def _frozen(net: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards."""
+    modes = [(m, m.training) for m in net.modules()]
+    flags = [(p, p.requires_grad) for p in net.parameters()]
+    try:
+        net.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _extract_logits(out: object) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, Mapping):
+        if "out" in out and isinstance(out["out"], Tensor):
+            return out["out"]
+        if "logits" in out and isinstance(out["logits"], Tensor):
+            return out["logits"]
+        raise TypeError(f"model returned a mapping with keys {sorted(map(str, out))}; expected a tensor under 'out'")
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, Tensor):
+        return logits
+    raise TypeError(
+        f"model returned {type(out).__name__}; expected a logits tensor (B, K, h, w), a mapping with 'out' "
+        "(torchvision) or an object with .logits (Hugging Face)"
+    )
+
+
+class PixelModel(nn.Module):
+    """Wrap a segmentation network so that it maps images in [0, 1] to logits at input size.
+
+    Args:
+        net: any ``nn.Module`` taking normalised (B, C, H, W) images.
+        mean, std: per-channel normalisation applied inside, in [0, 1] units: ``(x - mean) / std``.
+        num_classes: if given, the number of output channels is checked on every call.
+
+    ``forward(images)``: (B, C, H, W) float in [0, 1] -> logits (B, K, H, W), differentiable w.r.t. the images.
+    ``predict(images)``: (B, H, W) int64, the argmax of the logits, computed without gradients.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        mean: Sequence[float] = (0.0, 0.0, 0.0),
+        std: Sequence[float] = (1.0, 1.0, 1.0),
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        self.net = net
+        self.num_classes = num_classes
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def forward(self, images: Tensor) -> Tensor:
+        check_images(images)
+        if images.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"images have {images.shape[1]} channels but mean/std have {self.mean.shape[1]}; "
+                "pass mean=/std= with one value per channel"
+            )
+        x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        with _frozen(self.net):
+            logits = _extract_logits(self.net(x))
+        return self._check_logits(logits, images)
+
+    def _check_logits(self, logits: Tensor, images: Tensor) -> Tensor:
+        if logits.ndim != 4:
+            raise ValueError(
+                f"model output must be logits of shape (B, K, h, w), got shape {tuple(logits.shape)}; "
+                "a classification network or a flattened output cannot be attacked pixel-wise"
+            )
+        if logits.shape[0] != images.shape[0]:
+            raise ValueError(f"model returned a batch of {logits.shape[0]} for {images.shape[0]} images")
+        if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"model returned {logits.shape[1]} classes but num_classes={self.num_classes}; "
+                "check that the weights match the label space"
+            )
+        if not logits.is_floating_point():
+            raise TypeError(f"model output must be floating point logits, got {logits.dtype}")
+        with torch.no_grad():
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError("model output contains NaN or infinite values")
+            if logits.shape[1] > 1 and logits.min() >= 0 and logits.max() <= 1:
+                sums = logits.sum(dim=1)
+                if torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+                    raise ValueError(
+                        "model output looks like probabilities (non-negative, summing to 1 over classes); "
+                        "PixelModel needs logits: remove the final softmax"
+                    )
+        if logits.shape[-2:] != images.shape[-2:]:
+            logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return logits
+
+    @torch.no_grad()
+    def predict(self, images: Tensor, *, batch_size: int | None = None) -> Tensor:
+        """Argmax prediction (B, H, W) int64 for images (B, C, H, W) in [0, 1], in chunks of ``batch_size``."""
+        if batch_size is None or images.shape[0] <= batch_size:
+            return self(images).argmax(dim=1)
+        return torch.cat([self(chunk).argmax(dim=1) for chunk in images.split(batch_size)])
