@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .base import SegDataset, UnreadableImageError
 from .labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, class_ids, colorize
 
 __all__ = [
