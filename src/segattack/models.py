@@ -21,6 +21,7 @@ torch.int64
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -43,11 +44,13 @@ def check_images(images: Tensor, *, name: str = "images") -> None:
             f"{name} must be floating point in [0, 1], got {images.dtype}; "
             "convert uint8 images with images.float() / 255"
         )
-    if images.numel() and (bool(torch.isnan(images).any()) or images.min() < 0 or images.max() > 1):
-        raise ValueError(
-            f"{name} must lie in [0, 1] (got min {images.min().item():.4g}, max {images.max().item():.4g}); "
-            "PixelModel normalises internally, so pass raw images scaled to [0, 1], not mean/std-normalised ones"
-        )
+    if images.numel():
+        lo, hi = (float(v) for v in images.detach().aminmax())  # one pass; NaN propagates into both
+        if not (lo >= 0 and hi <= 1):
+            raise ValueError(
+                f"{name} must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); "
+                "PixelModel normalises internally, so pass raw images scaled to [0, 1], not mean/std-normalised ones"
+            )
 
 
 @contextlib.contextmanager
@@ -125,8 +128,14 @@ class PixelModel(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
-    def forward(self, images: Tensor) -> Tensor:
-        check_images(images)
+    def forward(self, images: Tensor, *, check: bool = True) -> Tensor:
+        """(B, C, H, W) in [0, 1] -> logits (B, K, H, W). ``check=False`` skips the value checks (range of the
+        input, NaN and probability-like outputs) but never the shape checks; attacks use it after their first step,
+        when the images are known to be valid."""
+        if check:
+            check_images(images)
+        elif images.ndim != 4:
+            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
         if images.shape[1] != self.mean.shape[1]:
             raise ValueError(
                 f"images have {images.shape[1]} channels but mean/std have {self.mean.shape[1]}; "
@@ -135,9 +144,9 @@ class PixelModel(nn.Module):
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         with _frozen(self.net):
             logits = _extract_logits(self.net(x))
-        return self._check_logits(logits, images)
+        return self._check_logits(logits, images, values=check)
 
-    def _check_logits(self, logits: Tensor, images: Tensor) -> Tensor:
+    def _check_logits(self, logits: Tensor, images: Tensor, *, values: bool = True) -> Tensor:
         if logits.ndim != 4:
             raise ValueError(
                 f"model output must be logits of shape (B, K, h, w), got shape {tuple(logits.shape)}; "
@@ -152,16 +161,18 @@ class PixelModel(nn.Module):
             )
         if not logits.is_floating_point():
             raise TypeError(f"model output must be floating point logits, got {logits.dtype}")
-        with torch.no_grad():
-            if not bool(torch.isfinite(logits).all()):
-                raise ValueError("model output contains NaN or infinite values")
-            if logits.shape[1] > 1 and logits.min() >= 0 and logits.max() <= 1:
-                sums = logits.sum(dim=1)
-                if torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
-                    raise ValueError(
-                        "model output looks like probabilities (non-negative, summing to 1 over classes); "
-                        "PixelModel needs logits: remove the final softmax"
-                    )
+        if values:
+            with torch.no_grad():
+                lo, hi = (float(v) for v in logits.aminmax())  # one pass; NaN and inf show up here
+                if not (math.isfinite(lo) and math.isfinite(hi)):
+                    raise ValueError("model output contains NaN or infinite values")
+                if logits.shape[1] > 1 and lo >= 0 and hi <= 1:
+                    sums = logits.sum(dim=1)
+                    if torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+                        raise ValueError(
+                            "model output looks like probabilities (non-negative, summing to 1 over classes); "
+                            "PixelModel needs logits: remove the final softmax"
+                        )
         if logits.shape[-2:] != images.shape[-2:]:
             logits = F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
         return logits

@@ -114,6 +114,18 @@ def check_logits_for_target(logits: Tensor, images: Tensor, target: Tensor, igno
         raise ValueError(f"target holds class ids {bad} outside 0..{k - 1} (the model has {k} classes)")
 
 
+def bounds(base: Tensor, eps: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Bounds (lo, hi) in levels on the perturbation D for clean levels ``base``: |D| <= eps (per sample, (B,1,1,1)
+    or scalar), 0 <= base + D <= 255, and D = 0 outside ``mask``; one clamp to [lo, hi] projects onto all three."""
+    lo = torch.maximum(-eps, -base)
+    hi = torch.minimum(eps, 255 - base)
+    if mask is not None:
+        zero = torch.zeros((), dtype=base.dtype, device=base.device)
+        lo = torch.where(mask, lo, zero)
+        hi = torch.where(mask, hi, zero)
+    return lo, hi
+
+
 def sign_step(
     model: Model,
     base: Tensor,
@@ -121,26 +133,22 @@ def sign_step(
     target: Tensor,
     *,
     step: float,
-    eps: Tensor,
-    mask: Tensor | None,
+    lo: Tensor,
+    hi: Tensor,
     ignore_index: int,
     check: bool,
     images: Tensor,
 ) -> Tensor:
-    """One targeted step in levels: D <- clip(D - step * sign(grad_x CE(model(x + D), target))).
+    """One targeted step in levels: D <- clamp(D - step * sign(grad_x CE(model(x + D), target)), lo, hi).
 
-    The clip keeps |D| <= eps (per sample, levels), the image in [0, 255] levels, and D = 0 outside ``mask``.
-    Costs one forward and one backward pass.
+    ``lo``/``hi`` come from ``bounds``. ``check`` validates the model's output against the target (first step only;
+    later steps skip the value checks that cost a pass over the logits). Costs one forward and one backward pass;
+    ``delta`` is not modified.
     """
     adv = ((base + delta) / 255).requires_grad_(True)
-    logits = model(adv)
+    logits = model(adv) if check or not isinstance(model, PixelModel) else model(adv, check=False)
     if check:
         check_logits_for_target(logits, images, target, ignore_index)
     loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     (grad,) = torch.autograd.grad(loss, adv)
-    new = delta - step * grad.sign()
-    new = torch.minimum(torch.maximum(new, -eps), eps)
-    new = torch.minimum(torch.maximum(new, -base), 255 - base)
-    if mask is not None:
-        new = torch.where(mask, new, torch.zeros_like(new))
-    return new.detach()
+    return torch.clamp(delta - step * grad.sign_(), lo, hi)

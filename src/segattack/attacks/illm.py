@@ -20,6 +20,7 @@ from ..models import check_images
 from ._core import (
     Model,
     as_model,
+    bounds,
     check_mask,
     check_positive,
     check_target,
@@ -89,6 +90,7 @@ def illm(
     target = target.to(images.device)
     uniform = len(set(n_steps)) == 1
     n_t = torch.tensor(n_steps, device=images.device).view(b, 1, 1, 1)
+    lo, hi = bounds(base, e_t, m)
     for t in range(max(n_steps, default=0)):
         new = sign_step(
             model,
@@ -96,8 +98,8 @@ def illm(
             delta,
             target,
             step=s,
-            eps=e_t,
-            mask=m,
+            lo=lo,
+            hi=hi,
             ignore_index=ignore_index,
             check=t == 0,
             images=images,
@@ -185,7 +187,7 @@ def illm_sweep(
     base = to_levels(images)
     target = target.to(images.device)
     out = torch.empty((len(plan.eps_levels), *images.shape), dtype=images.dtype, device=images.device)
-    no_clip = torch.full((), math.inf, dtype=images.dtype, device=images.device)
+    trunk_lo, trunk_hi = bounds(base, torch.full((), math.inf, dtype=images.dtype, device=images.device), m)
     trunk = torch.zeros_like(base)
     trunk_step = 0
     for k in sorted(range(len(plan.eps_levels)), key=lambda i: plan.fork[i]):
@@ -196,14 +198,14 @@ def illm_sweep(
                 trunk,
                 target,
                 step=s,
-                eps=no_clip,
-                mask=m,
+                lo=trunk_lo,
+                hi=trunk_hi,
                 ignore_index=ignore_index,
                 check=trunk_step == 0,
                 images=images,
             )
             trunk_step += 1
-        e_t = torch.full((), plan.eps_levels[k], dtype=images.dtype, device=images.device)
+        lo, hi = bounds(base, torch.full((), plan.eps_levels[k], dtype=images.dtype, device=images.device), m)
         delta = trunk
         for t in range(plan.fork[k], plan.steps[k]):
             delta = sign_step(
@@ -212,8 +214,8 @@ def illm_sweep(
                 delta,
                 target,
                 step=s,
-                eps=e_t,
-                mask=m,
+                lo=lo,
+                hi=hi,
                 ignore_index=ignore_index,
                 check=t == 0,
                 images=images,
