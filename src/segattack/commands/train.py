@@ -1,0 +1,183 @@
+"""``segattack train``: train FCN8s on the synthetic street scenes, resumably, and export it to the model zoo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import UserError
+from ..data.labels import CLASS_NAMES
+
+
+def _hxw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW in pixels, such as 128x256, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"HxW must be positive, got {text!r}")
+    return h, w
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an FCN8s segmentation network (resumable) and export it to the model zoo",
+        description="Train FCN8s (Long et al. 2015) from scratch on synthetic street scenes. Running the same "
+        "command again with the same --out resumes from the last checkpoint. The final model is written as "
+        "NAME.safetensors + NAME.json (load it with segattack.zoo.load(NAME, weights_dir=DIR)).",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory: config, checkpoint, metrics, model")
+    p.add_argument("--data", choices=["synthetic"], default="synthetic", help="training data (default: synthetic)")
+    p.add_argument(
+        "--width",
+        type=float,
+        default=0.125,
+        help="channel multiplier of FCN8s; 1.0 is the paper's 134 M-parameter network (default: 0.125)",
+    )
+    p.add_argument(
+        "--no-batch-norm",
+        dest="batch_norm",
+        action="store_false",
+        help="leave out BatchNorm (as the paper's network; slower to train from scratch)",
+    )
+    p.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (default: 0.5)")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps in total (default: 4000)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8)")
+    p.add_argument(
+        "--crop",
+        type=_hxw,
+        default=(128, 256),
+        metavar="HxW",
+        help="training crop in pixels, after random rescaling (default: 128x256)",
+    )
+    p.add_argument(
+        "--size",
+        type=_hxw,
+        default=(256, 512),
+        metavar="HxW",
+        help="size of the synthetic images in pixels; validation runs at this size (default: 256x512)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        nargs=2,
+        default=(0.75, 1.5),
+        metavar=("LOW", "HIGH"),
+        help="random rescaling factor range for augmentation (default: 0.75 1.5)",
+    )
+    p.add_argument("--lr", type=float, default=None, help="base learning rate (default: 0.01 for sgd, 0.001 for adamw)")
+    p.add_argument(
+        "--optimizer", choices=["sgd", "adamw"], default="sgd", help="sgd (momentum 0.9) or adamw (default: sgd)"
+    )
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd only)")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=None,
+        help="weight decay, not applied to biases and BatchNorm (default: 5e-4 sgd, 1e-2 adamw)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=["poly", "cosine"],
+        default="poly",
+        help="learning-rate decay to 0 at --steps: poly (power 0.9) or cosine (default: poly)",
+    )
+    p.add_argument("--warmup", type=int, default=0, metavar="STEPS", help="linear warmup steps (default: 0)")
+    p.add_argument(
+        "--val-every",
+        type=int,
+        default=500,
+        metavar="M",
+        help="validate every M steps; 0 = only at the end (default: 500)",
+    )
+    p.add_argument("--val-images", type=int, default=100, metavar="N", help="validation images (default: 100)")
+    p.add_argument(
+        "--train-images",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="training images, generated once and held in memory (default: 2000)",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int, default=200, metavar="N", help="write a checkpoint every N steps (default: 200)"
+    )
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=20,
+        metavar="K",
+        help="log loss and learning rate to metrics.jsonl every K steps (default: 20)",
+    )
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop after this step, keeping the checkpoint; run again without it to continue",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for initialisation, batches and augmentation (default: 0)")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data set (default: 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto = cuda if available (default: auto)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format (often faster on GPU)")
+    p.add_argument(
+        "--export-name", default="model", metavar="NAME", help="name of the exported model files (default: model)"
+    )
+    p.add_argument("--export-dir", default=None, metavar="DIR", help="where to export the model (default: --out)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="discard a run with a different configuration in --out and start over"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..train import ConfigMismatchError, TrainConfig, checkpoint_step, config_differences, train
+
+    try:
+        config = TrainConfig(
+            out_dir=args.out, data=args.data, width=args.width, batch_norm=args.batch_norm, dropout=args.dropout,
+            size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
+            data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
+            optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,
+            schedule=args.schedule, warmup_steps=args.warmup, scale_range=tuple(args.scale), seed=args.seed,
+            device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
+            val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
+            export_name=args.export_name, export_dir=args.export_dir,
+        )  # fmt: skip
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {config.device} requested but CUDA is not available; use --device cpu or auto")
+
+    diffs = config_differences(config)
+    if diffs and not args.overwrite:
+        raise UserError(
+            f"{args.out} holds a training run with a different configuration ({'; '.join(diffs)}); "
+            "use another --out, or --overwrite to discard that run and start over"
+        )
+    step = checkpoint_step(args.out)
+    if diffs:
+        print(f"discarding the run in {args.out} (--overwrite) and starting over", file=sys.stderr)
+    elif step is not None:
+        print(f"resuming from step {step} in {args.out}", file=sys.stderr)
+    try:
+        result = train(config, overwrite=args.overwrite, progress=None if args.progress else False)
+    except ConfigMismatchError as err:  # the directory changed under us
+        raise UserError(str(err)) from None
+
+    if not result.finished:
+        print(f"stopped at step {result.step} of {config.steps}; run the same command without --stop-at to continue")
+        return 0
+    minutes = result.elapsed_s / 60
+    print(f"trained {result.step} steps in {minutes:.1f} min; final training loss {result.train_loss:.4f}")
+    if result.val is not None:
+        print(f"validation: mIoU {result.val.miou:.1%}, pixel accuracy {result.val.pixel_acc:.1%}")
+        names = CLASS_NAMES if len(result.val.iou) == len(CLASS_NAMES) else tuple(map(str, range(len(result.val.iou))))
+        per_class = ", ".join(f"{n} {v:.1%}" for n, v in zip(names, result.val.iou, strict=True) if v == v)
+        print(f"per-class IoU: {per_class}")
+    print(f"model: {result.export_path}")
+    return 0

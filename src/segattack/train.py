@@ -1,0 +1,863 @@
+"""Train a segmentation network (FCN-8s, Long et al. 2015) from scratch, resumably; export it to the model zoo.
+
+Standard recipe: pixel-wise cross-entropy (ignore 255), SGD with momentum (optionally Nesterov) or AdamW, no weight
+decay on biases and BatchNorm, poly or cosine learning-rate schedule with optional linear warmup, augmentation by
+random scale + crop, horizontal flip and colour jitter (brightness, contrast, saturation). Validation reports the
+per-class IoU and the mean IoU over classes present in the ground truth or the prediction.
+
+Everything a run writes lives in its output directory:
+
+- ``config.json``: the configuration as given and the values resolved from it (mean/std, learning rate, device);
+- ``checkpoint.pt``: the latest checkpoint (model, optimiser, scheduler, step, RNG states, elapsed time), written
+  atomically every ``checkpoint_every`` steps, when stopping at ``stop_at`` and at the end;
+- ``metrics.jsonl``: one JSON object per line: ``{"kind": "train", "step", "loss", "lr", ...}`` every
+  ``log_every`` steps and ``{"kind": "val", "step", "miou", "iou", ...}`` at each validation;
+- ``<export_name>.safetensors`` + ``.json`` (by default in the same directory): the final model, loadable with
+  ``segattack.zoo.load(export_name, weights_dir=...)``.
+
+Calling ``train`` again with the same output directory resumes from the last checkpoint. Batches and augmentation
+are drawn from generators seeded by (seed, step), and the global RNG state (dropout) is restored, so a resumed run
+gives the same weights as an uninterrupted one (on the same device and software).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data.labels import CLASS_NAMES, IGNORE_INDEX
+from .metrics import confusion_matrix, iou
+from .zoo.fcn8s import FCN8s
+from .zoo.registry import save_model
+
+__all__ = [
+    "TrainConfig", "TrainResult", "ValResult", "ConfigMismatchError", "train", "evaluate", "checkpoint_step",
+    "config_differences",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+_CHECKPOINT_FORMAT = 1
+
+#: Fields that may change between an interrupted run and its resumption (they do not change what is trained).
+RUNTIME_FIELDS = frozenset(
+    {"out_dir", "device", "amp", "channels_last", "stop_at", "checkpoint_every", "val_every", "log_every",
+     "export_name", "export_dir", "val_batch_size", "cache_limit_mb"}
+)  # fmt: skip
+
+_DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
+_DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2}
+
+
+class ConfigMismatchError(ValueError):
+    """The output directory holds a run with a different configuration."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run. Sizes are (height, width) in pixels; images are in [0, 1] units.
+
+    Model: ``width`` (channel multiplier of FCN8s; 1.0 = the paper's 134 M-parameter network), ``batch_norm``,
+    ``dropout`` (after fc6 and fc7), ``fc6_kernel``, ``num_classes``.
+
+    Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
+    ``train``), ``size`` (image size of the synthetic data), ``train_images`` and ``val_images`` (how many images
+    are used; the first ones of a given dataset), ``data_seed``. Data sets up to ``cache_limit_mb`` of uint8 pixels
+    are held in memory; larger ones are read item by item.
+
+    Optimisation: ``steps`` (total optimiser steps), ``batch_size``, ``crop`` (training crop; None = whole image),
+    ``optimizer``, ``lr`` (None: 0.01 for SGD, 1e-3 for AdamW), ``momentum``, ``nesterov``, ``weight_decay`` (None:
+    5e-4 for SGD, 1e-2 for AdamW; never applied to biases and BatchNorm), ``schedule`` ("poly" with
+    ``poly_power``, or "cosine", both decaying to 0 at ``steps``), ``warmup_steps`` (linear warmup).
+
+    Augmentation: ``scale_range`` (random rescaling factor, uniform), ``hflip``, ``brightness``, ``contrast``,
+    ``saturation`` (jitter strengths: factors uniform in [1 - s, 1 + s]).
+
+    Normalisation: ``mean``, ``std`` per channel in [0, 1] units; None = measured on the training images.
+
+    Run: ``seed``, ``device`` ("auto" = CUDA if available), ``amp`` (bfloat16 autocast on CUDA), ``channels_last``,
+    ``log_every``, ``val_every`` (0 = only at the end), ``checkpoint_every``, ``stop_at`` (stop after this step and
+    keep the checkpoint, to continue later), ``export_name``, ``export_dir`` (None = ``out_dir``),
+    ``val_batch_size`` (None = ``batch_size``).
+    """
+
+    out_dir: str
+    # model
+    width: float = 0.125
+    batch_norm: bool = True
+    dropout: float = 0.5
+    fc6_kernel: int = 7
+    num_classes: int = 19
+    # data
+    data: str = "synthetic"
+    size: tuple[int, int] = (256, 512)
+    train_images: int = 2000
+    val_images: int = 100
+    data_seed: int = 0
+    cache_limit_mb: int = 4096
+    # optimisation
+    steps: int = 4000
+    batch_size: int = 8
+    crop: tuple[int, int] | None = (128, 256)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float | None = None
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float | None = None
+    schedule: Literal["poly", "cosine"] = "poly"
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    # augmentation
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    hflip: bool = True
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    # normalisation
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    # run
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    log_every: int = 20
+    val_every: int = 500
+    checkpoint_every: int = 200
+    stop_at: int | None = None
+    export_name: str = "model"
+    export_dir: str | None = None
+    val_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise types so that the JSON form is canonical: paths as strings, sequences as tuples.
+        object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
+        if self.export_dir is not None:
+            object.__setattr__(self, "export_dir", os.fspath(self.export_dir))
+        for name in ("size", "crop", "scale_range", "mean", "std"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                object.__setattr__(self, name, tuple(value))
+
+        def positive(name: str, allow_zero: bool = False) -> None:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+                bound = ">= 0" if allow_zero else ">= 1"
+                raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+
+        for name in ("steps", "batch_size", "train_images", "val_images", "log_every", "checkpoint_every",
+                     "num_classes", "fc6_kernel", "cache_limit_mb"):  # fmt: skip
+            positive(name)
+        for name in ("val_every", "warmup_steps", "seed", "data_seed"):
+            positive(name, allow_zero=True)
+        if self.val_batch_size is not None:
+            positive("val_batch_size")
+        if self.stop_at is not None:
+            positive("stop_at")
+        for name in ("size", "crop"):
+            value = getattr(self, name)
+            if value is None and name == "crop":
+                continue
+            if len(value) != 2 or any(not isinstance(v, int) or v < 1 for v in value):
+                raise ValueError(f"{name} must be (height, width) in pixels, both >= 1, got {value!r}")
+        if self.optimizer not in _DEFAULT_LR:
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("poly", "cosine"):
+            raise ValueError(f"schedule must be 'poly' or 'cosine', got {self.schedule!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive learning rate, got {self.lr}")
+        if self.weight_decay is not None and not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer='sgd' with momentum > 0")
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be smaller than steps ({self.steps})")
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} jitter must lie in [0, 1) (factors in [1 - s, 1 + s]), got {getattr(self, name)}"
+                )
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != 3:
+                raise ValueError(f"{name} must have one value per RGB channel, got {value!r}")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        if self.data != "synthetic":
+            raise ValueError(f"data must be 'synthetic' (pass other datasets to train() directly), got {self.data!r}")
+
+    def as_json(self) -> dict[str, Any]:
+        """Plain JSON form (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass(frozen=True)
+class ValResult:
+    """Validation measures. ``iou``: per-class IoU (NaN for classes absent from both ground truth and prediction);
+    ``miou``: their mean over non-NaN classes; ``pixel_acc``: share of non-ignored pixels predicted right;
+    ``confusion``: (K, K) int64, rows = ground truth, columns = prediction."""
+
+    miou: float
+    iou: tuple[float, ...]
+    pixel_acc: float
+    confusion: Tensor = field(repr=False)
+
+    def as_dict(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready: NaN becomes None; per-class IoU keyed by class name."""
+        names = list(names) if names is not None else _class_names(len(self.iou))
+        return {
+            "miou": _nan_to_none(self.miou),
+            "pixel_acc": _nan_to_none(self.pixel_acc),
+            "iou": {n: _nan_to_none(v) for n, v in zip(names, self.iou, strict=True)},
+        }
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of ``train``: the network (on its training device, eval mode), the step reached, whether the run
+    reached ``steps``, the step it resumed from (0 for a fresh run), the mean training loss of the last logging
+    window, the last validation, the exported model card (None unless finished) and the total elapsed time (s)."""
+
+    net: nn.Module
+    step: int
+    finished: bool
+    resumed_from: int
+    train_loss: float
+    val: ValResult | None
+    export_path: Path | None
+    elapsed_s: float
+    out_dir: Path
+
+
+def _class_names(k: int) -> list[str]:
+    return list(CLASS_NAMES) if k == len(CLASS_NAMES) else [str(i) for i in range(k)]
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if math.isnan(v) else float(v)
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+
+
+class _Source:
+    """Images (uint8 (3, H, W)) and labels (int64 (H, W)) by index: cached in memory or read from the dataset."""
+
+    def __init__(
+        self, dataset: Any, n: int, *, name: str, cache_limit_mb: int, num_classes: int, progress: bool | None
+    ) -> None:
+        if len(dataset) < 1:
+            raise ValueError(f"the {name} dataset is empty")
+        self.dataset = dataset
+        self.name = name
+        self.num_classes = num_classes
+        self.n = min(n, len(dataset))
+        first_img, first_lbl = self._read(0)
+        self.image_size = (int(first_img.shape[1]), int(first_img.shape[2]))
+        per_item = first_img.numel() + first_lbl.numel()
+        self.cached = self.n * per_item <= cache_limit_mb * 2**20
+        self.images: Tensor | None = None
+        self.labels: Tensor | None = None
+        if self.cached:
+            imgs = torch.empty((self.n, *first_img.shape), dtype=torch.uint8)
+            lbls = torch.empty((self.n, *first_lbl.shape), dtype=torch.uint8)
+            bar = tqdm(range(self.n), desc=f"caching {name} images", disable=_disable(progress), leave=False)
+            for i in bar:
+                img, lbl = (first_img, first_lbl) if i == 0 else self._read(i)
+                if img.shape != first_img.shape or lbl.shape != first_lbl.shape:
+                    self.cached = False  # sizes vary: read item by item instead
+                    break
+                imgs[i] = img
+                lbls[i] = lbl
+            bar.close()
+            if self.cached:
+                self.images, self.labels = imgs, lbls
+        logger.info("%s data: %d images, %s", name, self.n, "cached in memory" if self.cached else "read per batch")
+
+    def to(self, device: torch.device) -> None:
+        """Move the cache to ``device`` (on a GPU this saves a host-to-device copy per batch)."""
+        if self.images is not None and self.labels is not None:
+            self.images, self.labels = self.images.to(device), self.labels.to(device)
+
+    def _read(self, i: int) -> tuple[Tensor, Tensor]:
+        item = self.dataset[i]
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise TypeError(f"dataset items must be (image, label) pairs, got {type(item).__name__}")
+        img = torch.as_tensor(item[0])
+        lbl = torch.as_tensor(item[1])
+        if img.ndim != 3 or img.shape[0] != 3:
+            raise ValueError(f"dataset images must have shape (3, H, W), got {tuple(img.shape)}")
+        if img.is_floating_point():
+            if img.numel() and (img.min() < 0 or img.max() > 1):
+                raise ValueError("float dataset images must lie in [0, 1]; or give uint8 images in 0..255")
+            img = (img * 255).round()
+        img = img.to(torch.uint8)
+        if lbl.shape != img.shape[1:]:
+            raise ValueError(f"label shape {tuple(lbl.shape)} does not match image shape {tuple(img.shape[1:])}")
+        if lbl.is_floating_point() or bool(((lbl < 0) | (lbl >= self.num_classes) & (lbl != IGNORE_INDEX)).any()):
+            raise ValueError(
+                f"{self.name} item {i}: labels must be integer class ids in 0..{self.num_classes - 1} "
+                f"or {IGNORE_INDEX} (ignore); map other ids to train ids first"
+            )
+        return img, lbl.to(torch.uint8)
+
+    def get(self, indices: Sequence[int]) -> list[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]:
+        """A stacked (images, labels) pair when cached, else a list of per-item pairs."""
+        if self.images is not None and self.labels is not None:
+            idx = torch.as_tensor(list(indices), dtype=torch.long).to(self.images.device, non_blocking=True)
+            return self.images[idx], self.labels[idx]
+        return [self._read(i) for i in indices]
+
+    def batches(self, batch_size: int) -> Iterator[list[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]]:
+        for start in range(0, self.n, batch_size):
+            yield self.get(range(start, min(start + batch_size, self.n)))
+
+    def mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """Per-channel mean and std of the images in [0, 1] (all cached images, else the first 64)."""
+        total = torch.zeros(3, dtype=torch.float64)
+        total_sq = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        n = self.n if self.cached else min(self.n, 64)
+        for start in range(0, n, 16):
+            got = self.get(range(start, min(start + 16, n)))
+            chunks = [got[0]] if isinstance(got, tuple) else [img[None] for img, _ in got]
+            for chunk in chunks:
+                x = chunk.to(torch.float64) / 255
+                total += x.sum(dim=(0, 2, 3))
+                total_sq += (x * x).sum(dim=(0, 2, 3))
+                count += x.shape[0] * x.shape[2] * x.shape[3]
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+        m, s = [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]
+        return (m[0], m[1], m[2]), (s[0], s[1], s[2])
+
+
+def _disable(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: True hides the bar, None shows it only on a terminal."""
+    return None if progress is None else not progress
+
+
+def _synthetic_datasets(config: TrainConfig) -> tuple[Any, Any]:
+    try:
+        from .data.synthetic import SyntheticStreets
+    except ImportError as err:
+        raise RuntimeError(
+            "the synthetic street data set (segattack.data.synthetic) is not available; pass datasets to train()"
+        ) from err
+    h, w = config.size
+    train_ds = SyntheticStreets(split="train", size=(h, w), length=config.train_images, seed=config.data_seed)
+    val_ds = SyntheticStreets(split="val", size=(h, w), length=config.val_images, seed=config.data_seed)
+    return train_ds, val_ds
+
+
+def _mix(*values: int) -> int:
+    """A 63-bit seed from integers (splitmix-style), so that (seed, step) pairs give unrelated streams."""
+    x = 0x9E3779B97F4A7C15
+    for v in values:
+        x = (x ^ (v & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        x ^= x >> 31
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+def _batch_indices(step: int, *, batch_size: int, n: int, seed: int) -> list[int]:
+    """Indices of the batch for ``step``: a fresh permutation of the data set every epoch, seeded by (seed, epoch)."""
+    out: list[int] = []
+    perms: dict[int, Tensor] = {}
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, within = divmod(pos, n)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(_mix(seed, 1, epoch)))
+        out.append(int(perms[epoch][within]))
+    return out
+
+
+def _gray(x: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luma (ITU-R BT.601 weights, as torchvision's jitter)."""
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+def _augment(
+    images: Tensor,
+    labels: Tensor,
+    *,
+    crop: tuple[int, int],
+    generator: torch.Generator,
+    config: TrainConfig,
+    fill: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Random scale + crop + flip (one affine resampling per image) and colour jitter.
+
+    images: (B, 3, H, W) uint8; labels (B, H, W) uint8, on the training device. Returns float images (B, 3, ch, cw)
+    in [0, 1] and int64 labels (B, ch, cw); pixels outside the rescaled image get ``fill`` (per-channel, [0, 1])
+    and the ignore label.
+    """
+    b, _, h, w = images.shape
+    ch, cw = crop
+    lo, hi = config.scale_range
+    # All random draws on the CPU generator, in a fixed order, whatever the device.
+    scale = lo + (hi - lo) * torch.rand(b, generator=generator, dtype=torch.float64)
+    offset = torch.rand(b, 2, generator=generator, dtype=torch.float64)
+    flip = torch.rand(b, generator=generator) < 0.5 if config.hflip else torch.zeros(b, dtype=torch.bool)
+    jitter = 2 * torch.rand(b, 3, generator=generator) - 1
+
+    # Crop origin (y0, x0) in the rescaled image: uniform over positions; negative when the crop is larger (pad).
+    sh, sw = scale * h, scale * w
+    y0 = offset[:, 0] * (sh - ch)
+    x0 = offset[:, 1] * (sw - cw)
+    # Output normalised coordinate u in [-1, 1] -> input normalised coordinate a * u + c (align_corners=False).
+    ax, ay = cw / sw, ch / sh
+    cx, cy = ax + 2 * x0 / sw - 1, ay + 2 * y0 / sh - 1
+    ax = torch.where(flip, -ax, ax)
+    # theta (B, 2, 3) and the jitter factors (B, 3) travel to the device in one copy.
+    packed = torch.zeros(b, 9, dtype=torch.float64)
+    packed[:, 0], packed[:, 2], packed[:, 4], packed[:, 5] = ax, cx, ay, cy
+    packed[:, 6:] = 1 + jitter * torch.tensor([config.brightness, config.contrast, config.saturation])
+    packed = packed.to(device=images.device, dtype=torch.float32, non_blocking=True)
+    theta, factors = packed[:, :6].view(b, 2, 3), packed[:, 6:]
+    grid = F.affine_grid(theta, [b, 3, ch, cw], align_corners=False)
+
+    fill = fill.view(1, 3, 1, 1)
+    x = F.grid_sample(images.float() / 255 - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    x = x + fill
+    lab = F.grid_sample((labels.float() + 1)[:, None], grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    lab = lab[:, 0].round().long() - 1
+    lab = torch.where(lab < 0, torch.full_like(lab, IGNORE_INDEX), lab)
+
+    x = x * factors[:, 0].view(b, 1, 1, 1)
+    mean_gray = _gray(x).mean(dim=(2, 3), keepdim=True)
+    x = (x - mean_gray) * factors[:, 1].view(b, 1, 1, 1) + mean_gray
+    gray = _gray(x)
+    x = (x - gray) * factors[:, 2].view(b, 1, 1, 1) + gray
+    return x.clamp_(0, 1), lab
+
+
+# ----------------------------------------------------------------------------------------------------------- loop
+
+
+def _lr_factor(step: int, *, steps: int, warmup: int, schedule: str, power: float) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    if schedule == "poly":
+        return (1 - progress) ** power
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for module in net.modules():
+        for pname, p in module.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            norm = isinstance(module, nn.modules.batchnorm._BatchNorm | nn.GroupNorm | nn.LayerNorm)
+            (no_decay if norm or pname == "bias" else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    return device
+
+
+@torch.no_grad()
+def evaluate(
+    net: nn.Module,
+    batches: Iterator[list[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]] | Sequence[tuple[Tensor, Tensor]],
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    amp: bool = False,
+) -> ValResult:
+    """Validate ``net`` (taking normalised images) on batches of (uint8 images (B, 3, H, W), labels (B, H, W)).
+
+    A batch may also be a list of (image (3, H, W), label (H, W)) pairs of varying sizes. The network runs in eval
+    mode; its train/eval flags are restored afterwards. Returns per-class IoU, mIoU and pixel accuracy.
+    """
+    device = torch.device(device)
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    try:
+        for batch in batches:
+            groups = [batch] if isinstance(batch, tuple) else [(img[None], lbl[None]) for img, lbl in batch]
+            for images, labels in groups:
+                x = (images.to(device).float() / 255 - mean_t) / std_t
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                    logits = net(x)
+                pred = logits.argmax(dim=1)
+                conf += confusion_matrix(pred, labels.to(device).long(), num_classes=num_classes)
+    finally:
+        for m, training in modes:
+            m.training = training
+    ious = iou(conf)
+    total = int(conf.sum())
+    pixel_acc = float(conf.diag().sum()) / total if total else math.nan
+    miou = float(ious.nanmean()) if bool((~ious.isnan()).any()) else math.nan
+    return ValResult(miou=miou, iou=tuple(float(v) for v in ious), pixel_acc=pixel_acc, confusion=conf)
+
+
+def checkpoint_step(out_dir: str | os.PathLike[str]) -> int | None:
+    """The step of the checkpoint in ``out_dir``, or None if there is none."""
+    path = Path(out_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state["step"])
+
+
+def config_differences(config: TrainConfig) -> list[str]:
+    """Differences ("field: stored -> given") between ``config`` and the run stored in ``config.out_dir``, leaving
+    out the runtime fields that may change on resumption; empty if they agree or there is no stored run."""
+    config_path = Path(config.out_dir) / CONFIG
+    if not config_path.is_file():
+        return []
+    stored = json.loads(config_path.read_text(encoding="utf-8")).get("config", {})
+    given = config.as_json()
+    return [
+        f"{k}: {stored.get(k)!r} -> {given.get(k)!r}"
+        for k in sorted(set(stored) | set(given))
+        if k not in RUNTIME_FIELDS and stored.get(k) != given.get(k)
+    ]
+
+
+def _check_existing(out: Path, config: TrainConfig, *, overwrite: bool) -> None:
+    """Refuse to resume a run with a different configuration, unless ``overwrite`` (then start over)."""
+    diffs = config_differences(config)
+    if not diffs:
+        return
+    if not overwrite:
+        raise ConfigMismatchError(
+            f"{out} holds a training run with a different configuration ({'; '.join(diffs)}); "
+            "use another output directory, or overwrite=True (--overwrite) to discard it and start over"
+        )
+    logger.warning("discarding the run in %s (different configuration: %s)", out, "; ".join(diffs))
+    for name in (CHECKPOINT, METRICS, CONFIG):
+        (out / name).unlink(missing_ok=True)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows logged after ``step`` (work after the last checkpoint, to be redone)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by the interruption
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, allow_nan=False) + "\n")
+
+
+def _save_checkpoint(
+    path: Path,
+    *,
+    step: int,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    elapsed_s: float,
+    loss_window: tuple[float, int],
+) -> None:
+    state = {
+        "format": _CHECKPOINT_FORMAT,
+        "step": step,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "elapsed_s": elapsed_s,
+        "loss_window": [float(loss_window[0]), int(loss_window[1])],  # unlogged losses, so logs resume exactly
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    train_data: Any = None,
+    val_data: Any = None,
+    overwrite: bool = False,
+    progress: bool | None = False,
+) -> TrainResult:
+    """Train FCN8s as configured; resume from ``config.out_dir``'s checkpoint if there is one.
+
+    Args:
+        config: the run (see ``TrainConfig``).
+        train_data, val_data: map-style datasets of (image (3, H, W) uint8 or float in [0, 1], label (H, W) train
+            ids with 255 = ignore); default: synthetic street scenes (``config.data``). The first
+            ``config.train_images`` / ``config.val_images`` items are used.
+        overwrite: if ``out_dir`` holds a run with a different configuration, discard it instead of raising
+            ``ConfigMismatchError``.
+        progress: show a tqdm progress bar (None: only on a terminal).
+
+    Returns a ``TrainResult``; when ``config.steps`` is reached the model is exported with ``zoo.save_model``.
+    The caller's global RNG state is left as it was (training seeds and restores its own).
+    """
+    device = _resolve_device(config.device)
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        return _train(config, device=device, train_data=train_data, val_data=val_data, overwrite=overwrite,
+                      progress=progress)  # fmt: skip
+
+
+def _train(
+    config: TrainConfig, *, device: torch.device, train_data: Any, val_data: Any, overwrite: bool, progress: bool | None
+) -> TrainResult:
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_existing(out, config, overwrite=overwrite)
+    lr = config.lr if config.lr is not None else _DEFAULT_LR[config.optimizer]
+    weight_decay = config.weight_decay if config.weight_decay is not None else _DEFAULT_WEIGHT_DECAY[config.optimizer]
+    end_step = min(config.steps, config.stop_at) if config.stop_at is not None else config.steps
+
+    if train_data is None or val_data is None:
+        default_train, default_val = _synthetic_datasets(config)
+        train_data = default_train if train_data is None else train_data
+        val_data = default_val if val_data is None else val_data
+    train_src = _Source(train_data, config.train_images, name="training", cache_limit_mb=config.cache_limit_mb,
+                        num_classes=config.num_classes,
+                        progress=progress)  # fmt: skip
+    val_src = _Source(val_data, config.val_images, name="validation", cache_limit_mb=config.cache_limit_mb,
+                      num_classes=config.num_classes,
+                      progress=progress)  # fmt: skip
+    if config.crop is None and not train_src.cached:
+        raise ValueError("training images of varying size need a crop size (crop=(h, w), --crop HxW)")
+
+    if config.mean is None or config.std is None:
+        measured_mean, measured_std = train_src.mean_std()
+    mean = config.mean if config.mean is not None else measured_mean
+    std = config.std if config.std is not None else measured_std
+
+    torch.manual_seed(config.seed)
+    arch_kwargs: dict[str, Any] = {"width": config.width, "batch_norm": config.batch_norm,
+                                   "dropout": config.dropout, "fc6_kernel": config.fc6_kernel}  # fmt: skip
+    net = FCN8s(config.num_classes, **arch_kwargs).to(device)
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    groups = _param_groups(net, weight_decay)
+    optimizer: torch.optim.Optimizer
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=lr)
+
+    def factor(step: int) -> float:
+        return _lr_factor(step, steps=config.steps, warmup=config.warmup_steps, schedule=config.schedule,
+                          power=config.poly_power)  # fmt: skip
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
+    n_params = sum(p.numel() for p in net.parameters())
+
+    (out / CONFIG).write_text(
+        json.dumps(
+            {
+                "config": config.as_json(),
+                "resolved": {
+                    "mean": list(mean), "std": list(std), "lr": lr, "weight_decay": weight_decay,
+                    "device": str(device), "parameters": n_params, "train_images": train_src.n,
+                    "val_images": val_src.n, "train_data": type(train_data).__name__,
+                    "val_data": type(val_data).__name__, "torch": torch.__version__,
+                },
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+
+    ckpt_path = out / CHECKPOINT
+    metrics_path = out / METRICS
+    start_step = 0
+    elapsed_before = 0.0
+    loss_window = (0.0, 0)
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if state.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"{ckpt_path} has checkpoint format {state.get('format')}, expected {_CHECKPOINT_FORMAT}")
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and len(state["rng_cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        start_step = int(state["step"])
+        elapsed_before = float(state["elapsed_s"])
+        loss_window = (float(state["loss_window"][0]), int(state["loss_window"][1]))
+        _truncate_metrics(metrics_path, start_step)
+        logger.info("resuming from step %d (checkpoint %s)", start_step, ckpt_path)
+    else:
+        metrics_path.unlink(missing_ok=True)
+    logger.info(
+        "training FCN8s (width %s, %s params) on %s for steps %d..%d, batch %d, crop %s",
+        config.width, f"{n_params:,}", device, start_step, end_step, config.batch_size, config.crop,
+    )  # fmt: skip
+
+    if config.crop is not None:
+        crop = config.crop
+    else:
+        h, w = train_src.get([0])[0][0].shape[-2:]  # cached (checked above): stacked (images, labels)
+        crop = (int(h), int(w))
+    if device.type == "cuda":
+        train_src.to(device)
+        val_src.to(device)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    use_amp = config.amp and device.type == "cuda"
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    def validate(step: int, *, log: bool = True) -> ValResult:
+        result = evaluate(net, val_src.batches(config.val_batch_size or config.batch_size), mean=mean, std=std,
+                          num_classes=config.num_classes, device=device, amp=use_amp)  # fmt: skip
+        if log:
+            _append(metrics_path, {"kind": "val", "step": step, "elapsed_s": round(elapsed(), 3),
+                                   **result.as_dict()})  # fmt: skip
+        logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f", step, result.miou, result.pixel_acc)
+        return result
+
+    net.train()
+    loss_sum = torch.full((), loss_window[0], dtype=torch.float64, device=device)
+    loss_count = loss_window[1]
+    timed_steps = 0  # steps since window_t, for the throughput column
+    last_loss = math.nan
+    last_val: ValResult | None = None
+    window_t = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step", disable=_disable(progress),
+               dynamic_ncols=True)  # fmt: skip
+    step = start_step
+    try:
+        while step < end_step:
+            gen = torch.Generator().manual_seed(_mix(config.seed, 2, step))
+            got = train_src.get(_batch_indices(step, batch_size=config.batch_size, n=train_src.n, seed=config.seed))
+            if isinstance(got, tuple):
+                x, y = _augment(got[0].to(device, non_blocking=True), got[1].to(device, non_blocking=True),
+                                crop=crop, generator=gen, config=config, fill=mean_t)  # fmt: skip
+            else:
+                parts = [_augment(img[None].to(device), lbl[None].to(device), crop=crop, generator=gen, config=config,
+                                  fill=mean_t) for img, lbl in got]  # fmt: skip
+                x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+            x = (x - mean_t) / std_t
+            if config.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX, reduction="sum")
+            loss = loss / (y != IGNORE_INDEX).sum().clamp_min(1)  # all-ignored batch: loss 0, not NaN
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += loss.detach()
+            loss_count += 1
+            timed_steps += 1
+            bar.update(1)
+
+            if step % config.log_every == 0 or step == config.steps:
+                last_loss = float(loss_sum) / loss_count  # the only per-window device sync
+                if not math.isfinite(last_loss):
+                    raise FloatingPointError(
+                        f"training loss became {last_loss} by step {step}; lower the learning rate"
+                    )
+                now = time.perf_counter()
+                row = {"kind": "train", "step": step, "loss": round(last_loss, 6),
+                       "lr": scheduler.get_last_lr()[0], "steps_per_s": round(timed_steps / (now - window_t), 4),
+                       "elapsed_s": round(elapsed(), 3)}  # fmt: skip
+                _append(metrics_path, row)
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{row['lr']:.2e}")
+                loss_sum.zero_()
+                loss_count = 0
+                timed_steps = 0
+                window_t = now
+            if (config.val_every and step % config.val_every == 0) or step == config.steps:
+                last_val = validate(step)
+                bar.set_postfix(loss=f"{last_loss:.4f}", miou=f"{last_val.miou:.3f}")
+            if step % config.checkpoint_every == 0 or step == end_step:
+                _save_checkpoint(ckpt_path, step=step, net=net, optimizer=optimizer, scheduler=scheduler,
+                                 elapsed_s=elapsed(), loss_window=(float(loss_sum), loss_count))  # fmt: skip
+    finally:
+        bar.close()
+
+    finished = step >= config.steps
+    if finished and last_val is None:  # resumed from the final checkpoint: validate again for the export
+        last_val = validate(step, log=False)  # its row is in metrics.jsonl already
+    net.eval()
+    export_path: Path | None = None
+    if finished and last_val is not None:
+        export_dir = Path(config.export_dir) if config.export_dir is not None else out
+        total_s = elapsed()
+        ih, iw = train_src.image_size
+        desc = (
+            f"FCN8s-VGG16 width {config.width:g}{' + BatchNorm' if config.batch_norm else ''}, "
+            f"trained {config.steps} steps on {type(train_data).__name__} {ih}x{iw}, "
+            f"val mIoU {last_val.miou:.3f}"
+        )
+        export_path = save_model(
+            net, export_dir / config.export_name, arch="fcn8s", arch_kwargs=arch_kwargs, mean=mean, std=std,
+            num_classes=config.num_classes, description=desc,
+            extra={
+                "training": {
+                    "steps": config.steps, "seed": config.seed, "batch_size": config.batch_size,
+                    "crop": config.crop, "image_size": train_src.image_size, "train_data": type(train_data).__name__,
+                    "train_images": train_src.n, "val_images": val_src.n, "optimizer": config.optimizer, "lr": lr,
+                    "weight_decay": weight_decay, "schedule": config.schedule, "device": str(device),
+                    "elapsed_s": round(total_s, 1), "final_train_loss": last_loss, "torch": torch.__version__,
+                    "config": {k: v for k, v in config.as_json().items() if k not in RUNTIME_FIELDS},
+                },
+                "val": last_val.as_dict(),
+            },
+        )  # fmt: skip
+        logger.info("exported the final model to %s", export_path)
+    return TrainResult(
+        net=net, step=step, finished=finished, resumed_from=start_step, train_loss=last_loss, val=last_val,
+        export_path=export_path, elapsed_s=elapsed(), out_dir=out,
+    )  # fmt: skip

@@ -1,0 +1,12 @@
+"""Model zoo: the FCN-8s architecture (Long et al. 2015) and the shipped weights with their model cards.
+
+``available()`` lists the shipped models (name -> description); ``load(name)`` returns a ``PixelModel`` (images in
+[0, 1] -> logits) after checking the weights' SHA-256 against the model card; ``save_model`` writes such a pair.
+"""
+
+from __future__ import annotations
+
+from .fcn8s import FCN8s, bilinear_kernel
+from .registry import ARCHITECTURES, WEIGHTS_DIR, available, load, save_model, sha256_file
+
+__all__ = ["FCN8s", "bilinear_kernel", "ARCHITECTURES", "WEIGHTS_DIR", "available", "load", "save_model", "sha256_file"]

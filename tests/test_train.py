@@ -1,0 +1,296 @@
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+import segattack.train as train_mod
+from segattack.cli import main
+from segattack.train import ConfigMismatchError, TrainConfig, checkpoint_step, evaluate, train
+from segattack.zoo import load
+
+#: Classes of the easy scenes (Cityscapes train ids) and their colours.
+SKY, ROAD, PERSON = 10, 0, 11
+COLOURS = {SKY: (70, 130, 180), ROAD: (128, 64, 128), PERSON: (220, 20, 60)}
+
+
+class EasyScenes(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
+    """Sky above a random horizon, road below, one 'person' box; colour determines the class (plus noise)."""
+
+    def __init__(self, n: int, size: tuple[int, int] = (32, 64), seed: int = 0) -> None:
+        self.n, self.size, self.seed = n, size, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        g = torch.Generator().manual_seed(self.seed * 100_000 + i)
+        h, w = self.size
+        label = torch.full((h, w), ROAD, dtype=torch.int64)
+        horizon = int(torch.randint(h // 4, 3 * h // 4, (1,), generator=g))
+        label[:horizon] = SKY
+        bh, bw = int(torch.randint(6, h // 2, (1,), generator=g)), int(torch.randint(4, w // 4, (1,), generator=g))
+        top, left = int(torch.randint(0, h - bh, (1,), generator=g)), int(torch.randint(0, w - bw, (1,), generator=g))
+        label[top : top + bh, left : left + bw] = PERSON
+        label[0, :4] = 255  # some ignored pixels
+        image = torch.zeros(3, h, w)
+        for cls, colour in COLOURS.items():
+            image[:, label == cls] = torch.tensor(colour, dtype=torch.float32)[:, None]
+        image += 12 * torch.randn(3, h, w, generator=g)
+        return image.clamp(0, 255).round().to(torch.uint8), label
+
+
+def tiny_config(out: Path, **kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        out_dir=str(out), width=1 / 16, batch_norm=True, dropout=0.5, size=(32, 64), crop=(24, 48), batch_size=4,
+        steps=12, lr=0.05, train_images=16, val_images=4, log_every=2, val_every=0, checkpoint_every=5,
+        device="cpu", seed=3,
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def read_rows(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_loss_falls_on_learnable_data(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = tiny_config(tmp_path / "run", steps=40, log_every=5, lr=0.05, dropout=0.0, warmup_steps=3)
+    result = train(config, train_data=EasyScenes(32), val_data=EasyScenes(4, seed=1))
+    rows = [r for r in read_rows(tmp_path / "run" / "metrics.jsonl") if r["kind"] == "train"]
+    losses = [float(r["loss"]) for r in rows]  # type: ignore[arg-type]
+    assert len(losses) == 8
+    assert losses[0] > 1.0  # starts near ln(19) = 2.94
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert result.finished and result.step == 40 and result.resumed_from == 0
+    assert result.val is not None and result.val.pixel_acc > 0.6
+
+
+def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    data, val = EasyScenes(10), EasyScenes(3, seed=1)  # 10 images, batch 4: epochs straddle batches
+    full = train(tiny_config(tmp_path / "full"), train_data=data, val_data=val)
+
+    part = train(tiny_config(tmp_path / "cut", stop_at=7), train_data=data, val_data=val)
+    assert not part.finished and part.step == 7 and part.export_path is None
+    assert checkpoint_step(tmp_path / "cut") == 7
+    resumed = train(tiny_config(tmp_path / "cut"), train_data=data, val_data=val)
+    assert resumed.resumed_from == 7 and resumed.finished and resumed.step == 12
+
+    a, b = full.net.state_dict(), resumed.net.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key  # bit-identical on one CPU
+    # The metric logs agree too: no rows lost or doubled by the interruption.
+    rows_full = read_rows(tmp_path / "full" / "metrics.jsonl")
+    rows_cut = read_rows(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in rows_full] == [r["step"] for r in rows_cut]
+    for r, s in zip(rows_full, rows_cut, strict=True):
+        if r["kind"] == "train":
+            assert r["loss"] == pytest.approx(s["loss"], rel=1e-4)
+
+
+def test_resume_from_periodic_checkpoint_drops_later_rows(tmp_path: Path) -> None:
+    data, val = EasyScenes(8), EasyScenes(2, seed=1)
+    out = tmp_path / "run"
+    train(tiny_config(out, stop_at=7), train_data=data, val_data=val)
+    # Simulate a crash after step 7 with the last periodic checkpoint at step 5.
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 7
+    earlier = train(tiny_config(tmp_path / "ref", stop_at=5), train_data=data, val_data=val)
+    assert earlier.step == 5
+    (out / "checkpoint.pt").write_bytes((tmp_path / "ref" / "checkpoint.pt").read_bytes())
+    with (out / "metrics.jsonl").open("a") as fh:
+        fh.write('{"kind": "train", "st')  # torn by the crash
+    result = train(tiny_config(out), train_data=data, val_data=val)
+    assert result.resumed_from == 5
+    steps = [r["step"] for r in read_rows(out / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == sorted(set(steps)) == [2, 4, 6, 8, 10, 12]
+
+
+def test_different_config_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    data, val = EasyScenes(8), EasyScenes(2, seed=1)
+    train(tiny_config(tmp_path, stop_at=2), train_data=data, val_data=val)
+    with pytest.raises(ConfigMismatchError, match=r"lr: 0.05 -> 0.1.*overwrite"):
+        train(tiny_config(tmp_path, lr=0.1), train_data=data, val_data=val)
+    # Runtime options (where to stop, how often to log or check-point) may change on resumption.
+    result = train(tiny_config(tmp_path, stop_at=4, checkpoint_every=1, log_every=1), train_data=data, val_data=val)
+    assert result.resumed_from == 2
+    result = train(tiny_config(tmp_path, lr=0.1, stop_at=2), train_data=data, val_data=val, overwrite=True)
+    assert result.resumed_from == 0
+
+
+def test_validation_returns_per_class_iou() -> None:
+    data = EasyScenes(3)
+    images = torch.stack([data[i][0] for i in range(3)])
+    labels = torch.stack([data[i][1] for i in range(3)])
+
+    class Oracle(torch.nn.Module):  # predicts from colour: a perfect model for these scenes, bar the noise
+        def forward(self, x: Tensor) -> Tensor:
+            colours = torch.tensor([COLOURS[c] for c in (SKY, ROAD, PERSON)], dtype=torch.float32) / 255
+            dist = (x[:, None] - colours.view(1, 3, 3, 1, 1)).pow(2).sum(2)
+            logits = torch.full((x.shape[0], 19, *x.shape[-2:]), -1e3)
+            for k, c in enumerate((SKY, ROAD, PERSON)):
+                logits[:, c] = -dist[:, k]
+            return logits
+
+    result = evaluate(Oracle(), [(images, labels)], mean=(0, 0, 0), std=(1, 1, 1), num_classes=19)
+    assert len(result.iou) == 19
+    for c in (SKY, ROAD, PERSON):
+        assert result.iou[c] > 0.95
+    assert math.isnan(result.iou[1])  # sidewalk: absent from ground truth and prediction
+    assert result.miou == pytest.approx(sum(result.iou[c] for c in (SKY, ROAD, PERSON)) / 3)
+    assert result.confusion.sum() == (labels != 255).sum()
+    named = result.as_dict()
+    assert named["iou"]["person"] == result.iou[PERSON] and named["iou"]["sidewalk"] is None
+
+
+def test_augmentation_keeps_labels_aligned() -> None:
+    # Scale, crop and flip move image and label together: colour still predicts the class after augmentation.
+    data = EasyScenes(4)
+    images = torch.stack([data[i][0] for i in range(4)])
+    labels = torch.stack([data[i][1] for i in range(4)]).to(torch.uint8)
+    config = tiny_config(Path("unused"), scale_range=(0.5, 2.0), brightness=0.0, contrast=0.0, saturation=0.0)
+    x, y = train_mod._augment(images, labels, crop=(24, 48), generator=torch.Generator().manual_seed(0),
+                              config=config, fill=torch.zeros(3))  # fmt: skip
+    assert x.shape == (4, 3, 24, 48) and y.shape == (4, 24, 48) and y.dtype == torch.int64
+    person = y == PERSON
+    assert person.any()
+    red = x[:, 0][person].mean() - x[:, 2][person].mean()
+    assert red > 0.4  # person pixels stay red
+    assert set(y.unique().tolist()) <= {SKY, ROAD, PERSON, 255}
+
+
+def test_lr_schedules() -> None:
+    poly = [train_mod._lr_factor(s, steps=10, warmup=2, schedule="poly", power=0.9) for s in range(10)]
+    cos = [train_mod._lr_factor(s, steps=10, warmup=0, schedule="cosine", power=0.9) for s in range(10)]
+    assert poly[:3] == [0.5, 1.0, 1.0]
+    assert all(a >= b for a, b in zip(poly[1:], poly[2:], strict=False))
+    assert cos[0] == 1.0 and cos[-1] < 0.05
+
+
+def test_config_validation_fires() -> None:
+    with pytest.raises(ValueError, match="crop"):
+        TrainConfig(out_dir="x", crop=(0, 4))
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(out_dir="x", optimizer="adam")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="nesterov"):
+        TrainConfig(out_dir="x", optimizer="adamw", nesterov=True)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(out_dir="x", steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="scale_range"):
+        TrainConfig(out_dir="x", scale_range=(2.0, 1.0))
+
+
+def test_adamw_cosine_runs_and_exports(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, optimizer="adamw", lr=1e-3, schedule="cosine", steps=4, export_name="tiny",
+                         export_dir=str(tmp_path / "zoo"), val_every=2)  # fmt: skip
+    result = train(config, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    assert result.export_path == tmp_path / "zoo" / "tiny.json"
+    card = json.loads(result.export_path.read_text())
+    assert card["training"]["steps"] == 4 and card["training"]["optimizer"] == "adamw"
+    assert set(card["val"]["iou"]) >= {"person", "road", "sky"}
+    model = load("tiny", weights_dir=tmp_path / "zoo")
+    assert model.predict(torch.rand(1, 3, 32, 64)).shape == (1, 32, 64)
+    vals = [r for r in read_rows(tmp_path / "metrics.jsonl") if r["kind"] == "val"]
+    assert [r["step"] for r in vals] == [2, 4]
+
+
+@pytest.fixture
+def easy_default_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the default (synthetic) data source the easy scenes, so the CLI runs without the synthetic module."""
+
+    def fake(config: TrainConfig) -> tuple[EasyScenes, EasyScenes]:
+        return EasyScenes(config.train_images, config.size), EasyScenes(config.val_images, config.size, seed=1)
+
+    monkeypatch.setattr(train_mod, "_synthetic_datasets", fake)
+
+
+CLI_ARGS = ["--width", "0.0625", "--steps", "4", "--batch-size", "2", "--crop", "24x48", "--size", "32x64",
+            "--train-images", "6", "--val-images", "2", "--checkpoint-every", "2", "--val-every", "0",
+            "--device", "cpu", "--export-name", "cli_model"]  # fmt: skip
+
+
+def test_cli_train_end_to_end(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *CLI_ARGS, "--stop-at", "2"]) == 0
+    assert "stopped at step 2" in capsys.readouterr().out
+    assert main(["train", "--out", str(out), *CLI_ARGS]) == 0
+    captured = capsys.readouterr()
+    assert "resuming from step 2" in captured.err and "cli_model" in captured.out
+    assert (out / "cli_model.safetensors").is_file()
+    assert load("cli_model", weights_dir=out).num_classes == 19
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["crop"] == [24, 48] and config["config"]["width"] == 0.0625
+
+    changed = [a if a != "0.0625" else "0.125" for a in CLI_ARGS]
+    assert main(["train", "--out", str(out), *changed]) == 2
+    assert "different configuration" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), *changed, "--overwrite", "--stop-at", "1"]) == 0
+
+
+def test_cli_rejects_bad_sizes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path), "--crop", "24by48"])
+    assert "HxW" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("segattack.data.synthetic") is None, reason="synthetic data not present")
+def test_cli_train_on_synthetic_streets(tmp_path: Path) -> None:
+    args = [a for a in CLI_ARGS if a != "--stop-at"]
+    assert main(["train", "--out", str(tmp_path), *args]) == 0
+    card = json.loads((tmp_path / "cli_model.json").read_text())
+    assert card["training"]["train_data"] == "SyntheticStreets"
+
+
+def test_config_fields_are_json_round_trippable() -> None:
+    config = TrainConfig(out_dir="x")
+    assert dataclasses.asdict(config)["crop"] == (128, 256)
+    assert config.as_json()["crop"] == [128, 256]
+
+
+def test_bad_labels_fire(tmp_path: Path) -> None:
+    class BadLabels(EasyScenes):
+        def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+            image, label = super().__getitem__(i)
+            label[0, 0] = 33  # a Cityscapes label id, not a train id
+            return image, label
+
+    with pytest.raises(ValueError, match=r"class ids in 0..18 or 255"):
+        train(tiny_config(tmp_path), train_data=BadLabels(4), val_data=EasyScenes(2))
+
+
+def test_rerun_of_finished_run_reexports_without_duplicate_rows(tmp_path: Path) -> None:
+    data, val = EasyScenes(8), EasyScenes(2, seed=1)
+    first = train(tiny_config(tmp_path, steps=4, val_every=2), train_data=data, val_data=val)
+    rows = read_rows(tmp_path / "metrics.jsonl")
+    again = train(tiny_config(tmp_path, steps=4, val_every=2), train_data=data, val_data=val)
+    assert again.resumed_from == 4 and again.finished and again.export_path is not None
+    assert read_rows(tmp_path / "metrics.jsonl") == rows
+    assert first.val is not None and again.val is not None and again.val.miou == first.val.miou
+
+
+def test_path_out_dir_is_accepted(tmp_path: Path) -> None:
+    config = TrainConfig(out_dir=tmp_path, size=[32, 64], crop=[24, 48])  # type: ignore[arg-type]
+    assert config.out_dir == str(tmp_path) and config.size == (32, 64) and config.crop == (24, 48)
+
+
+def test_caller_rng_state_is_left_alone(tmp_path: Path) -> None:
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    train(tiny_config(tmp_path, steps=2), train_data=EasyScenes(4), val_data=EasyScenes(2, seed=1))
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_cli_rejects_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path), "--device", "tpu9"]) == 2
+    assert "device" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["train", "--out", str(tmp_path), "--device", "cuda"]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err

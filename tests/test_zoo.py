@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import segattack as sa
+from segattack.zoo import FCN8s, available, bilinear_kernel, load, save_model, sha256_file
+
+#: FCN8s-VGG16 of Long et al. (21 classes), counted layer by layer from the voc-fcn8s net: VGG16 convs 14,714,688 +
+#: fc6 102,764,544 + fc7 16,781,312 + score_fr 86,037 + score_pool4 10,773 + score_pool3 5,397 + two 2x deconvs
+#: 2 * 7,056 + the 8x deconv 112,896 = 134,489,759 (the paper's "134M"). The 8x layer is a fixed buffer here.
+REFERENCE_PARAMS_21 = 134_489_759 - 112_896
+
+
+def n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_full_size_parameter_count_matches_long_et_al() -> None:
+    with torch.device("meta"):  # no memory, no time: only the shapes matter
+        net21 = FCN8s(21)
+        net19 = FCN8s(19)
+    assert n_params(net21) == REFERENCE_PARAMS_21  # exact layer-for-layer match with voc-fcn8s
+    assert abs(n_params(net19) - 134e6) / 134e6 < 0.01  # within 1% of the paper's 134 M
+
+
+def test_small_variant_parameter_count() -> None:
+    net = FCN8s(19, width=1 / 8, batch_norm=True)
+    assert 2.0e6 < n_params(net) < 2.2e6  # DESIGN.md: about 2.1 M at 1/8 width with BatchNorm
+
+
+@pytest.mark.parametrize("size", [(37, 61), (100, 150), (32, 64), (1, 1), (33, 97)])
+def test_logits_exactly_at_input_size(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    net = FCN8s(19, width=1 / 16, batch_norm=True).eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, *size))
+    assert out.shape == (2, 19, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_output_stride_is_8() -> None:
+    net = FCN8s(5, width=1 / 16).eval()
+    seen: list[tuple[int, ...]] = []
+    net.upscore8.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 37, 61))
+    assert net.output_stride == 8
+    assert seen == [(math.ceil(37 / 8), math.ceil(61 / 8))]
+
+
+def test_fixed_upsampling_is_bilinear() -> None:
+    # Inside the image the 8x transposed convolution equals F.interpolate(bilinear, align_corners=False).
+    net = FCN8s(3, width=1 / 16)
+    x = torch.randn(1, 3, 6, 7)
+    up = net.upscore8(x)
+    ref = torch.nn.functional.interpolate(x, scale_factor=8, mode="bilinear", align_corners=False)
+    assert up.shape == ref.shape
+    assert torch.allclose(up[..., 8:-8, 8:-8], ref[..., 8:-8, 8:-8], atol=1e-5)
+    assert bilinear_kernel(16).sum().item() == pytest.approx(64.0)
+    assert "upscore8.weight" not in net.state_dict()  # fixed, not shipped
+
+
+def test_score_layers_start_at_zero_and_gradients_flow() -> None:
+    torch.manual_seed(0)
+    net = FCN8s(4, width=1 / 16, batch_norm=True)
+    out = net(torch.randn(2, 3, 24, 40))
+    assert torch.equal(out, torch.zeros_like(out))  # zero-initialised score layers, as Long et al.
+    out.sum().backward()
+    assert net.score_fr.weight.grad is not None and net.score_fr.weight.grad.abs().sum() > 0
+
+
+def test_invalid_arguments_fire() -> None:
+    with pytest.raises(ValueError, match="width"):
+        FCN8s(19, width=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        FCN8s(0)
+    with pytest.raises(ValueError, match="fc6_kernel"):
+        FCN8s(19, fc6_kernel=4)
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        FCN8s(19, width=1 / 16)(torch.rand(3, 8, 8))
+
+
+def _save_tiny(tmp_path: Path, name: str = "tiny") -> tuple[torch.nn.Module, Path]:
+    torch.manual_seed(0)
+    net = FCN8s(19, width=1 / 16, batch_norm=True)
+    with torch.no_grad():  # non-trivial weights everywhere, BN statistics included
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)  # type: ignore[operator]
+                m.running_var.uniform_(0.5, 1.5)  # type: ignore[operator]
+    card = save_model(
+        net, tmp_path / name, arch="fcn8s", arch_kwargs={"width": 1 / 16, "batch_norm": True},
+        mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3), num_classes=19, description="tiny test model\nsecond line",
+        extra={"val": {"miou": 0.5, "iou": torch.tensor([0.5, float("nan")])}},
+    )  # fmt: skip
+    return net.eval(), card
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    net, card_path = _save_tiny(tmp_path)
+    card = json.loads(card_path.read_text())
+    assert card["sha256"] == sha256_file(tmp_path / "tiny.safetensors")
+    assert card["val"]["iou"] == [0.5, None]  # NaN written as null
+    assert available(weights_dir=tmp_path) == {"tiny": "tiny test model"}
+
+    model = load("tiny", weights_dir=tmp_path)
+    assert isinstance(model, sa.PixelModel)
+    assert not model.net.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[key], value), key
+    images = torch.rand(2, 3, 37, 61)
+    mean = torch.tensor([0.3, 0.4, 0.5]).view(1, 3, 1, 1)
+    std = torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = net((images - mean) / std)
+    assert torch.allclose(model(images), expected, atol=1e-5)
+
+
+def test_checksum_mismatch_fires(tmp_path: Path) -> None:
+    _save_tiny(tmp_path)
+    weights = tmp_path / "tiny.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    expected = json.loads((tmp_path / "tiny.json").read_text())["sha256"]
+    with pytest.raises(ValueError, match="checksum mismatch") as info:
+        load("tiny", weights_dir=tmp_path)
+    message = str(info.value)
+    assert str(weights) in message and expected in message and sha256_file(weights) in message
+
+
+def test_unknown_name_lists_available(tmp_path: Path) -> None:
+    _save_tiny(tmp_path, "first")
+    _save_tiny(tmp_path, "second")
+    with pytest.raises(ValueError, match="unknown model 'nope'.*first, second"):
+        load("nope", weights_dir=tmp_path)
+    with pytest.raises(ValueError, match="model name"):
+        load("../first", weights_dir=tmp_path)
+
+
+def test_mismatched_architecture_fires(tmp_path: Path) -> None:
+    _save_tiny(tmp_path)
+    card_path = tmp_path / "tiny.json"
+    card = json.loads(card_path.read_text())
+    card["arch_kwargs"]["width"] = 1 / 8
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="do not match architecture"):
+        load("tiny", weights_dir=tmp_path)
+
+
+def test_available_skips_cards_without_weights(tmp_path: Path) -> None:
+    _save_tiny(tmp_path)
+    (tmp_path / "tiny.safetensors").unlink()
+    assert available(weights_dir=tmp_path) == {}
+    assert available(weights_dir=tmp_path / "missing") == {}
+
+
+def test_shipped_models_load() -> None:
+    # Whatever is shipped must load and verify (the directory may still be empty).
+    for name in available():
+        model = load(name)
+        assert model.predict(torch.rand(1, 3, 32, 64)).shape == (1, 32, 64)
