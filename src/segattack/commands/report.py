@@ -1,0 +1,35 @@
+"""``segattack report``: redraw every figure, summary.csv and report.html of a run from its result files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..cli import UserError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="redraw figures, summary.csv and report.html of a run from its result files (no model is run)",
+        description="Read DIR/results.jsonl, config.json and figure1_<id>.npz and write summary.csv (mean, population "
+        "std, count, missing per eps and mode; rates as fractions, eps in 8-bit levels), figure2.png/.svg/.pdf, "
+        "figure1_<id>.png and report.html. Works on an unfinished run too.",
+    )
+    p.add_argument("dir", metavar="DIR", help="output directory of `segattack run` or `segattack demo`")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..experiment import ExperimentError
+    from ..report import write_report
+
+    try:
+        report = write_report(args.dir)
+    except ExperimentError as err:
+        raise UserError(str(err)) from None
+    for path in [report.html_path, *report.figures]:
+        print(f"wrote {path}", file=sys.stderr)
+    for line in report.sentences:
+        print(line)
+    return 0

@@ -1,0 +1,717 @@
+"""The paper's experiment over a data set: hide a class at several budgets, measure, write resumable result rows.
+
+For each batch of images (Fischer et al. 2017, Sec. 2-3):
+
+1. clean prediction ``model.predict(images)``;
+2. target ``hide_class_target(pred, class_id=...)`` (nearest other class, from the prediction, never ground truth);
+3. one ``illm_sweep`` for all budgets (their common prefix is computed once): mode ``full``;
+4. mode ``posthoc``: the same perturbations kept only on the class pixels of the clean prediction (``restrict``; no
+   further attack, as in the paper's Figure 1 (c) and Figure 2 right);
+5. mode ``during``: a second sweep restricted to those pixels during the optimisation (``mask=``);
+6. predictions on every adversarial image -> ``hiding_metrics``, ``perturbation_norms``, ``psnr`` -> rows.
+
+Files in ``out_dir``:
+
+- ``config.json``: the resolved configuration (compared on resume) and the versions and device of the run;
+- ``results.jsonl``: one JSON row per image x eps x mode (fields: ``ROW_FIELDS``), appended and fsync'ed image by
+  image. Rates are fractions in [0, 1]; eps and norms are in 8-bit levels; PSNR in dB; ``time_s`` is the image's
+  share of its batch's wall time (all budgets and modes). Non-finite values (an image without the class has no
+  ``fooled``) are written as ``null``. ``status`` is ``ok``, ``absent`` (no pixel of the class predicted: not
+  attacked), ``all_hidden`` (every pixel is the class: no target exists) or ``unreadable`` (the file cannot be
+  decoded; logged as a warning);
+- ``figure1_<id>.npz``: what the 11 panels of the paper's Figure 1 need, at the budget nearest 10 levels;
+- ``images/eps<E>/<mode>/<id>.png`` with ``save_images=True``: the adversarial images, lossless 8-bit.
+
+Determinism: the same inputs give the same rows (apart from ``time_s``): the attack has no randomness and torch's
+generators are seeded for the run. On CUDA a few kernels (e.g. the backward of bilinear upsampling) add in a varying
+order, so rows can differ in rare pixels between GPU runs.
+
+Resuming: run the same configuration on the same directory again; images whose rows are complete are skipped, a
+torn last line (a crash mid-write) and the rows of half-written images are dropped, so no row is lost or
+duplicated. A different configuration is refused unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .attacks import illm_sweep, paper_steps, restrict, sweep_plan
+from .data.base import UnreadableImageError
+from .data.labels import CLASS_NAMES
+from .metrics import hiding_metrics, perturbation_norms, psnr
+from .targets import _hidden_mask, class_id_tuple, hide_class_target
+
+__all__ = [
+    "run_experiment",
+    "Progress",
+    "ExperimentError",
+    "MODES",
+    "ROW_FIELDS",
+    "STATUSES",
+    "RESULTS_FILE",
+    "CONFIG_FILE",
+    "read_rows",
+    "read_config",
+    "figure1_eps",
+    "safe_name",
+    "image_id_of",
+]
+
+log = logging.getLogger(__name__)
+
+MODES = ("full", "posthoc", "during")
+STATUSES = ("ok", "absent", "all_hidden", "unreadable")
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+CONFIG_FORMAT = 1
+ROW_FIELDS = (
+    "image_id", "index", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
+    "linf", "l2", "mean_abs", "psnr", "time_s", "status",
+)  # fmt: skip
+#: Files and folders an experiment writes (``overwrite=True`` removes exactly these, nothing else).
+_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, "summary.csv", "report.html", "figure2.png", "figure2.svg", "figure2.pdf")
+_OUTPUT_GLOBS = ("figure1_*.npz", "figure1_*.png", "*.tmp")
+
+
+class ExperimentError(ValueError):
+    """A configuration the experiment cannot honour (message meant for the user)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported to the ``progress`` callback once at the start and after every image.
+
+    done: images finished so far, including those found finished on resume; total: images in this run;
+    resumed: images skipped because earlier rows were complete; image_id/status: the image just finished (None at
+    the start).
+    """
+
+    done: int
+    total: int
+    resumed: int
+    image_id: str | None = None
+    status: str | None = None
+
+
+def image_id_of(dataset: Any, index: int) -> str:
+    """A data set's stable id of item ``index`` (``image_id(i)``, else ``name(i)``, else the index)."""
+    for attr in ("image_id", "name"):
+        fn = getattr(dataset, attr, None)
+        if callable(fn):
+            return str(fn(index))
+    return str(index)
+
+
+def safe_name(image_id: str) -> str:
+    """An image id made safe for a file name (``frankfurt/x_1`` -> ``frankfurt_x_1``).
+
+    >>> safe_name("frankfurt/frankfurt_000000_000294")
+    'frankfurt_frankfurt_000000_000294'
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("._") or "image"
+
+
+def figure1_eps(eps_levels: Sequence[float]) -> float:
+    """The budget Figure 1 shows: the one nearest 10 levels (the paper's), the larger one on a tie.
+
+    >>> figure1_eps([1, 2, 8, 12]), figure1_eps([1, 2, 4])
+    (12, 4)
+    """
+    return min(eps_levels, key=lambda e: (abs(e - 10), -e))
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _number(e: float) -> int | float:
+    return int(e) if float(e).is_integer() else float(e)
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[float, str]:
+    return float(row["eps"]), str(row["mode"])
+
+
+def read_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of ``results.jsonl`` (``null`` read back as NaN for numeric fields); a torn or corrupt line is
+    skipped with a warning. Read-only: the file is left as it is."""
+    rows, _, _ = _parse_results(Path(out_dir) / RESULTS_FILE)
+    return rows
+
+
+def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of an experiment directory."""
+    path = Path(out_dir) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExperimentError(f"{out_dir} holds no {CONFIG_FILE}: is it an experiment directory?") from None
+    except json.JSONDecodeError as err:
+        raise ExperimentError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise ExperimentError(f"{path} must hold a JSON object")
+    return config
+
+
+_NUMERIC = ("fooled", "preserved", "target_hit", "linf", "l2", "mean_abs", "psnr", "time_s")
+
+
+def _parse_results(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """Rows, their raw lines, and whether anything was dropped (torn last line or corrupt lines)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], [], False
+    lines = data.split(b"\n")
+    dropped = False
+    if lines and lines[-1] != b"":
+        log.warning("%s: dropping an incomplete last line (the previous run stopped while writing it)", path)
+        dropped = True
+    lines = lines[:-1]
+    rows: list[dict[str, Any]] = []
+    raw: list[bytes] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not {"index", "eps", "mode", "status"} <= row.keys():
+                raise ValueError("not a result row")
+        except ValueError:
+            log.warning("%s:%d: skipping a corrupt line", path, n)
+            dropped = True
+            continue
+        for key in _NUMERIC:
+            if key in row and row[key] is None:
+                row[key] = math.nan
+        rows.append(row)
+        raw.append(line)
+    return rows, raw, dropped
+
+
+def _prepare_results(path: Path, ids: Sequence[str], keys: set[tuple[float, str]]) -> set[int]:
+    """Indices of images whose rows are complete; rewrites the file without torn lines and partial images."""
+    rows, raw, dropped = _parse_results(path)
+    by_index: dict[int, list[int]] = {}
+    for pos, row in enumerate(rows):
+        by_index.setdefault(int(row["index"]), []).append(pos)
+    done: set[int] = set()
+    keep: list[int] = []
+    for index, positions in by_index.items():
+        got = [_row_key(rows[p]) for p in positions]
+        complete = (
+            0 <= index < len(ids)
+            and len(got) == len(keys)
+            and set(got) == keys
+            and all(rows[p].get("image_id") == ids[index] for p in positions)
+        )
+        if complete:
+            done.add(index)
+            keep.extend(positions)
+        else:
+            dropped = True
+            log.info("image %d: %d of %d rows found; it will be redone", index, len(got), len(keys))
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            for p in sorted(keep):
+                fh.write(raw[p] + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return done
+
+
+def _versions() -> dict[str, str]:
+    from . import __version__
+
+    return {
+        "segattack": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _ids_digest(ids: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for i in ids:
+        digest.update(i.encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _clear_outputs(out: Path) -> None:
+    for name in _OUTPUTS:
+        (out / name).unlink(missing_ok=True)
+    for pattern in _OUTPUT_GLOBS:
+        for p in out.glob(pattern):
+            p.unlink()
+    if (out / "images").is_dir():
+        shutil.rmtree(out / "images")
+
+
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    keys = sorted(set(old) | set(new))
+    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _to_uint8(x: Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 (exact for 8-bit images and whole-level budgets)."""
+    return (x.detach() * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def _labels_np(x: Tensor, num_classes: int) -> np.ndarray:
+    return x.detach().cpu().numpy().astype(np.uint8 if num_classes <= 256 else np.int32)
+
+
+def _save_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def run_experiment(
+    model: Any,
+    dataset: Any,
+    *,
+    class_ids: int | Sequence[int],
+    eps_levels: Sequence[int | float],
+    out_dir: str | os.PathLike[str],
+    modes: Sequence[str] = ("full", "posthoc"),
+    batch_size: int = 4,
+    limit: int | None = None,
+    save_images: bool = False,
+    device: str | torch.device | None = None,
+    figure1_ids: int | Sequence[str] = 3,
+    overwrite: bool = False,
+    describe: Mapping[str, Any] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
+
+    Args:
+        model: a ``PixelModel`` (images in [0, 1] -> logits at input size).
+        dataset: items ``(uint8 image (3, H, W), label)`` with ``image_id(i)`` (the ``segattack.data`` contract).
+        class_ids: the class(es) to hide, e.g. 11 (Cityscapes person) or (11, 12).
+        eps_levels: L-inf budgets in 8-bit levels (``[1, 2, 4, 10]``); the paper's step (1 level) and iterations.
+        out_dir: where results go (created; see the module docstring for its files).
+        modes: any of ``"full"`` (perturbation on the whole image), ``"posthoc"`` (restricted afterwards to the
+            class pixels) and ``"during"`` (restricted during the optimisation; one more sweep).
+        batch_size: images attacked at once (consecutive images of equal size).
+        limit: only the first ``limit`` images.
+        save_images: also write the adversarial images as PNGs under ``images/``.
+        device: where to run (default: the model's device).
+        figure1_ids: image ids to save Figure 1 data for, or N for the first N images that contain the class.
+        overwrite: replace the results of a different configuration in ``out_dir`` instead of refusing.
+        describe: extra configuration to record and compare (the command line puts its data and model specs here).
+        progress: called with a ``Progress`` at the start and after every image (it may raise KeyboardInterrupt;
+            finished rows are kept).
+        seed: seeds torch's generators for the run (restored afterwards); the attack itself is deterministic.
+
+    Raises:
+        ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
+            ``out_dir`` (without ``overwrite``).
+    """
+    ids_t = _check_classes(class_ids)
+    eps = _check_eps(eps_levels)
+    modes_t = _check_modes(modes)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ExperimentError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ExperimentError(f"limit must be a positive integer, got {limit!r}")
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if n == 0:
+        raise ExperimentError("the data set holds no images")
+    dev = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
+    model = model.to(dev)
+    ids = [image_id_of(dataset, i) for i in range(n)]
+    if len(set(ids)) != len(ids):
+        raise ExperimentError("the data set's image ids are not unique; result rows could not be told apart")
+
+    num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
+
+    from .specs import model_fingerprint
+
+    experiment = {
+        "class_ids": list(ids_t),
+        "class_names": [CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in ids_t],
+        "eps_levels": [_number(e) for e in eps],
+        "steps": [paper_steps(e) for e in eps],
+        "step_size_levels": 1,
+        "modes": list(modes_t),
+        "images": n,
+        "limit": limit,
+        "image_ids_sha256": _ids_digest(ids),
+        "model_sha256": model_fingerprint(model),
+        "figure1_eps": _number(figure1_eps(eps)),
+        **{k: v for k, v in (describe or {}).items()},
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_config(out, experiment, overwrite)
+    config = {
+        "format": CONFIG_FORMAT,
+        "experiment": experiment,
+        "run": {
+            "batch_size": batch_size,
+            "device": str(dev),
+            "save_images": save_images,
+            "figure1": figure1_ids if isinstance(figure1_ids, int) else list(figure1_ids),
+            "seed": seed,
+            "versions": _versions(),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    _write_json(out / CONFIG_FILE, config)
+
+    keys = {(float(e), m) for e in eps for m in modes_t}
+    results = out / RESULTS_FILE
+    done = _prepare_results(results, ids, keys)
+    fig1 = _Figure1Picker(figure1_ids, out)
+    plan = sweep_plan([e / 255 for e in eps])
+    log.info(
+        "%d images (%d done before), eps %s levels, modes %s; %d forward+backward passes per image per sweep",
+        n, len(done), experiment["eps_levels"], "+".join(modes_t), plan.passes,
+    )  # fmt: skip
+    resumed = len(done)
+    count = resumed
+    if progress is not None:
+        progress(Progress(done=count, total=n, resumed=resumed))
+    runner = _BatchRunner(model, dev, ids_t, eps, modes_t, batch_size, out, save_images, fig1, num_classes)
+    cuda = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        for start in range(0, n, batch_size):
+            todo = [i for i in range(start, min(n, start + batch_size)) if i not in done]
+            if not todo:
+                continue
+            per_image = runner.run(dataset, todo, ids)
+            with open(results, "ab") as fh:
+                for i in todo:
+                    fh.write(b"".join(json.dumps(r, allow_nan=False).encode() + b"\n" for r in per_image[i]))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for i in todo:
+                count += 1
+                if progress is not None:
+                    progress(Progress(count, n, resumed, ids[i], str(per_image[i][0]["status"])))
+    return out
+
+
+def _check_classes(class_ids: int | Sequence[int]) -> tuple[int, ...]:
+    try:
+        return class_id_tuple(class_ids)
+    except (TypeError, ValueError) as err:
+        raise ExperimentError(str(err)) from err
+
+
+def _check_eps(eps_levels: Sequence[int | float]) -> list[float]:
+    eps = [float(e) for e in eps_levels]
+    if not eps:
+        raise ExperimentError("eps_levels is empty; give at least one budget in 8-bit levels, e.g. [2, 4, 10]")
+    for e in eps:
+        if not math.isfinite(e) or e <= 0:
+            raise ExperimentError(f"eps must be positive (8-bit levels), got {_number(e)}")
+        if e > 255:
+            raise ExperimentError(f"eps={_number(e)} levels exceeds the 8-bit range (255)")
+    if len(set(eps)) != len(eps):
+        raise ExperimentError(f"eps lists a budget twice: {[_number(e) for e in eps]}")
+    if any(not e.is_integer() for e in eps):
+        log.warning("fractional eps levels: adversarial PNGs are rounded to whole levels and no longer bit-exact")
+    return sorted(eps)
+
+
+def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(modes, str):
+        modes = (modes,)
+    out: list[str] = []
+    for m in modes:
+        if m not in MODES:
+            raise ExperimentError(f"unknown mode {m!r}; valid modes: {', '.join(MODES)}")
+        if m not in out:
+            out.append(m)
+    if not out:
+        raise ExperimentError(f"no mode given; valid modes: {', '.join(MODES)}")
+    return tuple(m for m in MODES if m in out)
+
+
+def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> None:
+    path = out / CONFIG_FILE
+    has_results = (out / RESULTS_FILE).exists()
+    if overwrite:
+        _clear_outputs(out)
+        return
+    if not path.exists():
+        if has_results:
+            raise ExperimentError(
+                f"{out} holds {RESULTS_FILE} but no {CONFIG_FILE}, so its results cannot be resumed; replace them "
+                "with --overwrite (overwrite=True) or choose another output directory"
+            )
+        return
+    old = read_config(out).get("experiment", {})
+    if old != json.loads(json.dumps(experiment)):
+        raise ExperimentError(
+            f"{out} holds results of a different configuration ({_diff(old, experiment)}); replace them with "
+            "--overwrite (overwrite=True) or choose another output directory"
+        )
+
+
+def _probe_model(
+    model: Any, dataset: Any, n: int, class_ids: tuple[int, ...], ids: list[str], device: torch.device
+) -> int:
+    """Run the model once on the first readable image: its errors (wrong class count, probabilities, ...) and a
+    class id it cannot predict surface before anything is written. Returns the number of classes."""
+    for i in range(n):
+        try:
+            image, _ = dataset[i]
+        except UnreadableImageError:
+            continue
+        x = torch.as_tensor(image)[None].to(device, torch.float32) / 255
+        try:
+            with torch.no_grad():
+                logits = model(x)
+        except ValueError as err:
+            raise ExperimentError(f"the model does not fit (on image {ids[i]}): {err}") from err
+        k = int(logits.shape[1])
+        if max(class_ids) >= k:
+            raise ExperimentError(f"class id {max(class_ids)} to hide, but the model predicts only {k} classes")
+        return k
+    raise ExperimentError(f"none of the {n} images can be read")
+
+
+class _Figure1Picker:
+    """Which images get Figure 1 data: the named ids, or the first N images that contain the class (counting those
+    saved by an earlier, interrupted run)."""
+
+    def __init__(self, spec: int | Sequence[str], out: Path) -> None:
+        self.out = out
+        if isinstance(spec, int):
+            if spec < 0:
+                raise ExperimentError(f"figure1_ids must be a count >= 0 or a list of image ids, got {spec}")
+            self.ids: set[str] | None = None
+            self.n = spec
+            self.saved = {self._id_of(p) for p in out.glob("figure1_*.npz")}
+        else:
+            self.ids = {str(s) for s in spec}
+            self.n = len(self.ids)
+            self.saved = set()
+
+    @staticmethod
+    def _id_of(path: Path) -> str:
+        try:
+            with np.load(path) as z:
+                return str(z["image_id"])
+        except (OSError, ValueError, KeyError):
+            return path.stem
+
+    def take(self, image_id: str) -> bool:
+        """Whether ``image_id`` gets Figure 1 data; a count-based pick reserves its place at once."""
+        if self.ids is not None:
+            return image_id in self.ids
+        if image_id in self.saved:
+            return True
+        if len(self.saved) < self.n:
+            self.saved.add(image_id)
+            return True
+        return False
+
+
+class _BatchRunner:
+    def __init__(
+        self,
+        model: Any,
+        device: torch.device,
+        class_ids: tuple[int, ...],
+        eps: list[float],
+        modes: tuple[str, ...],
+        batch_size: int,
+        out: Path,
+        save_images: bool,
+        fig1: _Figure1Picker,
+        num_classes: int,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.class_ids = class_ids
+        self.eps = eps
+        self.modes = modes
+        self.batch_size = batch_size
+        self.out = out
+        self.save_images = save_images
+        self.fig1 = fig1
+        self.k_fig = eps.index(figure1_eps(eps))
+        self.num_classes = num_classes
+
+    def _status_rows(self, index: int, image_id: str, status: str, class_pixels: int | None) -> list[dict[str, Any]]:
+        """Rows of an image that was not attacked: every measure null."""
+        rows = []
+        for e in self.eps:
+            for m in self.modes:
+                row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+                row.update(image_id=image_id, index=index, eps=_number(e), mode=m, steps=0)
+                row.update(class_pixels=class_pixels, time_s=0.0, status=status)
+                rows.append(row)
+        return rows
+
+    def run(self, dataset: Any, indices: list[int], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+        t0 = time.perf_counter()
+        rows: dict[int, list[dict[str, Any]]] = {}
+        groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+        for i in indices:
+            try:
+                image, _ = dataset[i]
+            except UnreadableImageError as err:
+                log.warning("skipping unreadable image %s: %s", ids[i], err)
+                rows[i] = self._status_rows(i, ids[i], "unreadable", None)
+                continue
+            if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+                raise ExperimentError(
+                    f"data set item {i} ({ids[i]}) is not a uint8 (3, H, W) image tensor: the data set breaks the "
+                    "segattack.data contract"
+                )
+            groups.setdefault(tuple(image.shape), []).append((i, image))
+        for items in groups.values():
+            rows.update(self._run_group(items, ids))
+        elapsed = time.perf_counter() - t0
+        share = elapsed / max(1, len(indices))
+        for i in indices:
+            for r in rows[i]:
+                if r["status"] == "ok":
+                    r["time_s"] = round(share, 4)
+        return rows
+
+    def _run_group(self, items: list[tuple[int, Tensor]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+        x = torch.stack([img for _, img in items]).to(self.device, torch.float32) / 255
+        rows: dict[int, list[dict[str, Any]]] = {}
+        pred = self.model.predict(x, batch_size=self.batch_size)
+        hidden = _hidden_mask(pred, self.class_ids)
+        counts = hidden.flatten(1).sum(1).tolist()
+        n_pix = pred[0].numel()
+        ok: list[int] = []
+        for b, (i, _) in enumerate(items):
+            if counts[b] == 0:
+                rows[i] = self._status_rows(i, ids[i], "absent", 0)
+            elif counts[b] == n_pix:
+                rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix))
+            else:
+                ok.append(b)
+        if not ok:
+            return rows
+        sel = torch.tensor(ok, device=self.device)
+        xs, ps, hs = x[sel], pred[sel], hidden[sel]
+        target = hide_class_target(ps, class_id=self.class_ids)
+        eps01 = [e / 255 for e in self.eps]
+        ok_ids = [ids[items[b][0]] for b in ok]
+        fig = [j for j, iid in enumerate(ok_ids) if self.fig1.take(iid)]
+        advs: dict[str, Tensor] = {}
+        if "full" in self.modes or "posthoc" in self.modes or fig:
+            advs["full"] = illm_sweep(self.model, xs, target, eps=eps01)
+            advs["posthoc"] = restrict(advs["full"], xs, mask=hs)
+        if "during" in self.modes:
+            advs["during"] = illm_sweep(self.model, xs, target, eps=eps01, mask=hs)
+        k_n, b_n = len(self.eps), len(ok)
+        h, w = xs.shape[-2:]
+        preds = {
+            m: self.model.predict(advs[m].flatten(0, 1), batch_size=self.batch_size).view(k_n, b_n, h, w)
+            for m in advs
+            if m in self.modes or (fig and m in ("full", "posthoc"))
+        }
+        per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
+        for k, e in enumerate(self.eps):
+            for m in self.modes:
+                met = hiding_metrics(ps, preds[m][k], class_id=self.class_ids, target=target)
+                norms = perturbation_norms(advs[m][k], xs)
+                snr = psnr(advs[m][k], xs)
+                for j, b in enumerate(ok):
+                    i = items[b][0]
+                    per[i].append(
+                        {
+                            "image_id": ids[i],
+                            "index": i,
+                            "eps": _number(e),
+                            "mode": m,
+                            "steps": paper_steps(e),
+                            "fooled": _json_value(float(met.fooled[j])),
+                            "preserved": _json_value(float(met.preserved[j])),
+                            "target_hit": _json_value(float(met.target_hit[j])),
+                            "class_pixels": int(met.class_pixels[j]),
+                            "linf": _json_value(round(float(norms["linf"][j]), 4)),
+                            "l2": _json_value(round(float(norms["l2"][j]), 4)),
+                            "mean_abs": _json_value(round(float(norms["mean_abs"][j]), 4)),
+                            "psnr": _json_value(round(float(snr[j]), 4)),
+                            "time_s": 0.0,
+                            "status": "ok",
+                        }
+                    )
+        if self.save_images:
+            for k, e in enumerate(self.eps):
+                for m in self.modes:
+                    for j, iid in enumerate(ok_ids):
+                        path = self.out / "images" / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
+                        _save_png(path, _to_uint8(advs[m][k, j]))
+        for j in fig:
+            self._save_figure1(ok_ids[j], xs[j], target[j], ps[j], advs, preds, j)
+        rows.update(per)
+        return rows
+
+    def _save_figure1(
+        self,
+        image_id: str,
+        x: Tensor,
+        target: Tensor,
+        pred: Tensor,
+        advs: Mapping[str, Tensor],
+        preds: Mapping[str, Tensor],
+        j: int,
+    ) -> None:
+        k = self.k_fig
+        nc = self.num_classes
+        arrays: dict[str, Any] = {
+            "image_id": np.array(image_id),
+            "eps": np.array(self.eps[k]),
+            "class_ids": np.array(self.class_ids),
+            "image": _to_uint8(x),
+            "adv": _to_uint8(advs["full"][k, j]),
+            "adv_restricted": _to_uint8(advs["posthoc"][k, j]),
+            "target": _labels_np(target, nc),
+            "pred": _labels_np(pred, nc),
+            "pred_adv": _labels_np(preds["full"][k, j], nc),
+            "pred_restricted": _labels_np(preds["posthoc"][k, j], nc),
+        }
+        if "during" in advs:
+            arrays["adv_during"] = _to_uint8(advs["during"][k, j])
+            arrays["pred_during"] = _labels_np(preds["during"][k, j], nc)
+        path = self.out / f"figure1_{safe_name(image_id)}.npz"
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)

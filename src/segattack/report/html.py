@@ -1,0 +1,128 @@
+"""``report.html``: one self-contained page (images embedded) per experiment directory; and ``write_report``, which
+redraws every figure, ``summary.csv`` and the page from the result files alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..experiment import RESULTS_FILE, ExperimentError, read_config
+from .figures import figure1, figure2
+from .summary import MODE_TITLES, class_phrase, sentences, summarize_results
+
+__all__ = ["write_report", "render_html", "Report"]
+
+log = logging.getLogger(__name__)
+
+
+class Report:
+    """What ``write_report`` produced: the page, the figures, the summary rows and the sentences."""
+
+    def __init__(
+        self, html_path: Path, figures: list[Path], summary: list[dict[str, Any]], sentences: list[str]
+    ) -> None:
+        self.html_path = html_path
+        self.figures = figures
+        self.summary = summary
+        self.sentences = sentences
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _cell(v: Any, pct: bool = False) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{100 * v:.1f}" if pct else f"{v:.2f}"
+    return html.escape(str(v))
+
+
+def render_html(
+    config: Mapping[str, Any],
+    summary: Sequence[Mapping[str, Any]],
+    lines: Sequence[str],
+    figure2_png: Path | None,
+    figure1_pngs: Sequence[Path],
+) -> str:
+    """The page as a string (images embedded as base64 PNG)."""
+    exp = config.get("experiment", {})
+    cls = class_phrase(exp.get("class_names", ["person"]))
+    head = (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>segattack report</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:85%}"
+        "</style></head><body>"
+    )
+    parts = [head, f"<h1>Hiding {html.escape(cls)} pixels: adversarial examples for semantic segmentation</h1>"]
+    parts.append(
+        "<p>Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
+        "Segmentation</i>. eps is the L-inf budget in 8-bit levels (eps=10 means 10/255); <b>hidden</b> = share of "
+        f"the {html.escape(cls)} pixels of the clean prediction no longer predicted as {html.escape(cls)}; "
+        "<b>kept</b> = share of the other pixels whose prediction is unchanged; mean ± population std over images "
+        "that contain the class.</p>"
+    )
+    parts.append("<h2>Results</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>")
+    if figure2_png is not None and figure2_png.exists():
+        parts.append("<h2>Figure 2</h2>" + _img_tag(figure2_png, "Figure 2"))
+    parts.append("<h2>Summary per eps and mode</h2><table><tr>")
+    heads = [
+        "eps", "mode", "images", "with class", "absent", "all hidden", "unreadable", "hidden %", "± std",
+        "kept %", "± std", "target hit %", "PSNR dB", "max L-inf",
+    ]  # fmt: skip
+    parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
+    for r in summary:
+        cells = [
+            _cell(r["eps"]), _cell(r["mode"]), _cell(r["images"]), _cell(r["ok"]), _cell(r["absent"]),
+            _cell(r["all_hidden"]), _cell(r["unreadable"]), _cell(r["fooled_mean"], True),
+            _cell(r["fooled_std"], True), _cell(r["preserved_mean"], True), _cell(r["preserved_std"], True),
+            _cell(r["target_hit_mean"], True), _cell(r["psnr_mean"]), _cell(r["linf_max"]),
+        ]  # fmt: skip
+        parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</table>")
+    modes = exp.get("modes", [])
+    parts.append("<p>" + "<br>".join(f"<b>{html.escape(m)}</b>: {html.escape(MODE_TITLES[m])}" for m in modes) + "</p>")
+    if figure1_pngs:
+        parts.append(f"<h2>Figure 1 (eps = {html.escape(str(exp.get('figure1_eps', '')))})</h2>")
+        parts.extend(f"<p>{_img_tag(p, p.stem)}</p>" for p in figure1_pngs)
+    parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)) + "</pre>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str | os.PathLike[str]) -> Report:
+    """Redraw everything from the result files in ``out_dir``: ``summary.csv``, ``figure2.png/.svg/.pdf``,
+    ``figure1_<id>.png`` for every ``figure1_<id>.npz``, and ``report.html``. Never runs a model.
+
+    Raises ``ExperimentError`` if ``out_dir`` holds no results.
+    """
+    out = Path(out_dir)
+    if not (out / RESULTS_FILE).exists():
+        raise ExperimentError(f"{out} holds no {RESULTS_FILE}: nothing to report (run `segattack run` first)")
+    config = read_config(out)
+    exp = config.get("experiment", {})
+    names = exp.get("class_names", ["person"])
+    summary = summarize_results(out)
+    figures = figure2(summary, out / "figure2", class_names=names)
+    fig1 = []
+    for npz in sorted(out.glob("figure1_*.npz")):
+        try:
+            fig1.append(figure1(npz))
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("cannot draw Figure 1 from %s: %s", npz, err)
+    lines = sentences(summary, class_names=names)
+    page = render_html(config, summary, lines, out / "figure2.png", fig1)
+    tmp = out / "report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out / "report.html")
+    return Report(out / "report.html", [*figures, *fig1], summary, lines)
