@@ -1,10 +1,13 @@
 """segattack: adversarial examples against semantic segmentation networks (Fischer et al. 2017), on PyTorch.
 
-The Python API takes images in [0, 1] and budgets in the same units (``eps=10/255``).
+The Python API takes images in [0, 1] and budgets in the same units (``eps=10/255``). Reports (figures, summary,
+HTML) live in ``segattack.report`` and read result files only.
 """
 
 from . import data, zoo
 from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
+from .evaluate import EvalResult, evaluate
+from .experiment import run_experiment
 from .metrics import (
     HidingMetrics,
     Summary,
@@ -38,6 +41,9 @@ __all__ = [
     "psnr",
     "confusion_matrix",
     "iou",
+    "run_experiment",
+    "evaluate",
+    "EvalResult",
     "data",
     "zoo",
 ]

@@ -135,13 +135,16 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return int(h), int(w)
 
 
-def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None) -> Any:
+def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labels: str | Path | None = None) -> Any:
     """Build the data set a spec names (a ``segattack.data`` data set; items are (uint8 image, int64 label)).
 
     ``size``: (H, W) in pixels to resize to; None keeps each data set's default (synthetic: its own default size,
-    Cityscapes and folders: the files' size).
+    Cityscapes and folders: the files' size). ``labels``: a folder of train-id label PNGs matching a ``folder:``
+    data set's images by relative name (other data sets bring their own ground truth).
     """
     ds = parse_data_spec(spec) if isinstance(spec, str) else spec
+    if labels is not None and ds.scheme != "folder":
+        raise SpecError(f"a labels folder goes with folder:PATH data only; {ds} brings its own ground truth")
     if ds.scheme == "synthetic":
         from .data.synthetic import SyntheticStreets
 
@@ -159,7 +162,7 @@ def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None) -> A
         else:
             from .data.folder import ImageFolder
 
-            data = ImageFolder(root, size=size)
+            data = ImageFolder(root, size=size, labels=labels)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SpecError(f"cannot read {ds}: {err}") from err
     if len(data) == 0:

@@ -145,21 +145,31 @@ def add_data_args(p: argparse.ArgumentParser, *, default: str = DEFAULT_DATA) ->
         default=None,
         help="resize images to H x W pixels (default: synthetic 256x512, files as they are)",
     )
+    g.add_argument(
+        "--labels",
+        metavar="DIR",
+        default=None,
+        help="with folder:PATH, a folder of ground-truth PNGs (Cityscapes train ids, 255 = ignore) named like the "
+        "images; only `eval` uses ground truth, attacks take their targets from the prediction",
+    )
 
 
-def build_data(spec: str, size_text: str | None) -> tuple[Any, dict[str, Any]]:
+def build_data(spec: str, size_text: str | None, labels: str | None = None) -> tuple[Any, dict[str, Any]]:
     from ..specs import SpecError, load_data, parse_data_spec, parse_size
 
     try:
         ds = parse_data_spec(spec)
         size = parse_size(size_text)
-        data = load_data(ds, size=size)
+        data = load_data(ds, size=size, labels=labels)
     except SpecError as err:
         raise UserError(str(err)) from None
     shown = str(ds)
     if ds.path is not None:
         shown = shown.replace(ds.path, str(Path(ds.path).expanduser().resolve()), 1)
-    return data, {"data": shown, "size": list(size) if size else None}
+    describe: dict[str, Any] = {"data": shown, "size": list(size) if size else None}
+    if labels is not None:
+        describe["labels"] = str(Path(labels).expanduser().resolve())
+    return data, describe
 
 
 class ProgressBar:

@@ -1,0 +1,71 @@
+"""``segattack eval``: clean mean IoU and per-class IoU of a model on a data set with ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from ..cli import UserError
+from ._common import add_data_args, add_model_args, build_data, build_model
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="clean mIoU and per-class IoU against ground truth (255 = ignore)",
+        description="Evaluate a model on clean images: per-class IoU = TP / (TP + FP + FN) over the whole data set, "
+        "mIoU over the classes present, pixel accuracy; ground-truth pixels labelled 255 are ignored (Cityscapes' "
+        "pixel-level measure). Defaults: the shipped model on the synthetic validation split.",
+    )
+    add_model_args(p)
+    add_data_args(p, default="synthetic:100")
+    p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: 4)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--json", metavar="FILE", help="also write the result (IoU per class, confusion matrix) as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..data.labels import CLASS_NAMES
+    from ..evaluate import evaluate
+
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    model, describe = build_model(args)
+    data, data_desc = build_data(args.data, args.size, args.labels)
+    k = model.num_classes or len(CLASS_NAMES)
+    total = len(data) if args.limit is None else min(args.limit, len(data))
+    print(f"evaluating {describe['model']} on {total} images of {data_desc['data']} ({args.device})", file=sys.stderr)
+    bar = tqdm(total=total, unit="img", desc="evaluating", disable=not sys.stderr.isatty())
+    try:
+        result = evaluate(
+            model,
+            data,
+            num_classes=k,
+            batch_size=args.batch_size,
+            limit=args.limit,
+            device=args.device,
+            progress=lambda done, _n: bar.update(done - bar.n),
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    finally:
+        bar.close()
+    names = CLASS_NAMES if k == len(CLASS_NAMES) else tuple(map(str, range(k)))
+    for name, value in zip(names, result.iou.tolist(), strict=True):
+        print(f"{name:>14s}  {'   n/a' if math.isnan(value) else f'{100 * value:6.2f}'}")
+    skipped = f", {len(result.skipped)} unreadable skipped" if result.skipped else ""
+    print(
+        f"mIoU {100 * result.miou:.2f}% over {int((~result.iou.isnan()).sum())} classes present, pixel accuracy "
+        f"{100 * result.pixel_accuracy:.2f}% ({result.images} images{skipped})"
+    )
+    if args.json:
+        out = {**describe, **data_desc, **result.as_dict(names)}
+        Path(args.json).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

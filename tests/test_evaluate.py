@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import segattack as sa
+from segattack.cli import main
+from segattack.evaluate import evaluate
+
+from .models_for_cli import ListDataset, street_image, tiny_fcn, write_street_pngs
+
+
+class Labelled(ListDataset):
+    has_labels = True
+
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], bad: tuple[int, ...] = ()) -> None:
+        super().__init__(images, bad)
+        self.labels = labels
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, _ = super().__getitem__(index)
+        return image, torch.from_numpy(self.labels[index])
+
+
+def _data(n: int = 4, bad: tuple[int, ...] = ()) -> tuple[Labelled, sa.PixelModel, torch.Tensor]:
+    model = tiny_fcn()
+    images = [street_image(i) for i in range(n)]
+    preds = model.predict(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255)
+    labels = [p.numpy().copy() for p in preds]
+    labels[0][:4] = 13  # some wrong ground truth (car where the model says sky)
+    labels[1][:2] = 255  # and some ignored pixels
+    return Labelled(images, labels, bad), model, preds
+
+
+def test_matches_confusion_matrix_over_the_data_set() -> None:
+    data, model, preds = _data()
+    result = evaluate(model, data, num_classes=19, batch_size=3)
+    truth = torch.stack([torch.from_numpy(lb) for lb in data.labels])
+    expected = sa.confusion_matrix(preds, truth, num_classes=19)
+    assert torch.equal(result.confusion, expected)
+    assert result.images == 4 and result.skipped == []
+    assert result.iou[13] == 0.0 and result.iou[8] == 1.0  # car only in (wrong) ground truth; vegetation exact
+    assert result.miou == pytest.approx(float(sa.iou(expected).nanmean()))
+    assert 0.9 < result.pixel_accuracy < 1.0
+
+
+def test_batch_size_does_not_matter_and_unreadable_skipped() -> None:
+    data, model, _ = _data(bad=(2,))
+    one = evaluate(model, data, num_classes=19, batch_size=1)
+    many = evaluate(model, data, num_classes=19, batch_size=4)
+    assert torch.equal(one.confusion, many.confusion)
+    assert one.skipped == ["img_2"] and one.images == 3
+
+
+def test_errors() -> None:
+    data, model, _ = _data()
+    with pytest.raises(ValueError, match="batch_size"):
+        evaluate(model, data, num_classes=19, batch_size=0)
+    unlabelled = ListDataset([street_image(0)])
+    with pytest.raises(ValueError, match="no ground-truth"):
+        evaluate(model, unlabelled, num_classes=19)
+
+
+def test_cli_eval_on_folder_with_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = write_street_pngs(tmp_path / "images", n=3)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    model = tiny_fcn()
+    for i in range(3):
+        x = torch.from_numpy(street_image(i)).permute(2, 0, 1)[None].float() / 255
+        Image.fromarray(model.predict(x)[0].numpy().astype(np.uint8)).save(labels / f"img_{i}.png")
+    out = tmp_path / "eval.json"
+    code = main(
+        ["eval", "--data", f"folder:{images}", "--labels", str(labels), "--model", "tests.models_for_cli:tiny_fcn",
+         "--json", str(out)]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "mIoU 100.00%" in text and "person" in text
+    result = json.loads(out.read_text())
+    assert result["miou"] == 1.0 and result["images"] == 3 and result["iou"]["person"] == 1.0
+
+
+def test_cli_eval_without_labels_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = write_street_pngs(tmp_path / "images", n=2)
+    code = main(["eval", "--data", f"folder:{images}", "--model", "tests.models_for_cli:tiny_fcn"])
+    assert code == 2
+    assert "no ground-truth labels" in capsys.readouterr().err
