@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -91,19 +92,9 @@ def illm(
     uniform = len(set(n_steps)) == 1
     n_t = torch.tensor(n_steps, device=images.device).view(b, 1, 1, 1)
     lo, hi = bounds(base, e_t, m)
+    step = partial(sign_step, model, base, target=target, step=s, ignore_index=ignore_index, images=images)
     for t in range(max(n_steps, default=0)):
-        new = sign_step(
-            model,
-            base,
-            delta,
-            target,
-            step=s,
-            lo=lo,
-            hi=hi,
-            ignore_index=ignore_index,
-            check=t == 0,
-            images=images,
-        )
+        new = step(delta, lo=lo, hi=hi, check=t == 0)
         delta = new if uniform else torch.where(n_t > t, new, delta)
     return ((base + delta) / 255).to(images.dtype)
 
@@ -190,36 +181,15 @@ def illm_sweep(
     trunk_lo, trunk_hi = bounds(base, torch.full((), math.inf, dtype=images.dtype, device=images.device), m)
     trunk = torch.zeros_like(base)
     trunk_step = 0
+    step = partial(sign_step, model, base, target=target, step=s, ignore_index=ignore_index, images=images)
     for k in sorted(range(len(plan.eps_levels)), key=lambda i: plan.fork[i]):
         while trunk_step < plan.fork[k]:
-            trunk = sign_step(
-                model,
-                base,
-                trunk,
-                target,
-                step=s,
-                lo=trunk_lo,
-                hi=trunk_hi,
-                ignore_index=ignore_index,
-                check=trunk_step == 0,
-                images=images,
-            )
+            trunk = step(trunk, lo=trunk_lo, hi=trunk_hi, check=trunk_step == 0)
             trunk_step += 1
         lo, hi = bounds(base, torch.full((), plan.eps_levels[k], dtype=images.dtype, device=images.device), m)
         delta = trunk
         for t in range(plan.fork[k], plan.steps[k]):
-            delta = sign_step(
-                model,
-                base,
-                delta,
-                target,
-                step=s,
-                lo=lo,
-                hi=hi,
-                ignore_index=ignore_index,
-                check=t == 0,
-                images=images,
-            )
+            delta = step(delta, lo=lo, hi=hi, check=t == 0)
         out[k] = (base + delta) / 255
     return out
 
