@@ -16,7 +16,7 @@ from ..cli import UserError
 log = logging.getLogger("segattack.cli")
 
 #: The demo's budgets in 8-bit levels: 1..20 as in the paper's Figure 2, with 10 (the paper's Figure 1).
-DEFAULT_EPS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 20)
+DEFAULT_EPS: tuple[int, ...] = tuple(range(1, 21))
 DEFAULT_DATA = "synthetic"
 RESTRICT_MODES: dict[str, tuple[str, ...]] = {
     "posthoc": ("full", "posthoc"),

@@ -7,7 +7,7 @@ import argparse
 from ._common import DEFAULT_EPS, EPS_HELP, build_data, build_model, parse_eps, run_and_report
 
 #: Images the demo attacks by default (synthetic validation scenes); tuned to finish in minutes on a 2-core CPU.
-DEFAULT_IMAGES = 8
+DEFAULT_IMAGES = 20
 #: The class the demo hides (Cityscapes train id 11).
 DEMO_CLASS = "person"
 

@@ -9,4 +9,17 @@ from __future__ import annotations
 from .fcn8s import FCN8s, bilinear_kernel
 from .registry import ARCHITECTURES, WEIGHTS_DIR, available, load, save_model, sha256_file
 
-__all__ = ["FCN8s", "bilinear_kernel", "ARCHITECTURES", "WEIGHTS_DIR", "available", "load", "save_model", "sha256_file"]
+#: The shipped model the command line uses when no --model is given (see weights/<name>.md, its model card).
+DEFAULT_MODEL = "fcn8s-synth-w8"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FCN8s",
+    "bilinear_kernel",
+    "ARCHITECTURES",
+    "WEIGHTS_DIR",
+    "available",
+    "load",
+    "save_model",
+    "sha256_file",
+]
