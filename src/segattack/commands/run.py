@@ -71,7 +71,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     class_ids = parse_classes(args.hide)
     eps = parse_eps(args.eps)
-    data, describe = build_data(args.data, args.size)
+    data, describe = build_data(args.data, args.size, args.labels)
     model, model_describe = build_model(args)
     describe.update(model_describe)
     run_and_report(
