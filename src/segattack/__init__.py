@@ -14,7 +14,9 @@ from .metrics import (
     confusion_matrix,
     hiding_metrics,
     iou,
+    mean_iou,
     perturbation_norms,
+    pixel_accuracy,
     psnr,
     summarize,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "psnr",
     "confusion_matrix",
     "iou",
+    "mean_iou",
+    "pixel_accuracy",
     "run_experiment",
     "evaluate",
     "EvalResult",

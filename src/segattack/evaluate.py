@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .data.base import UnreadableImageError
-from .metrics import confusion_matrix, iou
+from .metrics import confusion_matrix, iou, mean_iou, pixel_accuracy
 from .models import PixelModel
 
 __all__ = ["EvalResult", "evaluate"]
@@ -40,13 +40,11 @@ class EvalResult:
 
     @property
     def miou(self) -> float:
-        values = self.iou
-        return float(values.nanmean()) if bool((~values.isnan()).any()) else math.nan
+        return mean_iou(self.confusion)
 
     @property
     def pixel_accuracy(self) -> float:
-        total = int(self.confusion.sum())
-        return float(self.confusion.diag().sum()) / total if total else math.nan
+        return pixel_accuracy(self.confusion)
 
     def as_dict(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
         values = self.iou.tolist()

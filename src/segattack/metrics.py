@@ -31,6 +31,8 @@ __all__ = [
     "psnr",
     "confusion_matrix",
     "iou",
+    "mean_iou",
+    "pixel_accuracy",
 ]
 
 
@@ -183,3 +185,23 @@ def iou(cm: Tensor) -> Tensor:
     inter = cm.diag()
     union = cm.sum(0) + cm.sum(1) - inter
     return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, math.nan))
+
+
+def mean_iou(cm: Tensor) -> float:
+    """Mean of ``iou(cm)`` over the classes present in ground truth or prediction; NaN if none is.
+
+    >>> mean_iou(torch.tensor([[3, 1], [0, 0]]))
+    0.375
+    """
+    values = iou(cm)
+    return float(values.nanmean()) if bool((~values.isnan()).any()) else math.nan
+
+
+def pixel_accuracy(cm: Tensor) -> float:
+    """Share of counted (non-ignored) pixels predicted right, from a confusion matrix; NaN if none was counted.
+
+    >>> pixel_accuracy(torch.tensor([[3, 1], [0, 0]]))
+    0.75
+    """
+    total = int(cm.sum())
+    return float(cm.diag().sum()) / total if total else math.nan

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data.labels import CLASS_NAMES, IGNORE_INDEX
-from .metrics import confusion_matrix, iou
+from .metrics import confusion_matrix, iou, mean_iou, pixel_accuracy
 from .zoo.fcn8s import FCN8s
 from .zoo.registry import save_model
 
@@ -526,10 +526,8 @@ def evaluate(
         for m, training in modes:
             m.training = training
     ious = iou(conf)
-    total = int(conf.sum())
-    pixel_acc = float(conf.diag().sum()) / total if total else math.nan
-    miou = float(ious.nanmean()) if bool((~ious.isnan()).any()) else math.nan
-    return ValResult(miou=miou, iou=tuple(float(v) for v in ious), pixel_acc=pixel_acc, confusion=conf)
+    return ValResult(miou=mean_iou(conf), iou=tuple(float(v) for v in ious), pixel_acc=pixel_accuracy(conf),
+                     confusion=conf)  # fmt: skip
 
 
 def checkpoint_step(out_dir: str | os.PathLike[str]) -> int | None:
