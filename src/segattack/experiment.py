@@ -10,11 +10,17 @@ For each batch of images (Fischer et al. 2017, Sec. 2-3):
 5. mode ``during``: a second sweep restricted to those pixels during the optimisation (``mask=``);
 6. predictions on every adversarial image -> ``hiding_metrics``, ``perturbation_norms``, ``psnr`` -> rows.
 
+Steps 2-6 are ``segattack.pipeline.attack_batch`` and ``measure``; any registered attack takes the place of
+``illm`` (``attacks=``, one set of rows per attack), and ``goal="untargeted"`` measures robustness under attack
+instead (pixel accuracy and confusion matrices against the ground truth where the data set has it, else against
+the clean prediction).
+
 Files in ``out_dir``:
 
 - ``config.json``: the resolved configuration (compared on resume) and the versions and device of the run;
-- ``results.jsonl``: one JSON row per image x eps x mode (fields: ``ROW_FIELDS``), appended and fsync'ed image by
-  image. Rates are fractions in [0, 1]; eps and norms are in 8-bit levels; PSNR in dB; ``time_s`` is the image's
+- ``results.jsonl``: one JSON row per image x attack x eps x mode (fields: ``ROW_FIELDS``), appended and fsync'ed
+  image by image. ``steps`` is the attack's gradient passes for that budget (an upper bound for ``dag``). Rates
+  are fractions in [0, 1]; eps and norms are in 8-bit levels; PSNR in dB; ``time_s`` is the image's
   share of its batch's wall time (all budgets and modes). Non-finite values (an image without the class has no
   ``fooled``) are written as ``null``. ``status`` is ``ok``, ``absent`` (no pixel of the class predicted: not
   attacked), ``all_hidden`` (every pixel is the class: no target exists) or ``unreadable`` (the file cannot be
@@ -51,11 +57,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .attacks import illm_sweep, paper_steps, restrict, sweep_plan
+from .attacks import registry
 from .data.base import UnreadableImageError
 from .data.labels import CLASS_NAMES
-from .metrics import hiding_metrics, perturbation_norms, psnr
-from .targets import _hidden_mask, class_id_tuple, hide_class_target
+from .metrics import perturbation_norms, psnr
+from .pipeline import AttackSpec, BatchOutcome, Goal, HideGoal, UntargetedGoal, attack_batch, measure
+from .targets import _hidden_mask, class_id_tuple
 
 __all__ = [
     "run_experiment",
@@ -80,12 +87,19 @@ STATUSES = ("ok", "absent", "all_hidden", "unreadable")
 RESULTS_FILE = "results.jsonl"
 CONFIG_FILE = "config.json"
 CONFIG_FORMAT = 1
+GOALS = ("hide", "untargeted")
 ROW_FIELDS = (
-    "image_id", "index", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
+    "image_id", "index", "attack", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
+    "accuracy", "clean_accuracy", "confusion", "clean_confusion",
     "linf", "l2", "mean_abs", "psnr", "time_s", "status",
 )  # fmt: skip
+#: The attack of rows written before rows named their attack.
+DEFAULT_ATTACK = "illm"
 #: Files and folders an experiment writes (``overwrite=True`` removes exactly these, nothing else).
-_OUTPUTS = (RESULTS_FILE, CONFIG_FILE, "summary.csv", "report.html", "figure2.png", "figure2.svg", "figure2.pdf")
+_OUTPUTS = (
+    RESULTS_FILE, CONFIG_FILE, "summary.csv", "report.html", "figure2.png", "figure2.svg", "figure2.pdf",
+    "attacks.png", "attacks.svg",
+)  # fmt: skip
 _OUTPUT_GLOBS = ("figure1_*.npz", "figure1_*.png", "*.tmp")
 
 
@@ -146,8 +160,8 @@ def _number(e: float) -> int | float:
     return int(e) if float(e).is_integer() else float(e)
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[float, str]:
-    return float(row["eps"]), str(row["mode"])
+def _row_key(row: Mapping[str, Any]) -> tuple[float, str, str]:
+    return float(row["eps"]), str(row["mode"]), str(row.get("attack") or DEFAULT_ATTACK)
 
 
 def read_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -171,7 +185,18 @@ def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-_NUMERIC = ("fooled", "preserved", "target_hit", "linf", "l2", "mean_abs", "psnr", "time_s")
+_NUMERIC = (
+    "fooled",
+    "preserved",
+    "target_hit",
+    "accuracy",
+    "clean_accuracy",
+    "linf",
+    "l2",
+    "mean_abs",
+    "psnr",
+    "time_s",
+)
 
 
 def _parse_results(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]:
@@ -202,12 +227,14 @@ def _parse_results(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]
         for key in _NUMERIC:
             if key in row and row[key] is None:
                 row[key] = math.nan
+        if not row.get("attack"):
+            row["attack"] = DEFAULT_ATTACK
         rows.append(row)
         raw.append(line)
     return rows, raw, dropped
 
 
-def _prepare_results(path: Path, ids: Sequence[str], keys: set[tuple[float, str]]) -> set[int]:
+def _prepare_results(path: Path, ids: Sequence[str], keys: set[tuple[float, str, str]]) -> set[int]:
     """Indices of images whose rows are complete; rewrites the file without torn lines and partial images."""
     rows, raw, dropped = _parse_results(path)
     by_index: dict[int, list[int]] = {}
@@ -302,10 +329,12 @@ def run_experiment(
     model: Any,
     dataset: Any,
     *,
-    class_ids: int | Sequence[int],
+    class_ids: int | Sequence[int] | None = None,
     eps_levels: Sequence[int | float],
     out_dir: str | os.PathLike[str],
-    modes: Sequence[str] = ("full", "posthoc"),
+    attacks: Sequence[str | AttackSpec] = ("illm",),
+    goal: str = "hide",
+    modes: Sequence[str] | None = None,
     batch_size: int = 4,
     limit: int | None = None,
     save_images: bool = False,
@@ -321,11 +350,16 @@ def run_experiment(
     Args:
         model: a ``PixelModel`` (images in [0, 1] -> logits at input size).
         dataset: items ``(uint8 image (3, H, W), label)`` with ``image_id(i)`` (the ``segattack.data`` contract).
-        class_ids: the class(es) to hide, e.g. 11 (Cityscapes person) or (11, 12).
-        eps_levels: L-inf budgets in 8-bit levels (``[1, 2, 4, 10]``); the paper's step (1 level) and iterations.
+        class_ids: the class(es) to hide, e.g. 11 (Cityscapes person) or (11, 12); required for ``goal="hide"``.
+        eps_levels: L-inf budgets in 8-bit levels (``[1, 2, 4, 10]``).
         out_dir: where results go (created; see the module docstring for its files).
+        attacks: registered attack names (``segattack.attacks.available()``) or ``AttackSpec``s with options; one
+            set of rows per attack (default: the paper's ``illm`` with its step of 1 level and iterations).
+        goal: ``"hide"`` (the paper's; targeted) or ``"untargeted"`` (robustness under attack: accuracy and
+            confusion matrices against the ground truth where the data set has labels, else the clean prediction).
         modes: any of ``"full"`` (perturbation on the whole image), ``"posthoc"`` (restricted afterwards to the
-            class pixels) and ``"during"`` (restricted during the optimisation; one more sweep).
+            class pixels) and ``"during"`` (restricted during the optimisation; one more sweep). Default
+            ``("full", "posthoc")`` for hide, ``("full",)`` for untargeted (the only mode it has).
         batch_size: images attacked at once (consecutive images of equal size).
         limit: only the first ``limit`` images.
         save_images: also write the adversarial images as PNGs under ``images/``.
@@ -341,9 +375,14 @@ def run_experiment(
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
             ``out_dir`` (without ``overwrite``).
     """
-    ids_t = _check_classes(class_ids)
+    goal_obj, ids_t = _check_goal(goal, class_ids)
+    specs = _check_attacks(attacks, goal_obj)
     eps = _check_eps(eps_levels)
+    if modes is None:
+        modes = ("full", "posthoc") if isinstance(goal_obj, HideGoal) else ("full",)
     modes_t = _check_modes(modes)
+    if isinstance(goal_obj, UntargetedGoal) and modes_t != ("full",):
+        raise ExperimentError("the untargeted goal has one mode, 'full' (no class to restrict the perturbation to)")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ExperimentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -361,12 +400,17 @@ def run_experiment(
 
     from .specs import model_fingerprint
 
+    reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
+    if isinstance(goal_obj, UntargetedGoal) and reference is None:
+        reference = "prediction"
     experiment = {
+        "goal": goal_obj.name,
         "class_ids": list(ids_t),
         "class_names": [CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in ids_t],
         "eps_levels": [_number(e) for e in eps],
-        "steps": [paper_steps(e) for e in eps],
-        "step_size_levels": 1,
+        "attacks": [a.describe() for a in specs],
+        "passes": {a.name: [a.passes(e) for e in eps] for a in specs},
+        "reference": reference,
         "modes": list(modes_t),
         "images": n,
         "limit": limit,
@@ -374,6 +418,7 @@ def run_experiment(
         "model_sha256": model_fingerprint(model),
         "figure1_eps": _number(figure1_eps(eps)),
         **{k: v for k, v in (describe or {}).items()},
+        "num_classes": num_classes,
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,20 +438,21 @@ def run_experiment(
     }
     _write_json(out / CONFIG_FILE, config)
 
-    keys = {(float(e), m) for e in eps for m in modes_t}
+    keys = {(float(e), m, a.name) for e in eps for m in modes_t for a in specs}
     results = out / RESULTS_FILE
     done = _prepare_results(results, ids, keys)
-    fig1 = _Figure1Picker(figure1_ids, out)
-    plan = sweep_plan([e / 255 for e in eps])
-    log.info(
-        "%d images (%d done before), eps %s levels, modes %s; %d forward+backward passes per image per sweep",
-        n, len(done), experiment["eps_levels"], "+".join(modes_t), plan.passes,
-    )  # fmt: skip
+    fig1 = _Figure1Picker(figure1_ids if isinstance(goal_obj, HideGoal) else 0, out)
+    log.info("%d images (%d done before), eps %s levels, modes %s", n, len(done), experiment["eps_levels"],
+             "+".join(modes_t))  # fmt: skip
+    for a in specs:
+        log.info("%s", registry.plan(a.name, eps, **a.options).note)
     resumed = len(done)
     count = resumed
     if progress is not None:
         progress(Progress(done=count, total=n, resumed=resumed))
-    runner = _BatchRunner(model, dev, ids_t, eps, modes_t, batch_size, out, save_images, fig1, num_classes)
+    runner = _BatchRunner(
+        model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, fig1, num_classes, reference
+    )
     cuda = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
@@ -427,11 +473,40 @@ def run_experiment(
     return out
 
 
-def _check_classes(class_ids: int | Sequence[int]) -> tuple[int, ...]:
+def _check_goal(goal: str, class_ids: int | Sequence[int] | None) -> tuple[Goal, tuple[int, ...]]:
+    if goal not in GOALS:
+        raise ExperimentError(f"unknown goal {goal!r}; valid goals: {', '.join(GOALS)}")
+    if goal == "untargeted":
+        return UntargetedGoal(), ()
+    if class_ids is None:
+        raise ExperimentError("the hide goal needs class_ids, the class(es) to hide (e.g. 11, Cityscapes person)")
     try:
-        return class_id_tuple(class_ids)
+        ids = class_id_tuple(class_ids)
     except (TypeError, ValueError) as err:
         raise ExperimentError(str(err)) from err
+    return HideGoal(ids), ids
+
+
+def _check_attacks(attacks: Sequence[str | AttackSpec], goal: Goal) -> list[AttackSpec]:
+    if isinstance(attacks, str | AttackSpec):
+        attacks = [attacks]
+    specs: list[AttackSpec] = []
+    for a in attacks:
+        try:
+            spec = a if isinstance(a, AttackSpec) else AttackSpec(a)
+        except (TypeError, ValueError) as err:
+            raise ExperimentError(str(err)) from err
+        if any(s.name == spec.name for s in specs):
+            raise ExperimentError(f"attack {spec.name!r} is listed twice; give each attack once")
+        if spec.name == "illm" and not goal.targeted:
+            raise ExperimentError(
+                "illm is targeted by definition and cannot serve the untargeted goal; use pgd, segpgd, cospgd, apgd, "
+                "dag or worst_case"
+            )
+        specs.append(spec)
+    if not specs:
+        raise ExperimentError(f"no attack given; available: {', '.join(registry.available())}")
+    return specs
 
 
 def _check_eps(eps_levels: Sequence[int | float]) -> list[float]:
@@ -502,7 +577,7 @@ def _probe_model(
         except ValueError as err:
             raise ExperimentError(f"the model does not fit (on image {ids[i]}): {err}") from err
         k = int(logits.shape[1])
-        if max(class_ids) >= k:
+        if class_ids and max(class_ids) >= k:
             raise ExperimentError(f"class id {max(class_ids)} to hide, but the model predicts only {k} classes")
         return k
     raise ExperimentError(f"none of the {n} images can be read")
@@ -550,7 +625,8 @@ class _BatchRunner:
         self,
         model: Any,
         device: torch.device,
-        class_ids: tuple[int, ...],
+        goal: Goal,
+        attacks: list[AttackSpec],
         eps: list[float],
         modes: tuple[str, ...],
         batch_size: int,
@@ -558,10 +634,12 @@ class _BatchRunner:
         save_images: bool,
         fig1: _Figure1Picker,
         num_classes: int,
+        reference: str | None,
     ) -> None:
         self.model = model
         self.device = device
-        self.class_ids = class_ids
+        self.goal = goal
+        self.attacks = attacks
         self.eps = eps
         self.modes = modes
         self.batch_size = batch_size
@@ -570,25 +648,27 @@ class _BatchRunner:
         self.fig1 = fig1
         self.k_fig = eps.index(figure1_eps(eps))
         self.num_classes = num_classes
+        self.reference = reference
 
     def _status_rows(self, index: int, image_id: str, status: str, class_pixels: int | None) -> list[dict[str, Any]]:
         """Rows of an image that was not attacked: every measure null."""
         rows = []
-        for e in self.eps:
-            for m in self.modes:
-                row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-                row.update(image_id=image_id, index=index, eps=_number(e), mode=m, steps=0)
-                row.update(class_pixels=class_pixels, time_s=0.0, status=status)
-                rows.append(row)
+        for a in self.attacks:
+            for e in self.eps:
+                for m in self.modes:
+                    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+                    row.update(image_id=image_id, index=index, attack=a.name, eps=_number(e), mode=m, steps=0)
+                    row.update(class_pixels=class_pixels, time_s=0.0, status=status)
+                    rows.append(row)
         return rows
 
     def run(self, dataset: Any, indices: list[int], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
         t0 = time.perf_counter()
         rows: dict[int, list[dict[str, Any]]] = {}
-        groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+        groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
         for i in indices:
             try:
-                image, _ = dataset[i]
+                image, label = dataset[i]
             except UnreadableImageError as err:
                 log.warning("skipping unreadable image %s: %s", ids[i], err)
                 rows[i] = self._status_rows(i, ids[i], "unreadable", None)
@@ -598,7 +678,7 @@ class _BatchRunner:
                     f"data set item {i} ({ids[i]}) is not a uint8 (3, H, W) image tensor: the data set breaks the "
                     "segattack.data contract"
                 )
-            groups.setdefault(tuple(image.shape), []).append((i, image))
+            groups.setdefault(tuple(image.shape), []).append((i, image, torch.as_tensor(label)))
         for items in groups.values():
             rows.update(self._run_group(items, ids))
         elapsed = time.perf_counter() - t0
@@ -609,79 +689,83 @@ class _BatchRunner:
                     r["time_s"] = round(share, 4)
         return rows
 
-    def _run_group(self, items: list[tuple[int, Tensor]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
-        x = torch.stack([img for _, img in items]).to(self.device, torch.float32) / 255
+    def _run_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+        x = torch.stack([img for _, img, _ in items]).to(self.device, torch.float32) / 255
         rows: dict[int, list[dict[str, Any]]] = {}
         pred = self.model.predict(x, batch_size=self.batch_size)
-        hidden = _hidden_mask(pred, self.class_ids)
-        counts = hidden.flatten(1).sum(1).tolist()
-        n_pix = pred[0].numel()
-        ok: list[int] = []
-        for b, (i, _) in enumerate(items):
-            if counts[b] == 0:
-                rows[i] = self._status_rows(i, ids[i], "absent", 0)
-            elif counts[b] == n_pix:
-                rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix))
-            else:
-                ok.append(b)
+        ok: list[int] = list(range(len(items)))
+        if isinstance(self.goal, HideGoal):
+            hidden = _hidden_mask(pred, self.goal.class_ids)
+            counts = hidden.flatten(1).sum(1).tolist()
+            n_pix = pred[0].numel()
+            ok = []
+            for b, (i, _, _) in enumerate(items):
+                if counts[b] == 0:
+                    rows[i] = self._status_rows(i, ids[i], "absent", 0)
+                elif counts[b] == n_pix:
+                    rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix))
+                else:
+                    ok.append(b)
         if not ok:
             return rows
         sel = torch.tensor(ok, device=self.device)
-        xs, ps, hs = x[sel], pred[sel], hidden[sel]
-        target = hide_class_target(ps, class_id=self.class_ids)
-        eps01 = [e / 255 for e in self.eps]
+        xs, ps = x[sel], pred[sel]
+        truth = None
+        if self.reference == "truth":
+            truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
         ok_ids = [ids[items[b][0]] for b in ok]
         fig = [j for j, iid in enumerate(ok_ids) if self.fig1.take(iid)]
-        advs: dict[str, Tensor] = {}
-        if "full" in self.modes or "posthoc" in self.modes or fig:
-            advs["full"] = illm_sweep(self.model, xs, target, eps=eps01)
-            advs["posthoc"] = restrict(advs["full"], xs, mask=hs)
-        if "during" in self.modes:
-            advs["during"] = illm_sweep(self.model, xs, target, eps=eps01, mask=hs)
-        k_n, b_n = len(self.eps), len(ok)
-        h, w = xs.shape[-2:]
-        preds = {
-            m: self.model.predict(advs[m].flatten(0, 1), batch_size=self.batch_size).view(k_n, b_n, h, w)
-            for m in advs
-            if m in self.modes or (fig and m in ("full", "posthoc"))
-        }
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
-        for k, e in enumerate(self.eps):
-            for m in self.modes:
-                met = hiding_metrics(ps, preds[m][k], class_id=self.class_ids, target=target)
-                norms = perturbation_norms(advs[m][k], xs)
-                snr = psnr(advs[m][k], xs)
-                for j, b in enumerate(ok):
-                    i = items[b][0]
-                    per[i].append(
-                        {
-                            "image_id": ids[i],
-                            "index": i,
-                            "eps": _number(e),
-                            "mode": m,
-                            "steps": paper_steps(e),
-                            "fooled": _json_value(float(met.fooled[j])),
-                            "preserved": _json_value(float(met.preserved[j])),
-                            "target_hit": _json_value(float(met.target_hit[j])),
-                            "class_pixels": int(met.class_pixels[j]),
-                            "linf": _json_value(round(float(norms["linf"][j]), 4)),
-                            "l2": _json_value(round(float(norms["l2"][j]), 4)),
-                            "mean_abs": _json_value(round(float(norms["mean_abs"][j]), 4)),
-                            "psnr": _json_value(round(float(snr[j]), 4)),
-                            "time_s": 0.0,
-                            "status": "ok",
-                        }
-                    )
-        if self.save_images:
-            for k, e in enumerate(self.eps):
-                for m in self.modes:
-                    for j, iid in enumerate(ok_ids):
-                        path = self.out / "images" / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
-                        _save_png(path, _to_uint8(advs[m][k, j]))
-        for j in fig:
-            self._save_figure1(ok_ids[j], xs[j], target[j], ps[j], advs, preds, j)
+        for n_attack, spec in enumerate(self.attacks):
+            keep = ("full", "posthoc") if fig and n_attack == 0 else ()
+            outcome = attack_batch(
+                self.model, xs, attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes, pred=ps,
+                truth=truth, batch_size=self.batch_size, keep=keep,
+            )  # fmt: skip
+            self._rows(spec, outcome, xs, ok, items, ids, per)
+            if self.save_images:
+                for k, e in enumerate(self.eps):
+                    for m in self.modes:
+                        for j, iid in enumerate(ok_ids):
+                            sub = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
+                            path = self.out / sub / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
+                            _save_png(path, _to_uint8(outcome.advs[m][k, j]))
+            if n_attack == 0:
+                for j in fig:
+                    self._save_figure1(ok_ids[j], xs[j], outcome.labels[j], ps[j], outcome.advs, outcome.preds, j)
         rows.update(per)
         return rows
+
+    def _rows(
+        self,
+        spec: AttackSpec,
+        outcome: BatchOutcome,
+        xs: Tensor,
+        ok: list[int],
+        items: list[tuple[int, Tensor, Tensor]],
+        ids: list[str],
+        per: dict[int, list[dict[str, Any]]],
+    ) -> None:
+        for k, e in enumerate(self.eps):
+            passes = spec.passes(e)
+            for m in self.modes:
+                measures = measure(self.goal, outcome, m, k, num_classes=self.num_classes)
+                norms = perturbation_norms(outcome.advs[m][k], xs)
+                snr = psnr(outcome.advs[m][k], xs)
+                for j, b in enumerate(ok):
+                    i = items[b][0]
+                    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+                    row.update(image_id=ids[i], index=i, attack=spec.name, eps=_number(e), mode=m, steps=passes)
+                    row.update({key: _json_value(v) for key, v in measures[j].items()})
+                    row.update(
+                        linf=_json_value(round(float(norms["linf"][j]), 4)),
+                        l2=_json_value(round(float(norms["l2"][j]), 4)),
+                        mean_abs=_json_value(round(float(norms["mean_abs"][j]), 4)),
+                        psnr=_json_value(round(float(snr[j]), 4)),
+                        time_s=0.0,
+                        status="ok",
+                    )
+                    per[i].append(row)
 
     def _save_figure1(
         self,
@@ -698,7 +782,7 @@ class _BatchRunner:
         arrays: dict[str, Any] = {
             "image_id": np.array(image_id),
             "eps": np.array(self.eps[k]),
-            "class_ids": np.array(self.class_ids),
+            "class_ids": np.array(getattr(self.goal, "class_ids", ())),
             "image": _to_uint8(x),
             "adv": _to_uint8(advs["full"][k, j]),
             "adv_restricted": _to_uint8(advs["posthoc"][k, j]),

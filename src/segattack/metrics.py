@@ -33,6 +33,7 @@ __all__ = [
     "iou",
     "mean_iou",
     "pixel_accuracy",
+    "pixel_success",
 ]
 
 
@@ -205,3 +206,23 @@ def pixel_accuracy(cm: Tensor) -> float:
     """
     total = int(cm.sum())
     return float(cm.diag().sum()) / total if total else math.nan
+
+
+def pixel_success(pred: Tensor, labels: Tensor, *, targeted: bool, ignore_index: int = 255) -> Tensor:
+    """Per-image share of the counted pixels (``labels != ignore_index``) where an attack succeeds: the prediction
+    equals the target (``targeted=True``) or differs from the labels (``targeted=False``). NaN where no pixel counts.
+
+    This is the objective by which attacks keep their best iterate and ``worst_case`` picks its result.
+    Shapes: (B, H, W) and (B, H, W) -> (B,) float64.
+
+    >>> labels = torch.tensor([[[1, 1, 2, 255]]])
+    >>> pixel_success(torch.tensor([[[1, 0, 0, 0]]]), labels, targeted=False).tolist()
+    [0.6666666666666666]
+    >>> pixel_success(torch.tensor([[[1, 0, 0, 0]]]), labels, targeted=True).tolist()
+    [0.3333333333333333]
+    """
+    if pred.shape != labels.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape")
+    valid = labels != ignore_index
+    hit = (pred == labels) if targeted else (pred != labels)
+    return _ratio((hit & valid).flatten(1).sum(1), valid.flatten(1).sum(1))

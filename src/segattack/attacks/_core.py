@@ -9,13 +9,13 @@ loads back as.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import PixelModel
+from ..models import PixelModel, check_images
 
 Model = Callable[[Tensor], Tensor]
 
@@ -72,17 +72,44 @@ def check_positive(name: str, value: float) -> float:
     return float(value)
 
 
-def check_target(target: Tensor, images: Tensor) -> None:
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor of shape (B, H, W), got {type(target).__name__}")
-    if target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class ids (int64), got {target.dtype}")
+def check_labels(labels: Tensor, images: Tensor, *, name: str = "labels") -> None:
+    """Validate a (B, H, W) integer label map (a target, or the labels an untargeted attack moves away from)."""
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class ids (int64), got {labels.dtype}")
     expected = (images.shape[0], *images.shape[-2:])
-    if tuple(target.shape) != expected:
+    if tuple(labels.shape) != expected:
         raise ValueError(
-            f"target has shape {tuple(target.shape)} but the images need {expected} (B, H, W); "
+            f"{name} has shape {tuple(labels.shape)} but the images need {expected} (B, H, W); "
             "build it from the prediction on these images, e.g. hide_class_target(model.predict(images), class_id=...)"
         )
+
+
+check_target = check_labels
+
+
+def check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_count(name: str, value: object, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def eps_per_image(eps: float | Tensor, b: int) -> list[float]:
+    """``eps`` (a float or a (B,) tensor, [0, 1] units) -> B budgets in levels, validated."""
+    if isinstance(eps, Tensor):
+        if eps.shape not in ((b,), ()):
+            raise ValueError(f"eps as a tensor must have shape (B,) = ({b},), got {tuple(eps.shape)}")
+        values = [check_positive("eps", float(e)) for e in eps.reshape(-1).expand(b).tolist()]
+    else:
+        values = [check_positive("eps", eps)] * b
+    return [levels_of(e) for e in values]
 
 
 def check_mask(mask: Tensor | None, images: Tensor) -> Tensor | None:
@@ -126,29 +153,195 @@ def bounds(base: Tensor, eps: Tensor, mask: Tensor | None) -> tuple[Tensor, Tens
     return lo, hi
 
 
-def sign_step(
-    model: Model,
-    base: Tensor,
-    delta: Tensor,
-    *,
-    target: Tensor,
-    step: float,
-    lo: Tensor,
-    hi: Tensor,
-    ignore_index: int,
-    check: bool,
-    images: Tensor,
-) -> Tensor:
-    """One targeted step in levels: D <- clamp(D - step * sign(grad_x CE(model(x + D), target)), lo, hi).
+#: A pixel-wise loss: (logits (B, K, H, W), labels (B, H, W) with ignored pixels already replaced by class 0,
+#: valid (B, H, W) bool, targeted, step t, steps T) -> (B, H, W) losses. Invalid pixels are zeroed by the caller.
+PixelLoss = Callable[..., Tensor]
 
-    ``lo``/``hi`` come from ``bounds``. ``check`` validates the model's output against the target (first step only;
-    later steps skip the value checks that cost a pass over the logits). Costs one forward and one backward pass;
-    ``delta`` is not modified.
+
+@dataclass
+class Problem:
+    """A validated attack problem in 8-bit levels, shared by every iterative attack.
+
+    ``base``: clean images in levels; ``eps``: (B, 1, 1, 1) budgets in levels; ``lo``/``hi``: the one clamp for
+    budget, image range and mask (``bounds``); ``labels``: (B, H, W) with ignored pixels set to 0 and ``valid``
+    marking the counted ones. The attack ascends ``objective`` (its loss, negated when targeted).
     """
-    adv = ((base + delta) / 255).requires_grad_(True)
+
+    model: Model
+    images: Tensor
+    labels: Tensor
+    valid: Tensor
+    base: Tensor
+    eps: Tensor
+    eps_levels: list[float]
+    lo: Tensor
+    hi: Tensor
+    mask: Tensor | None
+    targeted: bool
+    ignore_index: int
+    raw_labels: Tensor
+
+    @property
+    def batch(self) -> int:
+        return int(self.images.shape[0])
+
+    def per_image(self, values: Sequence[float] | float) -> Tensor:
+        """Per-image values as a (B, 1, 1, 1) tensor in the images' dtype and device."""
+        if isinstance(values, int | float):
+            values = [float(values)] * self.batch
+        return torch.tensor(list(values), dtype=self.base.dtype, device=self.base.device).view(-1, 1, 1, 1)
+
+    def adv(self, delta: Tensor) -> Tensor:
+        """The adversarial images (B, C, H, W) in [0, 1] for a perturbation in levels."""
+        return ((self.base + delta) / 255).to(self.images.dtype)
+
+    def success(self, pred: Tensor) -> Tensor:
+        """``metrics.pixel_success`` of a prediction, NaN (no counted pixel) as 0: (B,) float64."""
+        from ..metrics import pixel_success
+
+        return pixel_success(pred, self.raw_labels, targeted=self.targeted, ignore_index=self.ignore_index).nan_to_num(
+            0.0
+        )
+
+    def random_start(self, generator: torch.Generator | None = None) -> Tensor:
+        """A uniform random perturbation in [-eps, eps] (Madry et al. 2018), projected; whole levels where eps is
+        a whole number of levels, so that 8-bit exactness survives the random start."""
+        u = torch.rand(self.base.shape, dtype=self.base.dtype, device="cpu", generator=generator).to(self.base.device)
+        delta = (2 * u - 1) * self.eps
+        whole = torch.tensor([float(e).is_integer() for e in self.eps_levels], device=self.base.device).view(-1, 1, 1, 1)
+        delta = torch.where(whole, delta.round(), delta)
+        return torch.clamp(delta, self.lo, self.hi)
+
+
+def prepare(
+    model: Model,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: float | Tensor,
+    targeted: bool,
+    mask: Tensor | None,
+    ignore_index: int,
+    eps_limit: float | None = None,
+) -> Problem:
+    """Validate the common arguments of every attack (same checks and messages as ``illm``) into a ``Problem``."""
+    model = as_model(model)
+    check_images(images)
+    check_labels(labels, images)
+    check_flag("targeted", targeted)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+        raise TypeError(f"ignore_index must be an integer class id, got {ignore_index!r}")
+    m = check_mask(mask, images)
+    b = images.shape[0]
+    eps_lv = eps_per_image(eps, b)
+    base = to_levels(images)
+    e_t = torch.tensor(eps_lv, dtype=base.dtype, device=base.device).view(b, 1, 1, 1)
+    lo, hi = bounds(base, e_t, m)
+    raw = labels.to(images.device)
+    valid = raw != ignore_index
+    return Problem(
+        model=model,
+        images=images,
+        labels=torch.where(valid, raw, torch.zeros_like(raw)),
+        valid=valid,
+        base=base,
+        eps=e_t,
+        eps_levels=eps_lv,
+        lo=lo,
+        hi=hi,
+        mask=m,
+        targeted=targeted,
+        ignore_index=ignore_index,
+        raw_labels=raw,
+    )
+
+
+def logits_at(problem: Problem, adv: Tensor, *, check: bool) -> Tensor:
+    """The model's logits at ``adv``; on the first call (``check``) its output is validated against the labels."""
+    model = problem.model
     logits = model(adv) if check or not isinstance(model, PixelModel) else model(adv, check=False)
     if check:
-        check_logits_for_target(logits, images, target, ignore_index)
-    loss = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, adv)
-    return torch.clamp(delta - step * grad.sign_(), lo, hi)
+        check_logits_for_target(logits, problem.images, problem.raw_labels, problem.ignore_index)
+    return logits
+
+
+def objective_and_grad(
+    problem: Problem, delta: Tensor, loss: PixelLoss, *, t: int, steps: int, check: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward and one backward pass at ``base + delta``.
+
+    Returns the per-image objective (B,) (the loss summed over counted pixels, negated when targeted: attacks
+    ascend it), its gradient in [0, 1] image units (B, C, H, W) and the prediction (B, H, W) at ``base + delta``.
+    """
+    adv = problem.adv(delta).requires_grad_(True)
+    logits = logits_at(problem, adv, check=check)
+    pix = loss(logits, problem.labels, valid=problem.valid, targeted=problem.targeted, t=t, steps=steps)
+    per_image = torch.where(problem.valid, pix, torch.zeros_like(pix)).flatten(1).sum(1)
+    if problem.targeted:
+        per_image = -per_image
+    (grad,) = torch.autograd.grad(per_image.sum(), adv)
+    return per_image.detach(), grad, logits.detach().argmax(1)
+
+
+@torch.no_grad()
+def predict_at(problem: Problem, delta: Tensor, *, check: bool = False) -> Tensor:
+    """The prediction (B, H, W) at ``base + delta``: one forward pass, no backward."""
+    return logits_at(problem, problem.adv(delta), check=check).argmax(1)
+
+
+class Best:
+    """Per image, the perturbation with the highest ``Problem.success`` seen so far (the latest on a tie)."""
+
+    def __init__(self, delta: Tensor, score: Tensor) -> None:
+        self.delta = delta.clone()
+        self.score = score.clone()
+
+    def update(self, delta: Tensor, score: Tensor) -> None:
+        better = score >= self.score
+        if bool(better.any()):
+            self.delta = torch.where(better.view(-1, 1, 1, 1).to(delta.device), delta, self.delta)
+            self.score = torch.where(better, score, self.score)
+
+
+def sign_ascent(
+    problem: Problem,
+    loss: PixelLoss,
+    *,
+    steps: Sequence[int],
+    step_size: Tensor,
+    start: Tensor,
+    best: bool,
+    score: bool = False,
+) -> tuple[Tensor, Tensor | None]:
+    """The iterative sign-gradient method in levels: D <- clamp(D + step * sign(grad objective), lo, hi).
+
+    ``steps``: iterations per image (an image stops at its own count); ``step_size``: (B, 1, 1, 1) levels;
+    ``start``: the initial perturbation. With ``best`` the perturbation of the highest success per image is kept,
+    at the cost of one more forward pass (the last iterate's prediction); ``score`` without ``best`` returns the
+    last iterate with its success (the same extra forward pass), e.g. to pick the best of several restarts.
+
+    Costs max(steps) forward+backward passes (+1 forward with ``best`` or ``score``). Returns the perturbation and,
+    with ``best`` or ``score``, the per-image success of the returned perturbation.
+    """
+    t_max = max(steps, default=0)
+    uniform = len(set(steps)) == 1
+    n_t = torch.tensor(list(steps), device=start.device).view(-1, 1, 1, 1)
+    delta = start
+    tracker: Best | None = None
+    for t in range(t_max):
+        _, grad, pred = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0)
+        if best:
+            score = problem.success(pred)
+            if tracker is None:
+                tracker = Best(delta, score)
+            else:
+                tracker.update(delta, score)
+        new = torch.clamp(delta + step_size * grad.sign_(), problem.lo, problem.hi)
+        delta = new if uniform else torch.where(n_t > t, new, delta)
+    if not (best or score):
+        return delta, None
+    last = problem.success(predict_at(problem, delta, check=t_max == 0))
+    if tracker is None:
+        return delta, last
+    tracker.update(delta, last)
+    return tracker.delta, tracker.score

@@ -11,29 +11,34 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
 from ..models import check_images
+from . import losses
 from ._core import (
     Model,
-    as_model,
     bounds,
+    check_flag,
     check_mask,
     check_positive,
-    check_target,
     levels_of,
     paper_steps,
-    sign_step,
-    to_levels,
+    prepare,
+    sign_ascent,
 )
+from .registry import Cost, register
 
 __all__ = ["illm", "illm_sweep", "sweep_plan", "SweepPlan", "paper_steps", "restrict"]
 
 log = logging.getLogger(__name__)
+
+_NOT_UNTARGETED = (
+    "illm is targeted by definition (Kurakin et al.'s least-likely class; Fischer et al.'s hide-class target): pass "
+    "the target map with targeted=True, or use an untargeted attack such as 'pgd', 'segpgd' or 'apgd'"
+)
 
 
 def _steps_for(eps_levels: float, steps: int | None) -> int:
@@ -44,16 +49,46 @@ def _steps_for(eps_levels: float, steps: int | None) -> int:
     return steps
 
 
+def _illm_cost(eps_levels: float, *, steps: int | None = None, best: bool = False, **_: object) -> Cost:
+    n = _steps_for(float(eps_levels), steps)
+    return Cost(forward=n + int(best), backward=n)
+
+
+def _illm_sweep_cost(
+    eps_levels: Sequence[float], *, steps: int | None = None, step_size: float | None = None, **_: object
+) -> Cost:
+    p = sweep_plan([e / 255 for e in eps_levels], steps=steps, step_size=step_size or 1 / 255)
+    return Cost(forward=p.passes, backward=p.passes)
+
+
+def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[float], targeted: bool = True,
+                 mask: Tensor | None = None, ignore_index: int = 255, steps: int | None = None,
+                 step_size: float | None = None, best: bool = False) -> Tensor:  # fmt: skip
+    if not check_flag("targeted", targeted):
+        raise ValueError(_NOT_UNTARGETED)
+    return illm_sweep(model, images, target, eps=eps, steps=steps, step_size=step_size, mask=mask,
+                      ignore_index=ignore_index)  # fmt: skip
+
+
+@register(
+    "illm",
+    cost=_illm_cost,
+    sweep=_sweep_entry,
+    sweep_when=lambda o: not o.get("best", False),
+    sweep_cost=_illm_sweep_cost,
+)
 def illm(
     model: Model,
     images: Tensor,
     target: Tensor,
     *,
     eps: float | Tensor,
-    step_size: float = 1 / 255,
+    targeted: bool = True,
+    step_size: float | None = None,
     steps: int | None = None,
     mask: Tensor | None = None,
     ignore_index: int = 255,
+    best: bool = False,
 ) -> Tensor:
     """Targeted iterative attack (Kurakin et al. 2016; Fischer et al. 2017) towards a per-pixel target.
 
@@ -62,41 +97,30 @@ def illm(
         images: (B, C, H, W) float in [0, 1]; not modified.
         target: (B, H, W) int64 class ids (``ignore_index`` pixels leave the loss).
         eps: L-inf budget in [0, 1] units (``10/255``), a float or a (B,) tensor (one budget per image).
-        step_size: alpha in [0, 1] units; the paper's 1/255 by default.
+        targeted: must be True (the attack is targeted by definition); False raises ValueError.
+        step_size: alpha in [0, 1] units; the paper's 1/255 by default (None).
         steps: iterations; default ``paper_steps(eps * 255)`` per image (eps=10/255 -> 13).
         mask: optional (B, H, W) bool; the perturbation is kept to these pixels during the optimisation.
+        best: keep, per image, the iterate with the most pixels on target instead of the last one (one more forward
+            pass). Off by default: the paper uses the last iterate.
+
+    Cost: ``steps`` forward+backward passes (the largest per-image count), +1 forward with ``best``.
 
     Returns:
         (B, C, H, W) adversarial images in [0, 1], detached, same dtype and device as ``images``. With 8-bit images
         and whole-level eps and step, ``adv * 255`` is integral (a PNG of it reproduces the attack exactly).
     """
-    model = as_model(model)
-    check_images(images)
-    check_target(target, images)
-    m = check_mask(mask, images)
-    s = levels_of(check_positive("step_size", step_size))
-    b = images.shape[0]
-    if isinstance(eps, Tensor):
-        if eps.shape not in ((b,), ()):
-            raise ValueError(f"eps as a tensor must have shape (B,) = ({b},), got {tuple(eps.shape)}")
-        eps_list = [check_positive("eps", float(e)) for e in eps.reshape(-1).expand(b).tolist()]
-    else:
-        eps_list = [check_positive("eps", eps)] * b
-    eps_lv = [levels_of(e) for e in eps_list]
-    n_steps = [_steps_for(e, steps) for e in eps_lv]
-
-    base = to_levels(images)
-    e_t = torch.tensor(eps_lv, dtype=images.dtype, device=images.device).view(b, 1, 1, 1)
-    delta = torch.zeros_like(base)
-    target = target.to(images.device)
-    uniform = len(set(n_steps)) == 1
-    n_t = torch.tensor(n_steps, device=images.device).view(b, 1, 1, 1)
-    lo, hi = bounds(base, e_t, m)
-    step = partial(sign_step, model, base, target=target, step=s, ignore_index=ignore_index, images=images)
-    for t in range(max(n_steps, default=0)):
-        new = step(delta, lo=lo, hi=hi, check=t == 0)
-        delta = new if uniform else torch.where(n_t > t, new, delta)
-    return ((base + delta) / 255).to(images.dtype)
+    if not check_flag("targeted", targeted):
+        raise ValueError(_NOT_UNTARGETED)
+    check_flag("best", best)
+    problem = prepare(model, images, target, eps=eps, targeted=True, mask=mask, ignore_index=ignore_index)
+    s = levels_of(check_positive("step_size", 1 / 255 if step_size is None else step_size))
+    n_steps = [_steps_for(e, steps) for e in problem.eps_levels]
+    delta, _ = sign_ascent(
+        problem, losses.ce, steps=n_steps, step_size=problem.per_image(s), start=torch.zeros_like(problem.base),
+        best=best,
+    )  # fmt: skip
+    return problem.adv(delta)
 
 
 @dataclass(frozen=True)
@@ -148,7 +172,7 @@ def illm_sweep(
     target: Tensor,
     *,
     eps: Sequence[float],
-    step_size: float = 1 / 255,
+    step_size: float | None = None,
     steps: int | Sequence[int] | None = None,
     mask: Tensor | None = None,
     ignore_index: int = 255,
@@ -167,30 +191,33 @@ def illm_sweep(
     Returns:
         (K, B, C, H, W) adversarial images, in the order of ``eps``.
     """
-    model = as_model(model)
-    check_images(images)
-    check_target(target, images)
-    m = check_mask(mask, images)
+    step_size = 1 / 255 if step_size is None else step_size
     plan = sweep_plan(eps, step_size=step_size, steps=steps)
-    s = levels_of(step_size)
+    problem = prepare(model, images, target, eps=max(eps), targeted=True, mask=mask, ignore_index=ignore_index)
+    s = problem.per_image(levels_of(step_size))
     log.info("eps sweep: %d forward+backward passes instead of %d", plan.passes, plan.separate_passes)
 
-    base = to_levels(images)
-    target = target.to(images.device)
+    base = problem.base
     out = torch.empty((len(plan.eps_levels), *images.shape), dtype=images.dtype, device=images.device)
-    trunk_lo, trunk_hi = bounds(base, torch.full((), math.inf, dtype=images.dtype, device=images.device), m)
+    inf = torch.full((), math.inf, dtype=base.dtype, device=base.device)
+    trunk_lo, trunk_hi = bounds(base, inf, problem.mask)
+    trunk_problem = replace(problem, lo=trunk_lo, hi=trunk_hi)
     trunk = torch.zeros_like(base)
     trunk_step = 0
-    step = partial(sign_step, model, base, target=target, step=s, ignore_index=ignore_index, images=images)
+    b = problem.batch
     for k in sorted(range(len(plan.eps_levels)), key=lambda i: plan.fork[i]):
-        while trunk_step < plan.fork[k]:
-            trunk = step(trunk, lo=trunk_lo, hi=trunk_hi, check=trunk_step == 0)
-            trunk_step += 1
-        lo, hi = bounds(base, torch.full((), plan.eps_levels[k], dtype=images.dtype, device=images.device), m)
-        delta = trunk
-        for t in range(plan.fork[k], plan.steps[k]):
-            delta = step(delta, lo=lo, hi=hi, check=t == 0)
-        out[k] = (base + delta) / 255
+        if trunk_step < plan.fork[k]:
+            trunk, _ = sign_ascent(
+                trunk_problem, losses.ce, steps=[plan.fork[k] - trunk_step] * b, step_size=s, start=trunk, best=False
+            )
+            trunk_step = plan.fork[k]
+        e = torch.full((), plan.eps_levels[k], dtype=base.dtype, device=base.device)
+        lo, hi = bounds(base, e, problem.mask)
+        delta, _ = sign_ascent(
+            replace(problem, lo=lo, hi=hi), losses.ce, steps=[plan.steps[k] - plan.fork[k]] * b, step_size=s,
+            start=trunk, best=False,
+        )  # fmt: skip
+        out[k] = problem.adv(delta)
     return out
 
 

@@ -72,6 +72,65 @@ def _floats3(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
+def add_attack_args(g: Any, *, several: bool = True) -> None:
+    """``--attack`` and ``--attack-opt`` (and, for experiments, the goal) on an argument group."""
+    g.add_argument(
+        "--attack",
+        default="illm",
+        metavar="NAME[,NAME]" if several else "NAME",
+        help="registered attack(s): apgd, cospgd, dag, illm (the paper's), pgd, segpgd, worst_case, or one you "
+        "registered with segattack.attacks.register"
+        + (" (comma-separated: one set of results each)" if several else "")
+        + " (default: illm)",
+    )
+    g.add_argument(
+        "--attack-opt",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="an option of one attack, e.g. segpgd.steps=50, apgd.loss=masked-ce, pgd.restarts=3, "
+        "worst_case.attacks=apgd:ce+apgd:js; step_size in 8-bit levels like eps (repeatable)",
+    )
+
+
+def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> list[Any]:
+    """``--attack``/``--attack-opt`` -> ``AttackSpec``s; UserError (one line) for unknown attacks and options."""
+    from ..attacks import registry
+    from ..pipeline import AttackSpec
+
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise UserError(f"--attack names no attack; available: {', '.join(registry.available())}")
+    if single and len(wanted) > 1:
+        raise UserError(f"this command takes one attack, got {names!r}; `segattack run` compares several")
+    for n in wanted:
+        if n not in registry.available():
+            raise UserError(f"unknown attack {n!r}; available: {', '.join(registry.available())}")
+    if len(set(wanted)) != len(wanted):
+        raise UserError(f"--attack lists an attack twice: {names!r}")
+    options: dict[str, dict[str, Any]] = {n: {} for n in wanted}
+    for item in opts:
+        head, eq, text = item.partition("=")
+        name, dot, key = head.strip().partition(".")
+        if not eq or not dot or not name or not key:
+            raise UserError(f"--attack-opt takes NAME.KEY=VALUE, e.g. segpgd.steps=50; got {item!r}")
+        if name not in options:
+            raise UserError(f"--attack-opt {item!r} names attack {name!r}, which --attack does not run ({names})")
+        try:
+            value = registry.parse_option(name, key, text)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        if key == "step_size":
+            if not 0 < value <= 255:
+                raise UserError(f"--attack-opt {name}.step_size is in 8-bit levels (1 = 1/255), got {text}")
+            value = value / 255
+        options[name][key] = value
+    try:
+        return [AttackSpec(n, options[n]) for n in wanted]
+    except (TypeError, ValueError) as err:
+        raise UserError(str(err)) from None
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
@@ -225,6 +284,8 @@ def run_and_report(
     class_ids: tuple[int, ...],
     eps: list[int | float],
     modes: tuple[str, ...],
+    attacks: Sequence[Any] = (),
+    goal: str = "hide",
     out: str,
     batch_size: int,
     limit: int | None,
@@ -235,9 +296,10 @@ def run_and_report(
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences."""
-    from ..attacks import sweep_plan
+    from ..attacks import registry
     from ..data.labels import CLASS_NAMES
     from ..experiment import ExperimentError, run_experiment
+    from ..pipeline import AttackSpec
     from ..report import write_report
 
     if batch_size < 1:
@@ -247,23 +309,26 @@ def run_and_report(
     if figure1 < 0:
         raise UserError(f"--figure1 must be 0 or more, got {figure1}")
     n = len(data) if limit is None else min(limit, len(data))
-    plan = sweep_plan([e / 255 for e in eps])
+    specs = list(attacks) or [AttackSpec("illm")]
     names = ", ".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
     sweeps = 1 + ("during" in modes)
-    header = (
-        f"hiding {names} in {n} images of {describe['data']} with {describe['model']} on {device}\n"
-        f"eps {','.join(map(str, eps))} (8-bit levels), modes {'+'.join(modes)}: "
-        f"{plan.passes * sweeps} forward+backward passes per image "
-        f"({plan.separate_passes * sweeps} without the shared eps prefix)"
-    )
+    what = f"hiding {names}" if goal == "hide" else "untargeted attacks"
+    lines = [f"{what} in {n} images of {describe['data']} with {describe['model']} on {device}"]
+    lines.append(f"eps {','.join(map(str, eps))} (8-bit levels), modes {'+'.join(modes)}")
+    for spec in specs:
+        p = registry.plan(spec.name, eps, **spec.options)
+        lines.append(f"  {p.note}" + (f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""))
+    header = "\n".join(lines)
     bar = ProgressBar("attacking", header)
     t0 = time.perf_counter()
     try:
         run_experiment(
             model,
             data,
-            class_ids=class_ids,
+            class_ids=class_ids if goal == "hide" else None,
             eps_levels=eps,
+            attacks=specs,
+            goal=goal,
             modes=modes,
             out_dir=out,
             batch_size=batch_size,
@@ -285,14 +350,16 @@ def run_and_report(
     counts = report.summary[0] if report.summary else {}
     skipped = {k: counts.get(k, 0) for k in ("absent", "all_hidden", "unreadable") if counts.get(k, 0)}
     note = (" (" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) + ")") if skipped else ""
+    held = f"contain {names}" if goal == "hide" else "attacked"
     print(
         f"done in {format_duration(total)} (attack {format_duration(attack_s)}); {counts.get('ok', 0)} of {n} images "
-        f"contain {names}{note}",
+        f"{held}{note}",
         file=sys.stderr,
     )
     rel = os.path.relpath(out)
     shown = rel if not rel.startswith("..") else out
-    print(f"results: {shown}/  report.html  summary.csv  figure2.png  results.jsonl", file=sys.stderr)
+    figure = "figure2.png" if goal == "hide" else "attacks.png"
+    print(f"results: {shown}/  report.html  summary.csv  {figure}  results.jsonl", file=sys.stderr)
     for line in report.sentences:
         echo(line)
     return report.sentences

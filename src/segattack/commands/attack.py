@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..cli import UserError
-from ._common import add_model_args, build_model, parse_classes, parse_eps
+from ._common import add_attack_args, add_model_args, build_model, parse_attacks, parse_classes, parse_eps
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,6 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "afterwards (posthoc) or during the optimisation (during) (default: none)",
     )
     p.add_argument("--size", metavar="HxW", default=None, help="resize the image to H x W pixels first")
+    add_attack_args(p, several=False)
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -40,16 +41,17 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from ..attacks import illm, paper_steps, restrict
     from ..data.base import UnreadableImageError
     from ..data.folder import read_rgb
     from ..data.labels import CLASS_NAMES
     from ..metrics import hiding_metrics, perturbation_norms, psnr
+    from ..pipeline import HideGoal, attack_batch
     from ..report.figures import panels_figure
     from ..specs import SpecError, parse_size
-    from ..targets import _hidden_mask, hide_class_target
+    from ..targets import _hidden_mask
 
     class_ids = parse_classes(args.hide)
+    (spec,) = parse_attacks(args.attack, args.attack_opt, single=True)
     eps_list = parse_eps(args.eps)
     if len(eps_list) != 1:
         raise UserError(f"attack takes one eps, got {args.eps!r}; use `segattack run` for a sweep")
@@ -84,14 +86,17 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"note: the model predicts no {names} pixel in {src}; the attack only keeps the prediction", file=sys.stderr
         )
-    target = hide_class_target(pred, class_id=class_ids)
-    adv_full = illm(model, x, target, eps=eps / 255)
-    adv_r = restrict(adv_full, x, mask=hidden)
-    adv = {"none": adv_full, "posthoc": adv_r}.get(args.restrict)
-    if adv is None:
-        adv = illm(model, x, target, eps=eps / 255, mask=hidden)
-    pred_adv = model.predict(adv)
-    m = hiding_metrics(pred, pred_adv, class_id=class_ids, target=target)
+    mode = {"none": "full"}.get(args.restrict, args.restrict)
+    goal = HideGoal(class_ids)
+    try:
+        outcome = attack_batch(
+            model, x, attack=spec, goal=goal, eps_levels=[eps], modes=(mode,), pred=pred, keep=("full", "posthoc")
+        )
+    except ValueError as err:
+        raise UserError(f"--attack {spec.name}: {err}") from None
+    target = outcome.labels
+    adv_full, adv_r, adv = outcome.advs["full"][0], outcome.advs["posthoc"][0], outcome.advs[mode][0]
+    m = hiding_metrics(pred, outcome.preds[mode][0], class_id=class_ids, target=target)
     to8 = lambda t: (t[0] * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # noqa: E731
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to8(adv)).save(out, format="PNG")
@@ -106,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
             "adv_restricted": to8(adv_r),
             "target": target[0].cpu().numpy(),
             "pred": pred[0].cpu().numpy(),
-            "pred_adv": model.predict(adv_full)[0].cpu().numpy(),
-            "pred_restricted": model.predict(adv_r)[0].cpu().numpy(),
+            "pred_adv": outcome.preds["full"][0, 0].cpu().numpy(),
+            "pred_restricted": outcome.preds["posthoc"][0, 0].cpu().numpy(),
         }
     )
     fig.savefig(panels, dpi=120, bbox_inches="tight")
@@ -117,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     norms = perturbation_norms(adv, x)
     fooled = float(m.fooled[0])
     what = {"none": "", "posthoc": ", restricted to the class pixels", "during": ", restricted during the attack"}
-    print(f"{out}: eps={eps} levels ({paper_steps(eps)} steps{what[args.restrict]})")
+    print(f"{out}: {spec.name}, eps={eps} levels ({spec.passes(eps)} gradient passes{what[args.restrict]})")
     if fooled == fooled:
         print(
             f"{100 * fooled:.1f}% of {int(m.class_pixels[0])} {names} pixels hidden, "

@@ -8,10 +8,12 @@ from ._common import (
     DEFAULT_EPS,
     EPS_HELP,
     RESTRICT_MODES,
+    add_attack_args,
     add_data_args,
     add_model_args,
     build_data,
     build_model,
+    parse_attacks,
     parse_classes,
     parse_eps,
     run_and_report,
@@ -33,6 +35,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_model_args(p)
     g = p.add_argument_group("attack")
     g.add_argument(
+        "--goal",
+        choices=("hide", "untargeted"),
+        default="hide",
+        help="hide: the paper's experiment, hide --hide's class (targeted; hidden and kept); untargeted: robustness "
+        "under attack (pixel accuracy and mIoU against the ground truth where the data has it, else the clean "
+        "prediction) (default: hide)",
+    )
+    add_attack_args(g)
+    g.add_argument(
         "--hide",
         default="person",
         metavar="CLASS[,CLASS]",
@@ -44,9 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     g.add_argument(
         "--restrict",
         choices=tuple(RESTRICT_MODES),
-        default="posthoc",
+        default=None,
         help="besides the perturbation on the whole image: restrict it to the class pixels afterwards (posthoc, the "
-        "paper's), during the optimisation (during; one more attack), both, or none (default: posthoc)",
+        "paper's), during the optimisation (during; one more attack), both, or none (default: posthoc; the "
+        "untargeted goal has only none)",
     )
     o = p.add_argument_group("run")
     o.add_argument("--out", required=True, metavar="DIR", help="output directory (resumed if it holds this run)")
@@ -69,8 +81,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    class_ids = parse_classes(args.hide)
+    from ..cli import UserError
+
+    class_ids = parse_classes(args.hide) if args.goal == "hide" else ()
     eps = parse_eps(args.eps)
+    attacks = parse_attacks(args.attack, args.attack_opt)
+    if args.goal == "untargeted" and args.restrict not in (None, "none"):
+        raise UserError("--restrict needs a class to restrict to: the untargeted goal takes --restrict none only")
+    restrict = args.restrict or ("posthoc" if args.goal == "hide" else "none")
     data, describe = build_data(args.data, args.size, args.labels)
     model, model_describe = build_model(args)
     describe.update(model_describe)
@@ -80,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
         describe=describe,
         class_ids=class_ids,
         eps=eps,
-        modes=RESTRICT_MODES[args.restrict],
+        modes=RESTRICT_MODES[restrict],
+        attacks=attacks,
+        goal=args.goal,
         out=args.out,
         batch_size=args.batch_size,
         limit=args.limit,

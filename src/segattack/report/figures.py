@@ -3,6 +3,8 @@
 - ``figure2``: mean and standard deviation over images of the percentage of class pixels fooled (dark red) and of
   background pixels preserved (light grey) against eps, for the perturbation on the whole image (left) and
   restricted to the class pixels (right), as Fischer et al. (2017), Figure 2.
+- ``attacks_figure``: one curve per attack on shared axes: hidden and kept against eps (hide goal), or mIoU and
+  pixel accuracy under attack against eps (untargeted goal).
 - ``figure1``: the 11 panels of Fischer et al. (2017), Figure 1, for one image, from its ``figure1_<id>.npz``.
 """
 
@@ -28,7 +30,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from ..data.labels import CLASS_NAMES, colorize  # noqa: E402
 from .summary import class_phrase  # noqa: E402
 
-__all__ = ["figure2", "figure1", "panels_figure", "FOOLED_COLOR", "PRESERVED_COLOR"]
+__all__ = ["figure2", "figure1", "panels_figure", "attacks_figure", "FOOLED_COLOR", "PRESERVED_COLOR"]
 
 FOOLED_COLOR = "#8b0000"  # dark red, as the paper
 PRESERVED_COLOR = "#a9a9a9"  # light grey, as the paper
@@ -68,9 +70,11 @@ def figure2(
     """Draw Figure 2 from summary rows (``summarize_results``) into ``<out_stem>.png/.svg/.pdf``; returns the paths.
 
     Left: mode ``full``. Right: ``posthoc`` (solid) and ``during`` (dashed) when present. Lines are means over images,
-    bands +- one (population) standard deviation; eps in 8-bit levels.
+    bands +- one (population) standard deviation; eps in 8-bit levels. With several attacks, the first one's rows.
     """
     cls = class_phrase(class_names)
+    first = next((r["attack"] for r in summary if "attack" in r), None)
+    summary = [r for r in summary if r.get("attack", first) == first]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     panels = [
         (axes[0], ["full"], "noise on the entire image"),
@@ -107,6 +111,85 @@ def figure2(
     n = max((int(r.get("fooled_count", 0)) for r in summary), default=0)
     fig.suptitle(f"Hiding {cls}: mean and std over {n} images")
     fig.tight_layout()
+    return _save(fig, Path(out_stem), formats)
+
+
+def attacks_figure(
+    summary: Sequence[Mapping[str, Any]],
+    out_stem: str | os.PathLike[str],
+    *,
+    goal: str = "hide",
+    class_names: Sequence[str] = ("person",),
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Compare attacks on shared axes (one colour per attack; the worst case over them in black).
+
+    Hide goal: left, hidden (solid) and kept (dashed) for the perturbation on the whole image; right, restricted
+    post hoc when run. Untargeted: left, mIoU under attack; right, mean pixel accuracy; eps 0 is the clean model.
+    """
+    from .summary import WORST
+
+    cls = class_phrase(class_names)
+    attacks = list(dict.fromkeys(r["attack"] for r in summary))
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+
+    def colour(n: int, a: str) -> Any:
+        return "black" if a == WORST else colours(n % 10)
+
+    eps_all = sorted({float(r["eps"]) for r in summary})
+    if goal == "untargeted":
+        for n, a in enumerate(attacks):
+            rows = sorted(
+                (r for r in summary if r["attack"] == a and r["mode"] == "full"), key=lambda r: float(r["eps"])
+            )
+            if not rows:
+                continue
+            style = "--" if a == WORST else "-"
+            for ax, key, clean in ((axes[0], "miou", "clean_miou"), (axes[1], "accuracy_mean", "clean_accuracy_mean")):
+                xs = [0.0] + [float(r["eps"]) for r in rows]
+                ys = [100 * rows[0][clean]] + [100 * r[key] for r in rows]
+                ax.plot(xs, ys, style, color=colour(n, a), lw=2, marker="o", ms=3.5, label=a)
+        axes[0].set_title("mIoU under attack")
+        axes[1].set_title("pixel accuracy under attack (mean over images)")
+        axes[0].set_ylabel("%")
+    else:
+        panels = [
+            (axes[0], "full", "noise on the entire image"),
+            (axes[1], "posthoc", f"noise restricted to {cls} pixels"),
+        ]
+        for ax, mode, title in panels:
+            drawn = False
+            for n, a in enumerate(attacks):
+                rows = sorted(
+                    (r for r in summary if r["attack"] == a and r["mode"] == mode), key=lambda r: float(r["eps"])
+                )
+                pts = [(float(r["eps"]), r["fooled_mean"], r["preserved_mean"]) for r in rows if r["fooled_count"]]
+                if not pts:
+                    continue
+                xs = [p[0] for p in pts]
+                ax.plot(xs, [100 * p[1] for p in pts], "-", color=colour(n, a), lw=2, marker="o", ms=3.5,
+                        label=f"{a}: hidden")  # fmt: skip
+                ax.plot(xs, [100 * p[2] for p in pts], "--", color=colour(n, a), lw=1.5, marker="s", ms=3,
+                        label=f"{a}: kept")  # fmt: skip
+                drawn = True
+            ax.set_title(title)
+            if not drawn:
+                ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes, color="0.4")
+        axes[0].set_ylabel(f"{cls} pixels hidden / background kept (%)")
+    for ax in axes:
+        ax.set_xlabel("eps (L-inf budget, 8-bit levels)")
+        ax.set_ylim(0, 101)
+        ax.grid(True, alpha=0.3)
+        if eps_all:
+            ax.set_xlim(-0.3, max(eps_all) + 0.5)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if not handles:
+        handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, max(1, len(labels))), fontsize=8,
+               bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+    fig.suptitle("Attacks compared" + (" (untargeted)" if goal == "untargeted" else f" (hiding {cls})"))
+    fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(labels) / 4), 1, 1))
     return _save(fig, Path(out_stem), formats)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..experiment import RESULTS_FILE, ExperimentError, read_config
-from .figures import figure1, figure2
-from .summary import MODE_TITLES, class_phrase, sentences, summarize_results
+from .figures import attacks_figure, figure1, figure2
+from .summary import MODE_TITLES, attack_sentences, class_phrase, sentences, summarize_results
 
 __all__ = ["write_report", "render_html", "Report"]
 
@@ -53,10 +53,13 @@ def render_html(
     lines: Sequence[str],
     figure2_png: Path | None,
     figure1_pngs: Sequence[Path],
+    attacks_png: Path | None = None,
+    attack_lines: Sequence[str] = (),
 ) -> str:
     """The page as a string (images embedded as base64 PNG)."""
     exp = config.get("experiment", {})
     cls = class_phrase(exp.get("class_names", ["person"]))
+    untargeted = exp.get("goal") == "untargeted"
     head = (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>segattack report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
@@ -64,7 +67,17 @@ def render_html(
         "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:85%}"
         "</style></head><body>"
     )
-    parts = [head, f"<h1>Hiding {html.escape(cls)} pixels: adversarial examples for semantic segmentation</h1>"]
+    title = "Robustness under attack" if untargeted else f"Hiding {html.escape(cls)} pixels"
+    parts = [head, f"<h1>{title}: adversarial examples for semantic segmentation</h1>"]
+    if untargeted:
+        against = "the clean prediction" if exp.get("reference") == "prediction" else "the ground truth"
+        parts.append(
+            "<p>Untargeted attacks: each tries to change the prediction away from the labels. eps is the L-inf budget "
+            f"in 8-bit levels; <b>accuracy</b> = share of the labelled pixels predicted as {against} (mean ± "
+            "population std over images); <b>mIoU</b> from the confusion matrices summed over the data set (the "
+            f"Cityscapes rule); eps 0 is the clean model. <b>worst of all</b>: per image, the attack with the lowest "
+            "accuracy.</p>"
+        )
     parts.append(
         "<p>Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
         "Segmentation</i>. eps is the L-inf budget in 8-bit levels (eps=10 means 10/255); <b>hidden</b> = share of "
@@ -72,22 +85,38 @@ def render_html(
         "<b>kept</b> = share of the other pixels whose prediction is unchanged; mean ± population std over images "
         "that contain the class.</p>"
     )
-    parts.append("<h2>Results</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>")
-    if figure2_png is not None and figure2_png.exists():
+    if lines and not untargeted:
+        parts.append("<h2>Results</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>")
+    if attack_lines:
+        parts.append("<h2>Attacks compared</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in attack_lines))
+        parts.append("</ul>")
+    if attacks_png is not None and attacks_png.exists():
+        parts.append(_img_tag(attacks_png, "attacks compared"))
+    if figure2_png is not None and figure2_png.exists() and not untargeted:
         parts.append("<h2>Figure 2</h2>" + _img_tag(figure2_png, "Figure 2"))
     parts.append("<h2>Summary per eps and mode</h2><table><tr>")
-    heads = [
-        "eps", "mode", "images", "with class", "absent", "all hidden", "unreadable", "hidden %", "± std",
-        "kept %", "± std", "target hit %", "PSNR dB", "max L-inf",
-    ]  # fmt: skip
+    if untargeted:
+        heads = ["attack", "eps", "images", "mIoU %", "clean mIoU %", "accuracy %", "± std", "PSNR dB", "max L-inf"]
+    else:
+        heads = [
+            "attack", "eps", "mode", "images", "with class", "absent", "all hidden", "unreadable", "hidden %", "± std",
+            "kept %", "± std", "target hit %", "PSNR dB", "max L-inf",
+        ]  # fmt: skip
     parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
     for r in summary:
-        cells = [
-            _cell(r["eps"]), _cell(r["mode"]), _cell(r["images"]), _cell(r["ok"]), _cell(r["absent"]),
-            _cell(r["all_hidden"]), _cell(r["unreadable"]), _cell(r["fooled_mean"], True),
-            _cell(r["fooled_std"], True), _cell(r["preserved_mean"], True), _cell(r["preserved_std"], True),
-            _cell(r["target_hit_mean"], True), _cell(r["psnr_mean"]), _cell(r["linf_max"]),
-        ]  # fmt: skip
+        if untargeted:
+            cells = [
+                _cell(r.get("attack", "")), _cell(r["eps"]), _cell(r["images"]), _cell(r["miou"], True),
+                _cell(r["clean_miou"], True), _cell(r["accuracy_mean"], True), _cell(r["accuracy_std"], True),
+                _cell(r["psnr_mean"]), _cell(r["linf_max"]),
+            ]  # fmt: skip
+        else:
+            cells = [
+                _cell(r.get("attack", "")), _cell(r["eps"]), _cell(r["mode"]), _cell(r["images"]), _cell(r["ok"]),
+                _cell(r["absent"]), _cell(r["all_hidden"]), _cell(r["unreadable"]), _cell(r["fooled_mean"], True),
+                _cell(r["fooled_std"], True), _cell(r["preserved_mean"], True), _cell(r["preserved_std"], True),
+                _cell(r["target_hit_mean"], True), _cell(r["psnr_mean"]), _cell(r["linf_max"]),
+            ]  # fmt: skip
         parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
     modes = exp.get("modes", [])
@@ -113,16 +142,26 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
     exp = config.get("experiment", {})
     names = exp.get("class_names", ["person"])
     summary = summarize_results(out)
-    figures = figure2(summary, out / "figure2", class_names=names)
+    goal = exp.get("goal", "hide")
+    attack_names = {r.get("attack") for r in summary}
+    figures: list[Path] = []
+    if goal != "untargeted":
+        figures += figure2(summary, out / "figure2", class_names=names)
+    attacks_png = None
+    lines_a: list[str] = []
+    if goal == "untargeted" or len(attack_names) > 1:
+        figures += attacks_figure(summary, out / "attacks", goal=goal, class_names=names)
+        attacks_png = out / "attacks.png"
+        lines_a = attack_sentences(summary, goal=goal, class_names=names, reference=exp.get("reference"))
     fig1 = []
     for npz in sorted(out.glob("figure1_*.npz")):
         try:
             fig1.append(figure1(npz))
         except (OSError, ValueError, KeyError) as err:
             log.warning("cannot draw Figure 1 from %s: %s", npz, err)
-    lines = sentences(summary, class_names=names)
-    page = render_html(config, summary, lines, out / "figure2.png", fig1)
+    lines = sentences(summary, class_names=names) if goal != "untargeted" else []
+    page = render_html(config, summary, lines, out / "figure2.png", fig1, attacks_png, lines_a)
     tmp = out / "report.html.tmp"
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out / "report.html")
-    return Report(out / "report.html", [*figures, *fig1], summary, lines)
+    return Report(out / "report.html", [*figures, *fig1], summary, [*lines, *lines_a])

@@ -1,0 +1,331 @@
+"""The attack registry: every attack is a function with one signature, taken as a value by name.
+
+    fn(model, images, labels, *, eps, targeted, steps=None, step_size=None, mask=None, ignore_index=255, **options)
+
+``labels`` is the target map when ``targeted=True`` and the labels to move away from otherwise (the clean prediction
+or ground truth); ``ignore_index`` pixels leave the loss. ``eps`` is a float or a (B,) tensor in [0, 1] units. The
+result is (B, C, H, W) in [0, 1], within budget, with inputs and model untouched.
+
+>>> import segattack as sa
+>>> "segpgd" in sa.attacks.available()
+True
+>>> sa.attacks.cost("pgd", eps_levels=8, steps=10, restarts=2)
+Cost(forward=22, backward=20, exact=True)
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "register",
+    "get",
+    "available",
+    "info",
+    "AttackInfo",
+    "Cost",
+    "SweepPlanInfo",
+    "check_options",
+    "parse_option",
+    "sweep",
+    "plan",
+    "COMMON",
+]
+
+#: The keyword arguments every attack takes; everything else is an attack's own option.
+COMMON = ("eps", "targeted", "steps", "step_size", "mask", "ignore_index")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Forward and backward passes of one attack call (a batch, one eps); ``exact=False``: an upper bound (the
+    attack may stop early)."""
+
+    forward: int
+    backward: int
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """A registered attack: its function, its own options (beyond ``COMMON``) with their defaults, how to count its
+    passes, and its shared-prefix eps sweep where one is exact."""
+
+    name: str
+    fn: Callable[..., Tensor]
+    options: Mapping[str, Any]
+    cost: Callable[..., Cost] | None
+    sweep: Callable[..., Tensor] | None
+    sweep_when: Callable[[Mapping[str, Any]], bool] | None
+    sweep_cost: Callable[..., Cost] | None
+    summary: str
+    defaults: Mapping[str, Any]
+
+
+_REGISTRY: dict[str, AttackInfo] = {}
+_MISSING = object()
+
+
+def _check_signature(name: str, fn: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"attack {name!r}: cannot read the signature of {fn!r}") from err
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) != 3:
+        raise TypeError(
+            f"attack {name!r} must take exactly three positional arguments (model, images, labels), then keyword-only "
+            f"options; {fn.__name__} takes {len(positional)}"
+        )
+    keywords = {p.name: p for p in params if p.kind == p.KEYWORD_ONLY}
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in params)
+    for required in ("eps", "targeted"):
+        if required not in keywords and not var_kw:
+            raise TypeError(f"attack {name!r} must take the keyword-only argument {required!r}")
+    options = {k: p.default for k, p in keywords.items() if k not in COMMON}
+    defaults = {k: p.default for k, p in keywords.items() if k in COMMON}
+    for k, v in options.items():
+        if v is inspect.Parameter.empty:
+            raise TypeError(f"attack {name!r}: option {k!r} needs a default value")
+    return options, defaults
+
+
+def register(
+    name: str,
+    *,
+    cost: Callable[..., Cost] | None = None,
+    sweep: Callable[..., Tensor] | None = None,
+    sweep_when: Callable[[Mapping[str, Any]], bool] | None = None,
+    sweep_cost: Callable[..., Cost] | None = None,
+    replace: bool = False,
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator: make ``fn`` available as ``name`` to ``get``, the experiment and the command line.
+
+    ``fn`` must have the attack signature (see the module docstring). Optional: ``cost(eps_levels, **options) ->
+    Cost`` counts its passes; ``sweep(model, images, labels, *, eps: list, **options) -> (K, B, C, H, W)`` computes
+    several budgets at once where ``sweep_when(options)`` says it is exact, at ``sweep_cost(eps_levels_list,
+    **options)``. Registering a taken name raises unless
+    ``replace=True``.
+
+    >>> import segattack as sa
+    >>> @sa.attacks.register("noop-example")
+    ... def noop(model, images, labels, *, eps, targeted, steps=None, step_size=None, mask=None, ignore_index=255):
+    ...     return images.clone()
+    >>> "noop-example" in sa.attacks.available()
+    True
+    >>> sa.attacks.unregister("noop-example")
+    """
+    if not isinstance(name, str) or not name or any(c in name for c in ",.= "):
+        raise ValueError(f"attack names must be non-empty strings without ',', '.', '=' or spaces, got {name!r}")
+
+    def decorate(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if name in _REGISTRY and not replace:
+            raise ValueError(f"an attack named {name!r} is registered already; pass replace=True to replace it")
+        options, defaults = _check_signature(name, fn)
+        doc = inspect.getdoc(fn) or ""
+        _REGISTRY[name] = AttackInfo(
+            name=name,
+            fn=fn,
+            options=options,
+            cost=cost,
+            sweep=sweep,
+            sweep_when=sweep_when,
+            sweep_cost=sweep_cost,
+            summary=doc.splitlines()[0] if doc else "",
+            defaults=defaults,
+        )
+        return fn
+
+    return decorate
+
+
+def unregister(name: str) -> None:
+    """Remove a registered attack (for tests and plug-ins that replace themselves)."""
+    _REGISTRY.pop(name, None)
+
+
+def available() -> tuple[str, ...]:
+    """The registered attack names, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def info(name: str) -> AttackInfo:
+    """The registry entry of ``name``; ValueError listing the available attacks if there is none."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown attack {name!r}; available attacks: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
+def get(name: str) -> Callable[..., Tensor]:
+    """The attack function called ``name`` (see the module docstring for its signature)."""
+    return info(name).fn
+
+
+def _type_name(default: Any, key: str = "") -> str:
+    if key == "steps":
+        return "an integer"
+    if key == "step_size":
+        return "a number"
+    if isinstance(default, bool):
+        return "true/false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, tuple):
+        return "a '+'-separated list"
+    return "a string" if isinstance(default, str) else "a value"
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check option names (and the types of those with a typed default) against attack ``name``'s signature.
+
+    Common hyperparameters (``steps``, ``step_size``) are accepted for every attack that declares them.
+    """
+    entry = info(name)
+    allowed = {**entry.options, **{k: v for k, v in entry.defaults.items() if k in ("steps", "step_size")}}
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(f"attack {name!r} has no option {key!r}; its options: {known}")
+        default = allowed[key]
+        ok = True
+        if key in ("steps", "step_size") and value is None:
+            pass  # None: the attack's own default (steps and step_size default to None in every attack)
+        elif key == "steps":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif key == "step_size":
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        elif isinstance(default, tuple):
+            ok = isinstance(value, tuple | list)
+        if not ok:
+            raise ValueError(f"option {name}.{key} takes {_type_name(default, key)}, got {value!r}")
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def parse_option(name: str, key: str, text: str) -> Any:
+    """A command-line option value (``"50"``, ``"true"``, ``"ce+js"``) converted to the type of the option's
+    default (``steps`` an integer, ``step_size`` a number in [0, 1] units); ValueError naming the option if it
+    cannot be."""
+    entry = info(name)
+    allowed = {**entry.options, **{k: v for k, v in entry.defaults.items() if k in ("steps", "step_size")}}
+    if key not in allowed:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ValueError(f"attack {name!r} has no option {key!r}; its options: {known}")
+    default = allowed[key]
+    text = text.strip()
+    try:
+        if key == "steps" or (isinstance(default, int) and not isinstance(default, bool)):
+            return int(text)
+        if key == "step_size" or isinstance(default, float):
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)
+            return value
+    except ValueError:
+        raise ValueError(f"option {name}.{key} takes {_type_name(default, key)}, got {text!r}") from None
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"option {name}.{key} takes true or false, got {text!r}")
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in text.split("+") if part.strip())
+    return text
+
+
+def cost(name: str, *, eps_levels: float, **options: Any) -> Cost:
+    """Forward/backward passes of one call of attack ``name`` at ``eps_levels`` with ``options``."""
+    entry = info(name)
+    if entry.cost is None:
+        raise ValueError(f"attack {name!r} does not document its cost")
+    return entry.cost(eps_levels, **check_options(name, options))
+
+
+@dataclass(frozen=True)
+class SweepPlanInfo:
+    """How ``sweep`` runs attack ``name`` over budgets: ``shared`` if the budgets share a trajectory prefix (one
+    call of the attack's own sweep), else one call per eps; ``forward``/``backward``: passes in all (None where the
+    attack does not document them); ``note``: a sentence for logs and reports."""
+
+    name: str
+    shared: bool
+    forward: int | None
+    backward: int | None
+    note: str
+
+
+def _shares(entry: AttackInfo, options: Mapping[str, Any]) -> bool:
+    return entry.sweep is not None and (entry.sweep_when is None or entry.sweep_when(options))
+
+
+def plan(name: str, eps_levels: Sequence[float], **options: Any) -> SweepPlanInfo:
+    """How ``sweep`` will run attack ``name`` over ``eps_levels`` (8-bit levels) with ``options``."""
+    entry = info(name)
+    opts = check_options(name, options)
+    eps = list(eps_levels)
+    if _shares(entry, opts) and entry.sweep_cost is not None:
+        shared = entry.sweep_cost(eps, **opts)
+        alone = sum((entry.cost(e, **opts).forward for e in eps), 0) if entry.cost is not None else None
+        tail = f"; {alone} separately" if alone is not None else ""
+        return SweepPlanInfo(
+            name, True, shared.forward, shared.backward,
+            f"{name}: {shared.forward} forward+backward passes for {len(eps)} budgets (shared prefix{tail})",
+        )  # fmt: skip
+    if entry.cost is None:
+        return SweepPlanInfo(name, False, None, None, f"{name}: one run per eps ({len(eps)} runs)")
+    costs = [entry.cost(e, **opts) for e in eps]
+    fwd, bwd = sum(c.forward for c in costs), sum(c.backward for c in costs)
+    bound = "" if all(c.exact for c in costs) else "at most "
+    return SweepPlanInfo(
+        name, False, fwd, bwd, f"{name}: one run per eps, {bound}{fwd} forward and {bwd} backward passes in all"
+    )
+
+
+def sweep(
+    name: str,
+    model: Any,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: Sequence[float],
+    targeted: bool,
+    mask: Tensor | None = None,
+    ignore_index: int = 255,
+    **options: Any,
+) -> Tensor:
+    """Attack ``name`` at every budget in ``eps`` ([0, 1] units): (K, B, C, H, W), in the order of ``eps``.
+
+    Uses the attack's shared-prefix sweep where it is exact for these options (``illm`` with its defaults), else one
+    call per budget (``plan`` says which).
+    """
+    entry = info(name)
+    opts = check_options(name, options)
+    eps = list(eps)
+    if not eps:
+        raise ValueError("eps must list at least one budget, e.g. eps=[2/255, 4/255, 10/255]")
+    common = {"targeted": targeted, "mask": mask, "ignore_index": ignore_index}
+    if _shares(entry, opts):
+        assert entry.sweep is not None
+        return entry.sweep(model, images, labels, eps=eps, **common, **opts)
+    return torch.stack([entry.fn(model, images, labels, eps=e, **common, **opts) for e in eps])
