@@ -4,7 +4,7 @@ The Python API takes images in [0, 1] and budgets in the same units (``eps=10/25
 HTML) live in ``segattack.report`` and read result files only.
 """
 
-from . import data, zoo
+from . import attacks, data, pipeline, zoo
 from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
 from .evaluate import EvalResult, evaluate
 from .experiment import run_experiment
@@ -48,6 +48,8 @@ __all__ = [
     "run_experiment",
     "evaluate",
     "EvalResult",
+    "attacks",
+    "pipeline",
     "data",
     "zoo",
 ]

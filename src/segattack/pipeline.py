@@ -133,14 +133,15 @@ def attack_batch(
     labels = goal.labels(pred, truth)
     eps01 = [e / 255 for e in eps_levels]
     wanted = [m for m in ("full", "posthoc", "during") if m in modes or m in keep]
+    mask = goal.restrict_mask(pred) if "posthoc" in wanted or "during" in wanted else None
     advs: dict[str, Tensor] = {}
     common = {"targeted": goal.targeted, **attack.options}
     if "full" in wanted or "posthoc" in wanted:
         advs["full"] = registry.sweep(attack.name, model, images, labels, eps=eps01, **common)
     if "posthoc" in wanted:
-        advs["posthoc"] = restrict(advs["full"], images, mask=goal.restrict_mask(pred))
+        assert mask is not None
+        advs["posthoc"] = restrict(advs["full"], images, mask=mask)
     if "during" in wanted:
-        mask = goal.restrict_mask(pred)
         advs["during"] = registry.sweep(attack.name, model, images, labels, eps=eps01, mask=mask, **common)
     k, b = len(eps01), images.shape[0]
     h, w = images.shape[-2:]

@@ -47,10 +47,10 @@ __all__ = [
 ]
 
 # the built-in attacks register themselves on import
-from . import apgd as _apgd  # noqa: E402
-from . import dag as _dag  # noqa: E402
-from . import ensemble as _ensemble  # noqa: E402
-from . import pgd as _pgd  # noqa: E402
+from . import apgd as _apgd  # noqa: E402, F401
+from . import dag as _dag  # noqa: E402, F401
+from . import ensemble as _ensemble  # noqa: E402, F401
+from . import pgd as _pgd  # noqa: E402, F401
 from .apgd import apgd  # noqa: E402
 from .dag import dag  # noqa: E402
 from .ensemble import worst_case  # noqa: E402

@@ -208,7 +208,8 @@ class Problem:
         a whole number of levels, so that 8-bit exactness survives the random start."""
         u = torch.rand(self.base.shape, dtype=self.base.dtype, device="cpu", generator=generator).to(self.base.device)
         delta = (2 * u - 1) * self.eps
-        whole = torch.tensor([float(e).is_integer() for e in self.eps_levels], device=self.base.device).view(-1, 1, 1, 1)
+        whole = torch.tensor([float(e).is_integer() for e in self.eps_levels], device=self.base.device)
+        whole = whole.view(-1, 1, 1, 1)
         delta = torch.where(whole, delta.round(), delta)
         return torch.clamp(delta, self.lo, self.hi)
 
@@ -331,11 +332,11 @@ def sign_ascent(
     for t in range(t_max):
         _, grad, pred = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0)
         if best:
-            score = problem.success(pred)
+            now = problem.success(pred)
             if tracker is None:
-                tracker = Best(delta, score)
+                tracker = Best(delta, now)
             else:
-                tracker.update(delta, score)
+                tracker.update(delta, now)
         new = torch.clamp(delta + step_size * grad.sign_(), problem.lo, problem.hi)
         delta = new if uniform else torch.where(n_t > t, new, delta)
     if not (best or score):

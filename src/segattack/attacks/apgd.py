@@ -44,7 +44,7 @@ def _cost(eps_levels: float, *, steps: int | None = None, restarts: int = 1, **_
     return Cost(forward=restarts * (n + 1), backward=restarts * (n + 1))
 
 
-@register("apgd", cost=_cost)
+@register("apgd", cost=_cost, check=losses.check_loss_option)
 def apgd(
     model: Model,
     images: Tensor,

@@ -17,12 +17,17 @@ DAG_STEPS = 200
 DAG_GAMMA = 0.5 / 255
 
 
+def _check_stop(stop: object) -> None:
+    if isinstance(stop, bool) or not isinstance(stop, int | float) or not 0 < stop <= 1:
+        raise ValueError(f"stop must be a share in (0, 1], got {stop!r}")
+
+
 def _cost(eps_levels: float, *, steps: int | None = None, best: bool = True, **_: Any) -> Cost:
     n = DAG_STEPS if steps is None else steps
     return Cost(forward=n + 1, backward=n, exact=False)
 
 
-@register("dag", cost=_cost)
+@register("dag", cost=_cost, check=lambda o: _check_stop(o.get("stop", 0.99)))
 def dag(
     model: Model,
     images: Tensor,
@@ -59,8 +64,7 @@ def dag(
     """
     n = DAG_STEPS if steps is None else check_count("steps", steps)
     check_flag("best", best)
-    if isinstance(stop, bool) or not isinstance(stop, int | float) or not 0 < stop <= 1:
-        raise ValueError(f"stop must be a share in (0, 1], got {stop!r}")
+    _check_stop(stop)
     problem = prepare(model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index)
     gamma = levels_of(check_positive("step_size", DAG_GAMMA if step_size is None else step_size))
     delta = torch.zeros_like(problem.base)
@@ -91,6 +95,8 @@ def dag(
             z_adv = others.amax(1)
         gain = torch.where(active, z_adv - z_cur, torch.zeros_like(z_cur)).flatten(1).sum(1)
         (grad,) = torch.autograd.grad(gain.sum(), adv)
+        if problem.mask is not None:  # normalise over the pixels that may move, so that they move by gamma
+            grad = torch.where(problem.mask, grad, torch.zeros_like(grad))
         norm = grad.flatten(1).abs().amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
         new = torch.clamp(delta + gamma * grad / norm, problem.lo, problem.hi)
         delta = torch.where(running.view(-1, 1, 1, 1), new, delta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -19,13 +20,20 @@ SEA_MEMBERS: tuple[str, ...] = ("apgd:masked-ce", "apgd:balanced-ce", "apgd:js",
 def parse_member(member: str) -> tuple[str, dict[str, Any]]:
     """``"apgd:js"`` -> ``("apgd", {"loss": "js"})``; ``"segpgd"`` -> ``("segpgd", {})``."""
     if not isinstance(member, str) or not member:
-        raise ValueError(f"worst_case members are attack names, optionally with ':LOSS' (e.g. 'apgd:js'); got {member!r}")
+        raise ValueError(
+            f"worst_case members are attack names, optionally with ':LOSS' (e.g. 'apgd:js'); got {member!r}"
+        )
     name, _, loss = member.partition(":")
     if name == "worst_case":
         raise ValueError("worst_case cannot contain itself")
     opts: dict[str, Any] = {"loss": loss} if loss else {}
     check_options(name, opts)
     return name, opts
+
+
+def _check_members(options: Mapping[str, Any]) -> None:
+    for member in options.get("attacks", SEA_MEMBERS):
+        parse_member(member)
 
 
 def _cost(eps_levels: float, *, attacks: tuple[str, ...] = SEA_MEMBERS, **common: Any) -> Cost:
@@ -42,7 +50,7 @@ def _cost(eps_levels: float, *, attacks: tuple[str, ...] = SEA_MEMBERS, **common
     return Cost(forward=fwd, backward=bwd, exact=exact)
 
 
-@register("worst_case", cost=_cost)
+@register("worst_case", cost=_cost, check=_check_members)
 def worst_case(
     model: Model,
     images: Tensor,

@@ -16,6 +16,9 @@ pixels of each image and ascends the sum (descends it when targeted); pixels out
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -84,6 +87,11 @@ LOSSES: dict[str, PixelLoss] = {
     "segpgd": segpgd,
     "cospgd": cospgd,
 }
+
+
+def check_loss_option(options: Mapping[str, Any]) -> None:
+    """Registry check for attacks with a ``loss=`` option: the named loss exists."""
+    get_loss(options.get("loss", "ce"))
 
 
 def get_loss(name: str) -> PixelLoss:

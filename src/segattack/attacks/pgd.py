@@ -81,7 +81,7 @@ def _madry_step(eps_levels: float, steps: int) -> float:
 PGD_STEPS = 20
 
 
-@register("pgd", cost=_cost(PGD_STEPS))
+@register("pgd", cost=_cost(PGD_STEPS), check=losses.check_loss_option)
 def pgd(
     model: Model,
     images: Tensor,
@@ -108,7 +108,8 @@ def pgd(
         eps: L-inf budget in [0, 1] units, a float or a (B,) tensor.
         steps: iterations (default 20). step_size: alpha in [0, 1] units (default 2.5 eps / steps, Madry et al.'s
             rule as in their robustness library).
-        restarts: independent random starts; per image the one with the highest success is kept.
+        restarts: independent random starts; per image the one with the highest success is kept (the success of
+            the iterate each restart returns: its best one with ``best``, else its last one).
         best: keep per image the iterate with the highest success (``metrics.pixel_success``: share of pixels off
             their label, or on target) instead of the last one.
         loss: a pixel-wise loss from ``segattack.attacks.losses.LOSSES`` (default ``ce``).

@@ -65,6 +65,7 @@ class AttackInfo:
     sweep: Callable[..., Tensor] | None
     sweep_when: Callable[[Mapping[str, Any]], bool] | None
     sweep_cost: Callable[..., Cost] | None
+    check: Callable[[Mapping[str, Any]], None] | None
     summary: str
     defaults: Mapping[str, Any]
 
@@ -105,6 +106,7 @@ def register(
     sweep: Callable[..., Tensor] | None = None,
     sweep_when: Callable[[Mapping[str, Any]], bool] | None = None,
     sweep_cost: Callable[..., Cost] | None = None,
+    check: Callable[[Mapping[str, Any]], None] | None = None,
     replace: bool = False,
 ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
     """Decorator: make ``fn`` available as ``name`` to ``get``, the experiment and the command line.
@@ -112,7 +114,8 @@ def register(
     ``fn`` must have the attack signature (see the module docstring). Optional: ``cost(eps_levels, **options) ->
     Cost`` counts its passes; ``sweep(model, images, labels, *, eps: list, **options) -> (K, B, C, H, W)`` computes
     several budgets at once where ``sweep_when(options)`` says it is exact, at ``sweep_cost(eps_levels_list,
-    **options)``. Registering a taken name raises unless
+    **options)``; ``check(options)`` raises ValueError for option values the attack cannot take (run before any
+    work, so that a bad value fails at once). Registering a taken name raises unless
     ``replace=True``.
 
     >>> import segattack as sa
@@ -139,6 +142,7 @@ def register(
             sweep=sweep,
             sweep_when=sweep_when,
             sweep_cost=sweep_cost,
+            check=check,
             summary=doc.splitlines()[0] if doc else "",
             defaults=defaults,
         )
@@ -217,7 +221,13 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             ok = isinstance(value, tuple | list)
         if not ok:
             raise ValueError(f"option {name}.{key} takes {_type_name(default, key)}, got {value!r}")
+        if key in ("steps", "restarts") and value is not None and value < (1 if key == "restarts" else 0):
+            raise ValueError(f"option {name}.{key} must be at least {1 if key == 'restarts' else 0}, got {value}")
+        if key == "step_size" and value is not None and not 0 < value <= 1:
+            raise ValueError(f"option {name}.step_size must be in (0, 1] image units (e.g. 1/255), got {value}")
         out[key] = tuple(value) if isinstance(value, list) else value
+    if entry.check is not None:
+        entry.check(out)
     return out
 
 
