@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand modules, in the order ``segattack --help`` lists them.
-COMMANDS: tuple[str, ...] = ("demo", "run", "attack", "report", "eval", "train")
+COMMANDS: tuple[str, ...] = ("demo", "run", "attack", "universal", "report", "eval", "train")
 
 
 class UserError(Exception):

@@ -3,6 +3,8 @@
 Data (``--data``):
 
 - ``synthetic[:N]``: the embedded synthetic street scenes, validation split, N images (default 20);
+- ``synthetic-train[:N]``: the same generator's training split (scenes the validation split never shows), e.g. to
+  fit a universal perturbation on images other than those it is measured on;
 - ``cityscapes:PATH[:SPLIT]``: Cityscapes in its official layout under PATH (``leftImg8bit/``, ``gtFine/``),
   split ``val`` by default;
 - ``folder:PATH``: every image file in a folder (no ground truth needed: targets come from the prediction).
@@ -22,7 +24,7 @@ DataSpec(scheme='synthetic', path=None, split='val', count=5)
 >>> parse_data_spec("imagenet:/data")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-segattack.specs.SpecError: unknown data scheme 'imagenet' in 'imagenet:/data'; valid: synthetic[:N], cityscapes:...
+segattack.specs.SpecError: unknown data scheme 'imagenet' in 'imagenet:/data'; valid: synthetic[:N], synthetic-train...
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ __all__ = [
     "IMAGENET_STD",
 ]
 
-DATA_SCHEMES = ("synthetic[:N]", "cityscapes:PATH[:SPLIT]", "folder:PATH")
+DATA_SCHEMES = ("synthetic[:N]", "synthetic-train[:N]", "cityscapes:PATH[:SPLIT]", "folder:PATH")
 DEFAULT_SYNTHETIC_IMAGES = 20
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -79,23 +81,29 @@ class DataSpec:
 
     def __str__(self) -> str:
         if self.scheme == "synthetic":
-            return f"synthetic:{self.count}"
+            return f"synthetic:{self.count}" if self.split == "val" else f"synthetic-{self.split}:{self.count}"
         if self.scheme == "cityscapes":
             return f"cityscapes:{self.path}:{self.split}"
         return f"{self.scheme}:{self.path}"
 
 
 def parse_data_spec(spec: str) -> DataSpec:
-    """Parse ``synthetic[:N]``, ``cityscapes:PATH[:SPLIT]`` or ``folder:PATH`` (see the module docstring)."""
+    """Parse ``synthetic[:N]``, ``synthetic-train[:N]``, ``cityscapes:PATH[:SPLIT]`` or ``folder:PATH`` (see the
+    module docstring).
+
+    >>> parse_data_spec("synthetic-train:40")
+    DataSpec(scheme='synthetic', path=None, split='train', count=40)
+    """
     spec = spec.strip()
     scheme, _, rest = spec.partition(":")
     scheme = scheme.lower()
-    if scheme == "synthetic":
+    if scheme in ("synthetic", "synthetic-train"):
+        split = "train" if scheme == "synthetic-train" else "val"
         if not rest:
-            return DataSpec("synthetic", count=DEFAULT_SYNTHETIC_IMAGES)
+            return DataSpec("synthetic", split=split, count=DEFAULT_SYNTHETIC_IMAGES)
         if not rest.isdigit() or int(rest) < 1:
-            raise SpecError(f"synthetic:N needs a positive whole number of images, got {spec!r}")
-        return DataSpec("synthetic", count=int(rest))
+            raise SpecError(f"{scheme}:N needs a positive whole number of images, got {spec!r}")
+        return DataSpec("synthetic", split=split, count=int(rest))
     if scheme == "cityscapes":
         path, split = rest, "val"
         head, sep, tail = rest.rpartition(":")
@@ -148,7 +156,7 @@ def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labe
     if ds.scheme == "synthetic":
         from .data.synthetic import SyntheticStreets
 
-        kwargs: dict[str, Any] = {"split": "val", "length": ds.count, "seed": 0}
+        kwargs: dict[str, Any] = {"split": ds.split, "length": ds.count, "seed": 0}
         if size is not None:
             kwargs["size"] = size
         return SyntheticStreets(**kwargs)

@@ -57,3 +57,14 @@ from .ensemble import worst_case  # noqa: E402
 from .pgd import cospgd, pgd, segpgd  # noqa: E402
 
 __all__ += ["pgd", "segpgd", "cospgd", "apgd", "dag", "worst_case"]
+
+from .universal import (  # noqa: E402
+    UniversalResult,
+    apply_universal,
+    load_universal,
+    perturbation_image,
+    save_universal,
+    universal,
+)
+
+__all__ += ["universal", "UniversalResult", "apply_universal", "save_universal", "load_universal", "perturbation_image"]
