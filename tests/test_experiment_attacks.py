@@ -67,9 +67,20 @@ def test_rows_per_attack_and_resume(tmp_path: Path) -> None:
         assert r["steps"] == {"illm": sa.paper_steps(r["eps"]), "pgd": 3, "segpgd": 3}[r["attack"]]
     config = read_config(out)["experiment"]
     assert [a["name"] for a in config["attacks"]] == ["illm", "pgd", "segpgd"] and config["goal"] == "hide"
-    # another attack list is another configuration
+    # resume per attack: adding one keeps the others' rows; changed options redo that attack only
+    before = (out / "results.jsonl").read_text().splitlines()
+    more = [FAST[0], AttackSpec("pgd", {"steps": 2}), FAST[2], AttackSpec("cospgd", {"steps": 2})]
+    run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=more, out_dir=out, batch_size=2)
+    after = (out / "results.jsonl").read_text().splitlines()
+    kept = [line for line in before if '"attack": "pgd"' not in line]
+    assert after[: len(kept)] == kept  # illm and segpgd rows untouched, in place
+    rows = read_rows(out)
+    assert len(rows) == 3 * 4 * len(EPS) * 2
+    assert {r["steps"] for r in rows if r["attack"] == "pgd" and r["status"] == "ok"} == {2}
+    assert read_config(out)["experiment"]["attacks"][3] == {"name": "cospgd", "options": {"steps": 2}}
+    # anything else that changes is another configuration
     with pytest.raises(ExperimentError, match="different configuration"):
-        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=["illm"], out_dir=out)
+        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=[2], attacks=more, out_dir=out)
 
 
 def test_illm_rows_equal_a_single_attack_run(tmp_path: Path) -> None:

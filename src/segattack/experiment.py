@@ -234,28 +234,34 @@ def _parse_results(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]
     return rows, raw, dropped
 
 
-def _prepare_results(path: Path, ids: Sequence[str], keys: set[tuple[float, str, str]]) -> set[int]:
-    """Indices of images whose rows are complete; rewrites the file without torn lines and partial images."""
+def _prepare_results(
+    path: Path, ids: Sequence[str], keys: Mapping[str, set[tuple[float, str, str]]]
+) -> dict[int, set[str]]:
+    """Per image, the attacks whose rows are complete (``keys``: the row keys each attack needs); rewrites the file
+    without torn lines, partial (image, attack) groups and rows of attacks no longer run."""
     rows, raw, dropped = _parse_results(path)
-    by_index: dict[int, list[int]] = {}
+    groups: dict[tuple[int, str], list[int]] = {}
     for pos, row in enumerate(rows):
-        by_index.setdefault(int(row["index"]), []).append(pos)
-    done: set[int] = set()
+        groups.setdefault((int(row["index"]), str(row["attack"])), []).append(pos)
+    done: dict[int, set[str]] = {}
     keep: list[int] = []
-    for index, positions in by_index.items():
+    for (index, attack), positions in groups.items():
         got = [_row_key(rows[p]) for p in positions]
+        want = keys.get(attack)
         complete = (
-            0 <= index < len(ids)
-            and len(got) == len(keys)
-            and set(got) == keys
+            want is not None
+            and 0 <= index < len(ids)
+            and len(got) == len(want)
+            and set(got) == want
             and all(rows[p].get("image_id") == ids[index] for p in positions)
         )
         if complete:
-            done.add(index)
+            done.setdefault(index, set()).add(attack)
             keep.extend(positions)
         else:
             dropped = True
-            log.info("image %d: %d of %d rows found; it will be redone", index, len(got), len(keys))
+            if want is not None:
+                log.info("image %d, %s: %d of %d rows found; redone", index, attack, len(got), len(want))
     if dropped:
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -422,7 +428,7 @@ def run_experiment(
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_config(out, experiment, overwrite)
+    reusable = _check_config(out, experiment, overwrite)
     config = {
         "format": CONFIG_FORMAT,
         "experiment": experiment,
@@ -438,15 +444,17 @@ def run_experiment(
     }
     _write_json(out / CONFIG_FILE, config)
 
-    keys = {(float(e), m, a.name) for e in eps for m in modes_t for a in specs}
+    keys = {a.name: {(float(e), m, a.name) for e in eps for m in modes_t} for a in specs if a.name in reusable}
     results = out / RESULTS_FILE
     done = _prepare_results(results, ids, keys)
+    names = [a.name for a in specs]
+    missing = {i: [a for a in names if a not in done.get(i, set())] for i in range(n)}
     fig1 = _Figure1Picker(figure1_ids if isinstance(goal_obj, HideGoal) else 0, out)
-    log.info("%d images (%d done before), eps %s levels, modes %s", n, len(done), experiment["eps_levels"],
+    resumed = sum(1 for i in range(n) if not missing[i])
+    log.info("%d images (%d done before), eps %s levels, modes %s", n, resumed, experiment["eps_levels"],
              "+".join(modes_t))  # fmt: skip
     for a in specs:
         log.info("%s", registry.plan(a.name, eps, **a.options).note)
-    resumed = len(done)
     count = resumed
     if progress is not None:
         progress(Progress(done=count, total=n, resumed=resumed))
@@ -457,7 +465,7 @@ def run_experiment(
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
-            todo = [i for i in range(start, min(n, start + batch_size)) if i not in done]
+            todo = {i: missing[i] for i in range(start, min(n, start + batch_size)) if missing[i]}
             if not todo:
                 continue
             per_image = runner.run(dataset, todo, ids)
@@ -539,25 +547,43 @@ def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
     return tuple(m for m in MODES if m in out)
 
 
-def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> None:
+#: Configuration keys that may change between runs on one directory: attacks are resumed one by one.
+_PER_ATTACK = ("attacks", "passes")
+
+
+def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> set[str]:
+    """Refuse a different configuration in ``out``; return the attacks whose earlier rows can be kept (the same
+    name and options as before). Adding or removing attacks keeps the rows of the others."""
     path = out / CONFIG_FILE
     has_results = (out / RESULTS_FILE).exists()
+    names = {a["name"] for a in experiment["attacks"]}
     if overwrite:
         _clear_outputs(out)
-        return
+        return names
     if not path.exists():
         if has_results:
             raise ExperimentError(
                 f"{out} holds {RESULTS_FILE} but no {CONFIG_FILE}, so its results cannot be resumed; replace them "
                 "with --overwrite (overwrite=True) or choose another output directory"
             )
-        return
+        return names
     old = read_config(out).get("experiment", {})
-    if old != json.loads(json.dumps(experiment)):
+    new = json.loads(json.dumps(experiment))
+    same = {k: v for k, v in old.items() if k not in _PER_ATTACK} == {
+        k: v for k, v in new.items() if k not in _PER_ATTACK
+    }
+    if not same:
         raise ExperimentError(
             f"{out} holds results of a different configuration ({_diff(old, experiment)}); replace them with "
             "--overwrite (overwrite=True) or choose another output directory"
         )
+    before = {a["name"]: a for a in old.get("attacks", [{"name": DEFAULT_ATTACK, "options": {}}])}
+    kept = {a["name"] for a in new["attacks"] if before.get(a["name"]) == a}
+    for a in new["attacks"]:
+        if a["name"] in before and a["name"] not in kept:
+            log.warning("%s: its options changed (%s -> %s); its rows are redone", a["name"],
+                        before[a["name"]]["options"], a["options"])  # fmt: skip
+    return kept
 
 
 def _probe_model(
@@ -650,10 +676,14 @@ class _BatchRunner:
         self.num_classes = num_classes
         self.reference = reference
 
-    def _status_rows(self, index: int, image_id: str, status: str, class_pixels: int | None) -> list[dict[str, Any]]:
+    def _status_rows(
+        self, index: int, image_id: str, status: str, class_pixels: int | None, attacks: list[str]
+    ) -> list[dict[str, Any]]:
         """Rows of an image that was not attacked: every measure null."""
         rows = []
         for a in self.attacks:
+            if a.name not in attacks:
+                continue
             for e in self.eps:
                 for m in self.modes:
                     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
@@ -662,8 +692,11 @@ class _BatchRunner:
                     rows.append(row)
         return rows
 
-    def run(self, dataset: Any, indices: list[int], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+    def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+        """Rows of the images in ``todo`` for the attacks listed there (those not finished before)."""
         t0 = time.perf_counter()
+        self.todo = todo
+        indices = list(todo)
         rows: dict[int, list[dict[str, Any]]] = {}
         groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
         for i in indices:
@@ -671,7 +704,7 @@ class _BatchRunner:
                 image, label = dataset[i]
             except UnreadableImageError as err:
                 log.warning("skipping unreadable image %s: %s", ids[i], err)
-                rows[i] = self._status_rows(i, ids[i], "unreadable", None)
+                rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
                 continue
             if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
                 raise ExperimentError(
@@ -701,9 +734,9 @@ class _BatchRunner:
             ok = []
             for b, (i, _, _) in enumerate(items):
                 if counts[b] == 0:
-                    rows[i] = self._status_rows(i, ids[i], "absent", 0)
+                    rows[i] = self._status_rows(i, ids[i], "absent", 0, self.todo[i])
                 elif counts[b] == n_pix:
-                    rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix))
+                    rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix), self.todo[i])
                 else:
                     ok.append(b)
         if not ok:
@@ -714,25 +747,32 @@ class _BatchRunner:
         if self.reference == "truth":
             truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
         ok_ids = [ids[items[b][0]] for b in ok]
-        fig = [j for j, iid in enumerate(ok_ids) if self.fig1.take(iid)]
+        first = self.attacks[0].name
+        fig = {j for j, iid in enumerate(ok_ids) if first in self.todo[items[ok[j]][0]] and self.fig1.take(iid)}
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
-        for n_attack, spec in enumerate(self.attacks):
-            keep = ("full", "posthoc") if fig and n_attack == 0 else ()
+        for spec in self.attacks:
+            sub = [j for j, b in enumerate(ok) if spec.name in self.todo[items[b][0]]]
+            if not sub:
+                continue
+            pick = torch.tensor(sub, device=self.device)
+            figs = [n for n, j in enumerate(sub) if j in fig] if spec.name == first else []
             outcome = attack_batch(
-                self.model, xs, attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes, pred=ps,
-                truth=truth, batch_size=self.batch_size, keep=keep,
+                self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
+                pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
+                keep=("full", "posthoc") if figs else (),
             )  # fmt: skip
-            self._rows(spec, outcome, xs, ok, items, ids, per)
+            self._rows(spec, outcome, xs[pick], [ok[j] for j in sub], items, ids, per)
+            sub_ids = [ok_ids[j] for j in sub]
             if self.save_images:
+                folder = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
                 for k, e in enumerate(self.eps):
                     for m in self.modes:
-                        for j, iid in enumerate(ok_ids):
-                            sub = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
-                            path = self.out / sub / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
-                            _save_png(path, _to_uint8(outcome.advs[m][k, j]))
-            if n_attack == 0:
-                for j in fig:
-                    self._save_figure1(ok_ids[j], xs[j], outcome.labels[j], ps[j], outcome.advs, outcome.preds, j)
+                        for n, iid in enumerate(sub_ids):
+                            path = self.out / folder / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
+                            _save_png(path, _to_uint8(outcome.advs[m][k, n]))
+            for n in figs:
+                j = sub[n]
+                self._save_figure1(ok_ids[j], xs[j], outcome.labels[n], ps[j], outcome.advs, outcome.preds, n)
         rows.update(per)
         return rows
 

@@ -133,7 +133,6 @@ def apgd(
                     h4 = halve.view(-1, 1, 1, 1)
                     eta = torch.where(h4, eta / 2, eta)
                     x = torch.where(h4, x_max, x)
-                    x_prev = torch.where(h4, x_max, x_prev)
                     grad = torch.where(h4, g_max, grad)
         delta, key = (success.delta, success.score) if best else (x_max, f_max)
         if kept is None:
