@@ -28,7 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelModel", "check_images"]
+__all__ = ["PixelModel", "check_images", "classes_of"]
+
+
+def classes_of(logits: Tensor) -> Tensor:
+    """The predicted class per pixel, (B, K, H, W) -> (B, H, W) int64: the argmax over classes (the first on a
+    tie). ``max(1).indices`` gives the same ids as ``argmax(1)`` and is several times faster on CPU for (B, K, H, W)
+    logits, where argmax reduces over a strided axis."""
+    return logits.detach().max(dim=1).indices
 
 
 def check_images(images: Tensor, *, name: str = "images") -> None:
@@ -181,5 +188,5 @@ class PixelModel(nn.Module):
     def predict(self, images: Tensor, *, batch_size: int | None = None) -> Tensor:
         """Argmax prediction (B, H, W) int64 for images (B, C, H, W) in [0, 1], in chunks of ``batch_size``."""
         if batch_size is None or images.shape[0] <= batch_size:
-            return self(images).argmax(dim=1)
-        return torch.cat([self(chunk).argmax(dim=1) for chunk in images.split(batch_size)])
+            return classes_of(self(images))
+        return torch.cat([classes_of(self(chunk)) for chunk in images.split(batch_size)])

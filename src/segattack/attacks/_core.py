@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..models import PixelModel, check_images
+from ..models import PixelModel, check_images, classes_of
 
 Model = Callable[[Tensor], Tensor]
 
@@ -267,12 +267,13 @@ def logits_at(problem: Problem, adv: Tensor, *, check: bool) -> Tensor:
 
 
 def objective_and_grad(
-    problem: Problem, delta: Tensor, loss: PixelLoss, *, t: int, steps: int, check: bool
-) -> tuple[Tensor, Tensor, Tensor]:
+    problem: Problem, delta: Tensor, loss: PixelLoss, *, t: int, steps: int, check: bool, predict: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """One forward and one backward pass at ``base + delta``.
 
     Returns the per-image objective (B,) (the loss summed over counted pixels, negated when targeted: attacks
-    ascend it), its gradient in [0, 1] image units (B, C, H, W) and the prediction (B, H, W) at ``base + delta``.
+    ascend it), its gradient in [0, 1] image units (B, C, H, W) and, with ``predict``, the prediction (B, H, W) at
+    ``base + delta`` (None otherwise: the argmax over classes is not free).
     """
     adv = problem.adv(delta).requires_grad_(True)
     logits = logits_at(problem, adv, check=check)
@@ -281,13 +282,13 @@ def objective_and_grad(
     if problem.targeted:
         per_image = -per_image
     (grad,) = torch.autograd.grad(per_image.sum(), adv)
-    return per_image.detach(), grad, logits.detach().argmax(1)
+    return per_image.detach(), grad, classes_of(logits) if predict else None
 
 
 @torch.no_grad()
 def predict_at(problem: Problem, delta: Tensor, *, check: bool = False) -> Tensor:
     """The prediction (B, H, W) at ``base + delta``: one forward pass, no backward."""
-    return logits_at(problem, problem.adv(delta), check=check).argmax(1)
+    return classes_of(logits_at(problem, problem.adv(delta), check=check))
 
 
 class Best:
@@ -330,8 +331,8 @@ def sign_ascent(
     delta = start
     tracker: Best | None = None
     for t in range(t_max):
-        _, grad, pred = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0)
-        if best:
+        _, grad, pred = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0, predict=best)
+        if pred is not None:
             now = problem.success(pred)
             if tracker is None:
                 tracker = Best(delta, now)

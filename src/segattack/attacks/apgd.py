@@ -94,9 +94,9 @@ def apgd(
     first = True
     for _ in range(restarts):
         x = problem.random_start() if random_start else torch.zeros_like(problem.base)
-        f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=0, steps=n, check=first)
+        f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=0, steps=n, check=first, predict=best)
         first = False
-        success = Best(x, problem.success(pred))
+        success = Best(x, problem.success(pred) if pred is not None else torch.zeros_like(f))
         x_max, f_max, g_max = x.clone(), f.clone(), grad.clone()
         eta = eta0.clone()
         x_prev = x
@@ -110,8 +110,9 @@ def apgd(
             a = 1.0 if k == 0 else MOMENTUM
             x_new = torch.clamp(x + a * (z - x) + (1 - a) * (x - x_prev), problem.lo, problem.hi)
             x_prev, x = x, x_new
-            f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=k + 1, steps=n, check=False)
-            success.update(x, problem.success(pred))
+            f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=k + 1, steps=n, check=False, predict=best)
+            if pred is not None:
+                success.update(x, problem.success(pred))
             increases += (f > f_last).to(f.dtype)
             f_last = f
             up = f > f_max

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models import classes_of
 from ._core import Best, Model, check_count, check_flag, check_positive, levels_of, logits_at, prepare
 from .registry import Cost, register
 
@@ -74,7 +75,7 @@ def dag(
         adv = problem.adv(delta).requires_grad_(t < n)
         with torch.set_grad_enabled(t < n):
             logits = logits_at(problem, adv, check=t == 0)
-        pred = logits.detach().argmax(1)
+        pred = classes_of(logits)
         score = problem.success(pred)
         if tracker is None:
             tracker = Best(delta, score)

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..models import classes_of
 from ._core import Best, Model, logits_at, prepare
 from .registry import Cost, check_options, info, register
 
@@ -86,7 +87,7 @@ def worst_case(
         extra = {k: v for k, v in (("steps", steps), ("step_size", step_size)) if v is not None and k in entry.defaults}
         adv = entry.fn(problem.model, images, labels, **common, **opts, **extra)
         with torch.no_grad():
-            score = problem.success(logits_at(problem, adv, check=False).argmax(1))
+            score = problem.success(classes_of(logits_at(problem, adv, check=False)))
         if kept is None:
             kept = Best(adv, score)  # Best keeps any per-image tensor: here the adversarial images themselves
         else:

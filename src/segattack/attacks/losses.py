@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models import classes_of
 from ._core import PixelLoss
 
 __all__ = ["LOSSES", "ce", "segpgd", "cospgd", "balanced_ce", "masked_ce", "js", "get_loss"]
@@ -34,7 +35,7 @@ def ce(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool, t: int,
 
 def segpgd(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool, t: int, steps: int) -> Tensor:
     lam = t / (2 * steps) if steps else 0.0
-    correct = logits.detach().argmax(1) == labels
+    correct = classes_of(logits) == labels
     loss = F.cross_entropy(logits, labels, reduction="none")
     w_correct, w_wrong = (lam, 1 - lam) if targeted else (1 - lam, lam)
     return torch.where(correct, w_correct * loss, w_wrong * loss)
@@ -62,7 +63,7 @@ def balanced_ce(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool
 
 
 def masked_ce(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool, t: int, steps: int) -> Tensor:
-    on_label = logits.detach().argmax(1) == labels
+    on_label = classes_of(logits) == labels
     keep = ~on_label if targeted else on_label
     loss = F.cross_entropy(logits, labels, reduction="none")
     return torch.where(keep, loss, torch.zeros_like(loss))

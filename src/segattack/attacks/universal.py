@@ -21,11 +21,12 @@ holds whole levels and ``clamp(x + xi)`` of an 8-bit image is again an 8-bit ima
 
 >>> import torch
 >>> from segattack import PixelModel
+>>> _ = torch.manual_seed(0)
 >>> net = torch.nn.Conv2d(3, 4, kernel_size=1)
 >>> images = torch.rand(3, 3, 8, 12).mul(255).round().div(255)
 >>> res = universal(PixelModel(net), images, eps=4 / 255, class_id=2, steps=3)
->>> res.perturbation.shape, res.size, len(res.loss)
-(torch.Size([3, 8, 12]), (8, 12), 3)
+>>> res.perturbation.shape, res.size, len(res.loss), res.skipped
+(torch.Size([3, 8, 12]), (8, 12), 3, ())
 >>> bool((res.levels.abs() <= 4).all()) and bool((res.levels == res.levels.round()).all())
 True
 """

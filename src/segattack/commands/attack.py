@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.folder import read_rgb
     from ..data.labels import CLASS_NAMES
     from ..metrics import hiding_metrics, perturbation_norms, psnr
+    from ..models import classes_of
     from ..pipeline import HideGoal, attack_batch
     from ..report.figures import panels_figure
     from ..specs import SpecError, parse_size
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the model does not fit: {err}") from None
     if max(class_ids) >= logits.shape[1]:
         raise UserError(f"class id {max(class_ids)} to hide, but the model predicts only {logits.shape[1]} classes")
-    pred = logits.argmax(1)
+    pred = classes_of(logits)
     hidden = _hidden_mask(pred, class_ids)
     names = "/".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
     if bool(hidden.all()):
