@@ -180,6 +180,7 @@ class Problem:
     targeted: bool
     ignore_index: int
     raw_labels: Tensor
+    all_valid: bool = False
 
     @property
     def batch(self) -> int:
@@ -254,6 +255,7 @@ def prepare(
         targeted=targeted,
         ignore_index=ignore_index,
         raw_labels=raw,
+        all_valid=bool(valid.all()),
     )
 
 
@@ -278,7 +280,9 @@ def objective_and_grad(
     adv = problem.adv(delta).requires_grad_(True)
     logits = logits_at(problem, adv, check=check)
     pix = loss(logits, problem.labels, valid=problem.valid, targeted=problem.targeted, t=t, steps=steps)
-    per_image = torch.where(problem.valid, pix, torch.zeros_like(pix)).flatten(1).sum(1)
+    if not problem.all_valid:  # skipped when nothing is ignored: the select costs about a tenth of a small model's pass
+        pix = torch.where(problem.valid, pix, torch.zeros_like(pix))
+    per_image = pix.flatten(1).sum(1)
     if problem.targeted:
         per_image = -per_image
     (grad,) = torch.autograd.grad(per_image.sum(), adv)

@@ -42,9 +42,9 @@ def segpgd(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool, t: 
 
 
 def cospgd(logits: Tensor, labels: Tensor, *, valid: Tensor, targeted: bool, t: int, steps: int) -> Tensor:
-    with torch.no_grad():
-        one_hot = F.one_hot(labels, logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
-        cos = F.cosine_similarity(logits.softmax(1), one_hot, dim=1)
+    with torch.no_grad():  # cos(p, onehot(y)) = p_y / ||p||: no one-hot tensor needed
+        p = logits.softmax(1)
+        cos = p.gather(1, labels[:, None])[:, 0] / p.norm(dim=1).clamp(min=1e-8)
         scale = 1 - cos if targeted else cos
     return scale * F.cross_entropy(logits, labels, reduction="none")
 
