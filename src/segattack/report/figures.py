@@ -137,6 +137,9 @@ def attacks_figure(
     def colour(n: int, a: str) -> Any:
         return "black" if a == WORST else colours(n % 10)
 
+    def look(a: str) -> dict[str, Any]:  # the worst case underneath, wide and faint, so equal curves stay visible
+        return {"lw": 5, "alpha": 0.3, "zorder": 1} if a == WORST else {"lw": 2, "zorder": 2}
+
     eps_all = sorted({float(r["eps"]) for r in summary})
     if goal == "untargeted":
         for n, a in enumerate(attacks):
@@ -145,11 +148,10 @@ def attacks_figure(
             )
             if not rows:
                 continue
-            style = "--" if a == WORST else "-"
             for ax, key, clean in ((axes[0], "miou", "clean_miou"), (axes[1], "accuracy_mean", "clean_accuracy_mean")):
                 xs = [0.0] + [float(r["eps"]) for r in rows]
                 ys = [100 * rows[0][clean]] + [100 * r[key] for r in rows]
-                ax.plot(xs, ys, style, color=colour(n, a), lw=2, marker="o", ms=3.5, label=a)
+                ax.plot(xs, ys, "-", color=colour(n, a), marker="o", ms=3.5, label=a, **look(a))
         axes[0].set_title("mIoU under attack")
         axes[1].set_title("pixel accuracy under attack (mean over images)")
         axes[0].set_ylabel("%")
@@ -168,9 +170,9 @@ def attacks_figure(
                 if not pts:
                     continue
                 xs = [p[0] for p in pts]
-                ax.plot(xs, [100 * p[1] for p in pts], "-", color=colour(n, a), lw=2, marker="o", ms=3.5,
+                ax.plot(xs, [100 * p[1] for p in pts], "-", color=colour(n, a), marker="o", ms=3.5, **look(a),
                         label=f"{a}: hidden")  # fmt: skip
-                ax.plot(xs, [100 * p[2] for p in pts], "--", color=colour(n, a), lw=1.5, marker="s", ms=3,
+                ax.plot(xs, [100 * p[2] for p in pts], "--", color=colour(n, a), marker="s", ms=3, **look(a),
                         label=f"{a}: kept")  # fmt: skip
                 drawn = True
             ax.set_title(title)

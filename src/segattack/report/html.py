@@ -78,13 +78,15 @@ def render_html(
             f"Cityscapes rule); eps 0 is the clean model. <b>worst of all</b>: per image, the attack with the lowest "
             "accuracy.</p>"
         )
-    parts.append(
-        "<p>Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
-        "Segmentation</i>. eps is the L-inf budget in 8-bit levels (eps=10 means 10/255); <b>hidden</b> = share of "
-        f"the {html.escape(cls)} pixels of the clean prediction no longer predicted as {html.escape(cls)}; "
-        "<b>kept</b> = share of the other pixels whose prediction is unchanged; mean ± population std over images "
-        "that contain the class.</p>"
-    )
+    else:
+        parts.append(
+            "<p>Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
+            "Segmentation</i>. eps is the L-inf budget in 8-bit levels (eps=10 means 10/255); <b>hidden</b> = share "
+            f"of the {html.escape(cls)} pixels of the clean prediction no longer predicted as {html.escape(cls)}; "
+            "<b>kept</b> = share of the other pixels whose prediction is unchanged; mean ± population std over images "
+            "that contain the class. With several attacks, <b>worst of all</b> takes per image the attack that hid "
+            "the most.</p>"
+        )
     if lines and not untargeted:
         parts.append("<h2>Results</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>")
     if attack_lines:
