@@ -695,7 +695,6 @@ class _BatchRunner:
     def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
         """Rows of the images in ``todo`` for the attacks listed there (those not finished before)."""
         t0 = time.perf_counter()
-        self.todo = todo
         indices = list(todo)
         rows: dict[int, list[dict[str, Any]]] = {}
         groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
@@ -713,7 +712,7 @@ class _BatchRunner:
                 )
             groups.setdefault(tuple(image.shape), []).append((i, image, torch.as_tensor(label)))
         for items in groups.values():
-            rows.update(self._run_group(items, ids))
+            rows.update(self._run_group(items, ids, todo))
         elapsed = time.perf_counter() - t0
         share = elapsed / max(1, len(indices))
         for i in indices:
@@ -722,7 +721,9 @@ class _BatchRunner:
                     r["time_s"] = round(share, 4)
         return rows
 
-    def _run_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+    def _run_group(
+        self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], todo: Mapping[int, list[str]]
+    ) -> dict[int, list[dict[str, Any]]]:
         x = torch.stack([img for _, img, _ in items]).to(self.device, torch.float32) / 255
         rows: dict[int, list[dict[str, Any]]] = {}
         pred = self.model.predict(x, batch_size=self.batch_size)
@@ -734,9 +735,9 @@ class _BatchRunner:
             ok = []
             for b, (i, _, _) in enumerate(items):
                 if counts[b] == 0:
-                    rows[i] = self._status_rows(i, ids[i], "absent", 0, self.todo[i])
+                    rows[i] = self._status_rows(i, ids[i], "absent", 0, todo[i])
                 elif counts[b] == n_pix:
-                    rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix), self.todo[i])
+                    rows[i] = self._status_rows(i, ids[i], "all_hidden", int(n_pix), todo[i])
                 else:
                     ok.append(b)
         if not ok:
@@ -748,10 +749,10 @@ class _BatchRunner:
             truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
         ok_ids = [ids[items[b][0]] for b in ok]
         first = self.attacks[0].name
-        fig = {j for j, iid in enumerate(ok_ids) if first in self.todo[items[ok[j]][0]] and self.fig1.take(iid)}
+        fig = {j for j, iid in enumerate(ok_ids) if first in todo[items[ok[j]][0]] and self.fig1.take(iid)}
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
         for spec in self.attacks:
-            sub = [j for j, b in enumerate(ok) if spec.name in self.todo[items[b][0]]]
+            sub = [j for j, b in enumerate(ok) if spec.name in todo[items[b][0]]]
             if not sub:
                 continue
             pick = torch.tensor(sub, device=self.device)

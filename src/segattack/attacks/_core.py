@@ -86,8 +86,6 @@ def check_labels(labels: Tensor, images: Tensor, *, name: str = "labels") -> Non
         )
 
 
-check_target = check_labels
-
 
 def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from . import losses
-from ._core import Best, Model, check_count, check_flag, objective_and_grad, prepare
+from ._core import Best, Model, check_count, check_flag, check_positive, levels_of, objective_and_grad, prepare
 from .registry import Cost, register
 
 __all__ = ["apgd", "apgd_checkpoints"]
@@ -86,8 +86,6 @@ def apgd(
     if step_size is None:
         eta0 = 2 * problem.eps
     else:
-        from ._core import check_positive, levels_of
-
         eta0 = problem.per_image(levels_of(check_positive("step_size", step_size)))
     checkpoints = apgd_checkpoints(n)
     kept: Best | None = None
