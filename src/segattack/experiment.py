@@ -822,6 +822,7 @@ class _BatchRunner:
         nc = self.num_classes
         arrays: dict[str, Any] = {
             "image_id": np.array(image_id),
+            "attack": np.array(self.attacks[0].name),
             "eps": np.array(self.eps[k]),
             "class_ids": np.array(getattr(self.goal, "class_ids", ())),
             "image": _to_uint8(x),

@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     fig = panels_figure(
         {
             "image_id": src.name,
+            "attack": spec.name,
             "eps": eps,
             "class_ids": np.array(class_ids),
             "image": rgb,

@@ -261,7 +261,9 @@ def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figur
     if title is None:
         cls = class_phrase([_name(int(k)) for k in np.atleast_1d(data["class_ids"])])
         eps = float(data["eps"])
-        title = f"{data.get('image_id', '')}: hiding {cls} at eps = {eps:g} levels ({eps:g}/255)"
+        attack = str(data.get("attack", "illm"))
+        by = "" if attack == "illm" else f" with {attack}"
+        title = f"{data.get('image_id', '')}: hiding {cls}{by} at eps = {eps:g} levels ({eps:g}/255)"
     fig.suptitle(title)
     fig.tight_layout()
     return fig
