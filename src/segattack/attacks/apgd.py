@@ -14,7 +14,7 @@ from . import losses
 from ._core import Best, Model, check_count, check_flag, check_positive, levels_of, objective_and_grad, prepare
 from .registry import Cost, register
 
-__all__ = ["apgd", "apgd_checkpoints"]
+__all__ = ["apgd", "apgd_checkpoints", "halving"]
 
 APGD_STEPS = 100
 MOMENTUM = 0.75
@@ -37,6 +37,21 @@ def apgd_checkpoints(steps: int) -> list[int]:
         if w <= steps and (not out or w > out[-1]):
             out.append(w)
     return out
+
+
+def halving(increases: Tensor, span: int, reduced_before: Tensor, f_max: Tensor, f_max_before: Tensor) -> Tensor:
+    """APGD's decision at a checkpoint, per image (Croce and Hein 2020, Sec. 3.2): halve the step if the objective
+    rose in at most rho = 75% of the ``span`` steps since the last checkpoint (condition 1; ``<=`` as auto-attack's
+    check_oscillation), or if the step was not halved at the last checkpoint and the best objective has not improved
+    since (condition 2).
+
+    >>> halving(torch.tensor([16.0, 17.0, 17.0]), 22, torch.tensor([False, False, True]),
+    ...         torch.tensor([1.0, 1.0, 1.0]), torch.tensor([0.5, 1.0, 1.0])).tolist()
+    [True, True, False]
+    """
+    oscillating = increases <= RHO * span
+    stalled = ~reduced_before & (f_max <= f_max_before)
+    return oscillating | stalled
 
 
 def _cost(eps_levels: float, *, steps: int | None = None, restarts: int = 1, **_: Any) -> Cost:
@@ -121,9 +136,7 @@ def apgd(
                 f_max = torch.where(up, f, f_max)
             if k + 1 in checkpoints[1:]:
                 span = k + 1 - last_check
-                oscillating = increases <= RHO * span  # auto-attack's check_oscillation (<=)
-                stalled = ~reduced_at_check & (f_max <= f_max_at_check)
-                halve = oscillating | stalled
+                halve = halving(increases, span, reduced_at_check, f_max, f_max_at_check)
                 reduced_at_check = halve
                 f_max_at_check = f_max.clone()
                 increases.zero_()
