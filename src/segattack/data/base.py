@@ -17,9 +17,9 @@ from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
+from ..errors import UnreadableImageError
 
-class UnreadableImageError(OSError):
-    """An image (or its label) file exists but cannot be decoded."""
+__all__ = ["SegDataset", "UnreadableImageError"]
 
 
 @runtime_checkable

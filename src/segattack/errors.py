@@ -1,0 +1,60 @@
+"""segattack's errors: one hierarchy, one place that turns them into messages.
+
+Every error the library raises for a mistake a user can fix derives from ``SegattackError``; its message names
+the problem and the fix. The command line catches ``SegattackError`` once, in ``segattack.cli.main``, prints the
+message as one line and exits with code 2. The subclasses also derive from the built-in exception a Python
+caller would expect (``ValueError`` for bad values, ``OSError`` for files), so ``except ValueError`` keeps working.
+
+- ``UserError``: a mistake in command-line input (an option, a path, a value).
+- ``ConfigError``: a configuration the library cannot honour (bad arguments, a model whose classes do not fit).
+- ``RunDirError``: a run directory that cannot be used: another run holds its lock, it holds a different
+  configuration, it is not writable, or one of its files is corrupt.
+- ``ModelError``: the user's model failed (it raised, returned the wrong thing, or its weights do not fit).
+- ``ResourceError``: the job would not fit in memory; the message gives the estimate and the fix.
+- ``UnreadableImageError``: an image or label file exists but cannot be decoded (skipped and counted by runs).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SegattackError",
+    "UserError",
+    "ConfigError",
+    "RunDirError",
+    "ModelError",
+    "ResourceError",
+    "UnreadableImageError",
+]
+
+
+class SegattackError(Exception):
+    """Base of segattack's errors: the message is meant for the user (the CLI prints it as one line, exit 2)."""
+
+
+class UserError(SegattackError, ValueError):
+    """A mistake in the user's input on the command line."""
+
+
+class ConfigError(SegattackError, ValueError):
+    """A configuration the library cannot honour."""
+
+
+class RunDirError(SegattackError, ValueError):
+    """A run directory that cannot be used as asked (locked, different configuration, unwritable, corrupt)."""
+
+
+class ModelError(SegattackError, ValueError):
+    """The user's model failed or does not fit: it raised, returned the wrong type or shape, or its weights do not
+    load. ``spec`` names the model as the user gave it, where known."""
+
+    def __init__(self, message: str, *, spec: str | None = None) -> None:
+        super().__init__(message)
+        self.spec = spec
+
+
+class ResourceError(SegattackError, MemoryError):
+    """The job would need more memory than the device has; the message gives the estimate and the fix."""
+
+
+class UnreadableImageError(SegattackError, OSError):
+    """An image (or its label) file exists but cannot be decoded."""
