@@ -91,3 +91,30 @@ def test_cli_eval_without_labels_is_a_user_error(tmp_path: Path, capsys: pytest.
     code = main(["eval", "--data", f"folder:{images}", "--model", "tests.models_for_cli:tiny_fcn"])
     assert code == 2
     assert "no ground-truth labels" in capsys.readouterr().err
+
+
+def test_bf16_autocast_on_cpu_stays_close_to_float32() -> None:
+    model = sa.zoo.load(sa.zoo.DEFAULT_MODEL)
+    data = sa.data.SyntheticStreets(split="val", size=(64, 128), length=4, seed=0)
+    full = evaluate(model, data, num_classes=19, batch_size=2)
+    half = evaluate(model, data, num_classes=19, batch_size=2, amp="bf16")
+    assert half.images == full.images == 4
+    assert half.confusion.sum() == full.confusion.sum()  # the same pixels counted
+    assert abs(half.miou - full.miou) <= 0.02
+
+
+def test_amp_values_are_checked() -> None:
+    data, model, _ = _data()
+    with pytest.raises(ValueError, match=r"fp16.*CUDA.*bf16"):
+        evaluate(model, data, num_classes=19, amp="fp16")
+    with pytest.raises(ValueError, match="amp must be"):
+        evaluate(model, data, num_classes=19, amp="float8")
+
+
+def test_autocast_runs_the_forward_in_the_chosen_dtype() -> None:
+    data, model, _ = _data(n=2)
+    seen: list[torch.dtype] = []
+    model.net.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    evaluate(model, data, num_classes=19, amp="bf16")
+    evaluate(model, data, num_classes=19)
+    assert seen == [torch.bfloat16, torch.float32]

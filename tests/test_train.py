@@ -12,7 +12,9 @@ from torch import Tensor
 
 import segattack.train as train_mod
 from segattack.cli import main
-from segattack.train import ConfigMismatchError, TrainConfig, checkpoint_step, evaluate, train
+from segattack.evaluate import EvalResult, evaluate
+from segattack.models import PixelModel
+from segattack.train import ConfigMismatchError, TrainConfig, checkpoint_step, train
 from segattack.zoo import load
 
 #: Classes of the easy scenes (Cityscapes train ids) and their colours.
@@ -70,7 +72,7 @@ def test_loss_falls_on_learnable_data(tmp_path: Path) -> None:
     assert losses[0] > 1.0  # starts near ln(19) = 2.94
     assert losses[-1] < 0.5 * losses[0], losses
     assert result.finished and result.step == 40 and result.resumed_from == 0
-    assert result.val is not None and result.val.pixel_acc > 0.6
+    assert result.val is not None and result.val.pixel_accuracy > 0.6
 
 
 def test_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
@@ -126,29 +128,69 @@ def test_different_config_is_refused_unless_overwrite(tmp_path: Path) -> None:
     assert result.resumed_from == 0
 
 
-def test_validation_returns_per_class_iou() -> None:
+class Oracle(torch.nn.Module):
+    """Predicts from colour: a perfect model for the easy scenes, bar the noise."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        colours = torch.tensor([COLOURS[c] for c in (SKY, ROAD, PERSON)], dtype=torch.float32) / 255
+        dist = (x[:, None] - colours.view(1, 3, 3, 1, 1)).pow(2).sum(2)
+        logits = torch.full((x.shape[0], 19, *x.shape[-2:]), -1e3)
+        for k, c in enumerate((SKY, ROAD, PERSON)):
+            logits[:, c] = -dist[:, k]
+        return logits
+
+
+def test_validation_summary_has_per_class_iou_by_name() -> None:
     data = EasyScenes(3)
-    images = torch.stack([data[i][0] for i in range(3)])
     labels = torch.stack([data[i][1] for i in range(3)])
-
-    class Oracle(torch.nn.Module):  # predicts from colour: a perfect model for these scenes, bar the noise
-        def forward(self, x: Tensor) -> Tensor:
-            colours = torch.tensor([COLOURS[c] for c in (SKY, ROAD, PERSON)], dtype=torch.float32) / 255
-            dist = (x[:, None] - colours.view(1, 3, 3, 1, 1)).pow(2).sum(2)
-            logits = torch.full((x.shape[0], 19, *x.shape[-2:]), -1e3)
-            for k, c in enumerate((SKY, ROAD, PERSON)):
-                logits[:, c] = -dist[:, k]
-            return logits
-
-    result = evaluate(Oracle(), [(images, labels)], mean=(0, 0, 0), std=(1, 1, 1), num_classes=19)
+    result = evaluate(PixelModel(Oracle(), num_classes=19), data, num_classes=19)
     assert len(result.iou) == 19
     for c in (SKY, ROAD, PERSON):
         assert result.iou[c] > 0.95
     assert math.isnan(result.iou[1])  # sidewalk: absent from ground truth and prediction
-    assert result.miou == pytest.approx(sum(result.iou[c] for c in (SKY, ROAD, PERSON)) / 3)
+    assert result.miou == pytest.approx(float(result.iou[[SKY, ROAD, PERSON]].mean()))
     assert result.confusion.sum() == (labels != 255).sum()
-    named = result.as_dict()
-    assert named["iou"]["person"] == result.iou[PERSON] and named["iou"]["sidewalk"] is None
+    row = train_mod._val_summary(result)  # the metrics.jsonl / model card form
+    assert set(row) == {"miou", "pixel_acc", "iou"}
+    assert row["miou"] == result.miou and row["pixel_acc"] == result.pixel_accuracy
+    assert row["iou"]["person"] == float(result.iou[PERSON]) and row["iou"]["sidewalk"] is None
+
+
+class VaryingSizes(EasyScenes):
+    """Easy scenes whose size changes with the index: not cacheable, read item by item."""
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        self.size = (32, 64) if i % 3 else (40, 56)
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("val_data", [EasyScenes(5, seed=1), VaryingSizes(5, seed=1)], ids=["cached", "per-item"])
+def test_training_validation_is_the_library_evaluator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, val_data: EasyScenes
+) -> None:
+    modes_after: list[bool] = []
+
+    def spy(model: PixelModel, *args: object, **kwargs: object) -> EvalResult:
+        result = evaluate(model, *args, **kwargs)  # type: ignore[arg-type]
+        modes_after.append(model.net.training)
+        return result
+
+    monkeypatch.setattr(train_mod, "evaluate", spy)
+    config = tiny_config(tmp_path, steps=4, val_every=2, val_images=5, val_batch_size=2)
+    result = train(config, train_data=EasyScenes(8), val_data=val_data)
+    assert modes_after == [True, True]  # validation leaves the network in train mode (dropout, BatchNorm updates)
+    assert result.val is not None and not result.net.training
+
+    resolved = json.loads((tmp_path / "config.json").read_text())["resolved"]
+    model = PixelModel(result.net, mean=resolved["mean"], std=resolved["std"], num_classes=19)
+    again = evaluate(model, val_data, num_classes=19, batch_size=2)  # the raw data set, as a user would
+    assert torch.equal(again.confusion, result.val.confusion)
+    assert result.val.images == again.images == 5
+    last = [r for r in read_rows(tmp_path / "metrics.jsonl") if r["kind"] == "val"][-1]
+    assert last["step"] == 4
+    assert {k: last[k] for k in ("miou", "pixel_acc", "iou")} == train_mod._val_summary(again)
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["val"] == train_mod._val_summary(again)
 
 
 def test_augmentation_keeps_labels_aligned() -> None:

@@ -7,6 +7,7 @@ present in the ground truth or the prediction (``iou`` gives NaN to the others).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -23,6 +24,9 @@ from .models import PixelModel
 __all__ = ["EvalResult", "evaluate"]
 
 log = logging.getLogger(__name__)
+
+#: ``amp`` values of ``evaluate`` and the autocast dtype each selects.
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,19 @@ class EvalResult:
         }
 
 
+def _autocast(amp: str | None, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The mixed-precision context for ``amp`` on ``device``; raises ValueError for a value it cannot honour."""
+    if amp is None:
+        return contextlib.nullcontext()
+    if amp not in _AMP_DTYPES:
+        raise ValueError(f"amp must be 'bf16', 'fp16' or None (float32), got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"amp='fp16' needs a CUDA device, got device {str(device)!r}; use amp='bf16' (CPU autocast) or amp=None"
+        )
+    return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
+
+
 def evaluate(
     model: PixelModel,
     dataset: Any,
@@ -68,17 +85,31 @@ def evaluate(
     limit: int | None = None,
     ignore_index: int = 255,
     device: str | torch.device = "cpu",
+    amp: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
-    """Evaluate ``model`` on a segattack data set (items ``(uint8 image, int64 label)``, ``has_labels``).
+    """Evaluate ``model`` on the first ``limit`` items (None: all) of a segattack data set.
 
-    Images that cannot be read are skipped with a warning and listed in ``skipped``. ``progress(done, total)`` is
-    called after each image. Raises ValueError for a data set without ground truth.
+    ``dataset``: ``len(dataset)``, ``dataset[i]`` -> ``(image, label)`` with image uint8 (3, H, W) and label
+    integer (H, W) train ids (``ignore_index`` = ignored); optional ``has_labels`` (False: refused with ValueError)
+    and ``image_id(i)`` (names a skipped image). Items may live on any device; they are moved to ``device``.
+
+    ``model`` must already be on ``device``; it runs in eval mode, and ``PixelModel`` restores the wrapped
+    network's train/eval flags after every call (so a training loop can validate mid-run). Consecutive images of
+    one size are stacked into batches of up to ``batch_size``.
+
+    ``amp``: None runs in float32; "bf16" or "fp16" runs the forward pass under ``torch.autocast`` on ``device``'s
+    type with that dtype. fp16 needs CUDA (ValueError on other devices: use "bf16" there, or None).
+
+    Images that cannot be read (``UnreadableImageError``) are skipped with a warning and listed in ``skipped``.
+    ``progress(done, total)`` is called as images are done (after each batch) and at the end.
     """
     if not getattr(dataset, "has_labels", True):
         raise ValueError("this data set has no ground-truth labels; clean evaluation needs them (e.g. gtFine/)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = torch.device(device)
+    autocast = _autocast(amp, device)  # refuse a bad amp before any work
     n = len(dataset) if limit is None else min(limit, len(dataset))
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     skipped: list[str] = []
@@ -91,8 +122,9 @@ def evaluate(
             return
         images = torch.stack([im for im, _ in pending]).to(device).float() / 255
         labels = torch.stack([lb for _, lb in pending])
-        pred = model.predict(images).cpu()
-        cm += confusion_matrix(pred, labels, num_classes=num_classes, ignore_index=ignore_index)
+        with autocast:
+            pred = model.predict(images)
+        cm += confusion_matrix(pred, labels.to(pred.device), num_classes=num_classes, ignore_index=ignore_index)
         pending.clear()
 
     for i in range(n):

@@ -2,8 +2,9 @@
 
 Standard recipe: pixel-wise cross-entropy (ignore 255), SGD with momentum (optionally Nesterov) or AdamW, no weight
 decay on biases and BatchNorm, poly or cosine learning-rate schedule with optional linear warmup, augmentation by
-random scale + crop, horizontal flip and colour jitter (brightness, contrast, saturation). Validation reports the
-per-class IoU and the mean IoU over classes present in the ground truth or the prediction.
+random scale + crop, horizontal flip and colour jitter (brightness, contrast, saturation). Validation is the
+library's clean evaluator, ``segattack.evaluate.evaluate`` (an ``EvalResult``): per-class IoU, the mean IoU over
+classes present in the ground truth or the prediction, and pixel accuracy.
 
 Everything a run writes lives in its output directory:
 
@@ -11,7 +12,8 @@ Everything a run writes lives in its output directory:
 - ``checkpoint.pt``: the latest checkpoint (model, optimiser, scheduler, step, RNG states, elapsed time), written
   atomically every ``checkpoint_every`` steps, when stopping at ``stop_at`` and at the end;
 - ``metrics.jsonl``: one JSON object per line: ``{"kind": "train", "step", "loss", "lr", ...}`` every
-  ``log_every`` steps and ``{"kind": "val", "step", "miou", "iou", ...}`` at each validation;
+  ``log_every`` steps and ``{"kind": "val", "step", "elapsed_s", "miou", "pixel_acc", "iou"}`` (IoU keyed by
+  class name, NaN written as null) at each validation;
 - ``<export_name>.safetensors`` + ``.json`` (by default in the same directory): the final model, loadable with
   ``segattack.zoo.load(export_name, weights_dir=...)``.
 
@@ -28,8 +30,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,13 +41,13 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data.labels import CLASS_NAMES, IGNORE_INDEX
-from .metrics import confusion_matrix, iou, mean_iou, pixel_accuracy
+from .evaluate import EvalResult, evaluate
+from .models import PixelModel
 from .zoo.fcn8s import FCN8s
 from .zoo.registry import save_model
 
 __all__ = [
-    "TrainConfig", "TrainResult", "ValResult", "ConfigMismatchError", "train", "evaluate", "checkpoint_step",
-    "config_differences",
+    "TrainConfig", "TrainResult", "ConfigMismatchError", "train", "checkpoint_step", "config_differences",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -218,38 +220,18 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ValResult:
-    """Validation measures. ``iou``: per-class IoU (NaN for classes absent from both ground truth and prediction);
-    ``miou``: their mean over non-NaN classes; ``pixel_acc``: share of non-ignored pixels predicted right;
-    ``confusion``: (K, K) int64, rows = ground truth, columns = prediction."""
-
-    miou: float
-    iou: tuple[float, ...]
-    pixel_acc: float
-    confusion: Tensor = field(repr=False)
-
-    def as_dict(self, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-ready: NaN becomes None; per-class IoU keyed by class name."""
-        names = list(names) if names is not None else _class_names(len(self.iou))
-        return {
-            "miou": _nan_to_none(self.miou),
-            "pixel_acc": _nan_to_none(self.pixel_acc),
-            "iou": {n: _nan_to_none(v) for n, v in zip(names, self.iou, strict=True)},
-        }
-
-
-@dataclass(frozen=True)
 class TrainResult:
     """Outcome of ``train``: the network (on its training device, eval mode), the step reached, whether the run
     reached ``steps``, the step it resumed from (0 for a fresh run), the mean training loss of the last logging
-    window, the last validation, the exported model card (None unless finished) and the total elapsed time (s)."""
+    window, the last validation (``segattack.evaluate.EvalResult``), the exported model card (None unless finished)
+    and the total elapsed time (s)."""
 
     net: nn.Module
     step: int
     finished: bool
     resumed_from: int
     train_loss: float
-    val: ValResult | None
+    val: EvalResult | None
     export_path: Path | None
     elapsed_s: float
     out_dir: Path
@@ -263,17 +245,36 @@ def _nan_to_none(v: float) -> float | None:
     return None if math.isnan(v) else float(v)
 
 
+def _val_summary(result: EvalResult) -> dict[str, Any]:
+    """The validation measures as written to metrics.jsonl and the model card: ``miou``, ``pixel_acc`` and ``iou``
+    keyed by class name; NaN becomes None."""
+    return {
+        "miou": _nan_to_none(result.miou),
+        "pixel_acc": _nan_to_none(result.pixel_accuracy),
+        "iou": dict(zip(_class_names(len(result.iou)), map(_nan_to_none, result.iou.tolist()), strict=True)),
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------- data
 
 
 class _Source:
-    """Images (uint8 (3, H, W)) and labels (int64 (H, W)) by index: cached in memory or read from the dataset."""
+    """Images (uint8 (3, H, W)) and labels (train ids (H, W)) by index: cached in memory or read from the dataset.
+
+    A segattack data set too (``len``, ``[i]`` -> (uint8 image, int64 label), ``image_id``, ``has_labels``) of the
+    first ``n`` items, checked and converted, on the cache's device: validation hands it to
+    ``segattack.evaluate.evaluate``.
+    """
+
+    has_labels = True  # every item was checked to carry train ids (see _read)
 
     def __init__(
         self, dataset: Any, n: int, *, name: str, cache_limit_mb: int, num_classes: int, progress: bool | None
     ) -> None:
         if len(dataset) < 1:
             raise ValueError(f"the {name} dataset is empty")
+        if not getattr(dataset, "has_labels", True):
+            raise ValueError(f"the {name} dataset has no ground-truth labels; training and validation need them")
         self.dataset = dataset
         self.name = name
         self.num_classes = num_classes
@@ -334,9 +335,21 @@ class _Source:
             return self.images[idx], self.labels[idx]
         return [self._read(i) for i in indices]
 
-    def batches(self, batch_size: int) -> Iterator[list[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]]:
-        for start in range(0, self.n, batch_size):
-            yield self.get(range(start, min(start + batch_size, self.n)))
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if not 0 <= i < self.n:
+            raise IndexError(f"{self.name} item {i} out of range 0..{self.n - 1}")
+        if self.images is not None and self.labels is not None:
+            img, lbl = self.images[i], self.labels[i]
+        else:
+            img, lbl = self._read(i)
+        return img, lbl.long()
+
+    def image_id(self, i: int) -> str:
+        image_id = getattr(self.dataset, "image_id", None)
+        return str(image_id(i)) if callable(image_id) else f"{self.name} item {i}"
 
     def mean_std(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
         """Per-channel mean and std of the images in [0, 1] (all cached images, else the first 64)."""
@@ -489,45 +502,6 @@ def _resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use device='cpu' or 'auto'")
     return device
-
-
-@torch.no_grad()
-def evaluate(
-    net: nn.Module,
-    batches: Iterator[list[tuple[Tensor, Tensor]] | tuple[Tensor, Tensor]] | Sequence[tuple[Tensor, Tensor]],
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    num_classes: int,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-) -> ValResult:
-    """Validate ``net`` (taking normalised images) on batches of (uint8 images (B, 3, H, W), labels (B, H, W)).
-
-    A batch may also be a list of (image (3, H, W), label (H, W)) pairs of varying sizes. The network runs in eval
-    mode; its train/eval flags are restored afterwards. Returns per-class IoU, mIoU and pixel accuracy.
-    """
-    device = torch.device(device)
-    modes = [(m, m.training) for m in net.modules()]
-    net.eval()
-    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    try:
-        for batch in batches:
-            groups = [batch] if isinstance(batch, tuple) else [(img[None], lbl[None]) for img, lbl in batch]
-            for images, labels in groups:
-                x = (images.to(device).float() / 255 - mean_t) / std_t
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                    logits = net(x)
-                pred = logits.argmax(dim=1)
-                conf += confusion_matrix(pred, labels.to(device).long(), num_classes=num_classes)
-    finally:
-        for m, training in modes:
-            m.training = training
-    ious = iou(conf)
-    return ValResult(miou=mean_iou(conf), iou=tuple(float(v) for v in ious), pixel_acc=pixel_accuracy(conf),
-                     confusion=conf)  # fmt: skip
 
 
 def checkpoint_step(out_dir: str | os.PathLike[str]) -> int | None:
@@ -747,18 +721,21 @@ def _train(
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     use_amp = config.amp and device.type == "cuda"
+    # The one evaluator sees the network from pixel space; PixelModel restores its train/eval flags after each call.
+    val_model = PixelModel(net, mean=mean, std=std, num_classes=config.num_classes).to(device)
     t0 = time.perf_counter()
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
 
-    def validate(step: int, *, log: bool = True) -> ValResult:
-        result = evaluate(net, val_src.batches(config.val_batch_size or config.batch_size), mean=mean, std=std,
-                          num_classes=config.num_classes, device=device, amp=use_amp)  # fmt: skip
+    def validate(step: int, *, log: bool = True) -> EvalResult:
+        result = evaluate(val_model, val_src, num_classes=config.num_classes, ignore_index=IGNORE_INDEX,
+                          batch_size=config.val_batch_size or config.batch_size, device=device,
+                          amp="bf16" if use_amp else None)  # fmt: skip
         if log:
             _append(metrics_path, {"kind": "val", "step": step, "elapsed_s": round(elapsed(), 3),
-                                   **result.as_dict()})  # fmt: skip
-        logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f", step, result.miou, result.pixel_acc)
+                                   **_val_summary(result)})  # fmt: skip
+        logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f", step, result.miou, result.pixel_accuracy)
         return result
 
     net.train()
@@ -766,7 +743,7 @@ def _train(
     loss_count = loss_window[1]
     timed_steps = 0  # steps since window_t, for the throughput column
     last_loss = math.nan
-    last_val: ValResult | None = None
+    last_val: EvalResult | None = None
     window_t = time.perf_counter()
     bar = tqdm(total=config.steps, initial=start_step, desc="train", unit="step", disable=_disable(progress),
                dynamic_ncols=True)  # fmt: skip
@@ -851,7 +828,7 @@ def _train(
                     "elapsed_s": round(total_s, 1), "final_train_loss": last_loss, "torch": torch.__version__,
                     "config": {k: v for k, v in config.as_json().items() if k not in RUNTIME_FIELDS},
                 },
-                "val": last_val.as_dict(),
+                "val": _val_summary(last_val),
             },
         )  # fmt: skip
         logger.info("exported the final model to %s", export_path)

@@ -175,9 +175,10 @@ def run(args: argparse.Namespace) -> int:
     minutes = result.elapsed_s / 60
     print(f"trained {result.step} steps in {minutes:.1f} min; final training loss {result.train_loss:.4f}")
     if result.val is not None:
-        print(f"validation: mIoU {result.val.miou:.1%}, pixel accuracy {result.val.pixel_acc:.1%}")
-        names = CLASS_NAMES if len(result.val.iou) == len(CLASS_NAMES) else tuple(map(str, range(len(result.val.iou))))
-        per_class = ", ".join(f"{n} {v:.1%}" for n, v in zip(names, result.val.iou, strict=True) if v == v)
+        print(f"validation: mIoU {result.val.miou:.1%}, pixel accuracy {result.val.pixel_accuracy:.1%}")
+        ious = result.val.iou.tolist()
+        names = CLASS_NAMES if len(ious) == len(CLASS_NAMES) else tuple(map(str, range(len(ious))))
+        per_class = ", ".join(f"{n} {v:.1%}" for n, v in zip(names, ious, strict=True) if v == v)
         print(f"per-class IoU: {per_class}")
     print(f"model: {result.export_path}")
     return 0
