@@ -2,11 +2,29 @@
 
 Images are found recursively (PNG and JPEG, any case of the extension), sorted by their path relative to the root,
 and named by that path without its extension, with ``/`` replaced by ``__``: ``street/a/b.png`` -> ``street__a__b``.
-Grey, palette and RGBA images are converted to RGB (alpha dropped, not blended); one note per data set is logged.
 Pixels are taken as stored: an EXIF orientation tag is not applied (labels are usually drawn on the stored pixels).
+
+Every image becomes (H, W, 3) uint8 RGB, by its Pillow mode (``decode_rgb``, ``read_rgb``):
+
+- ``1``, ``L``, ``LA``, ``P``, ``PA``, ``RGB``, ``RGBA``, ``RGBX``, ``CMYK``, ``YCbCr``: converted by Pillow; grey is
+  copied to R, G and B, palettes are applied, alpha is dropped (not blended), CMYK uses Pillow's formula (no profile).
+- 16 bits per channel (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``; 16-bit RGB, RGBA and grey+alpha PNGs): ``v >> 8``,
+  the high byte (Pillow itself reduces 16-bit colour PNGs this way, so grey and colour agree).
+- ``I`` (32-bit integers): values all in 0..255 are taken as 8-bit levels, otherwise all in 0..65535 as 16-bit
+  (``v >> 8``; always so for a 16-bit PNG); anything else (negative, above 65535) is refused.
+- ``F`` (32-bit floats): values all in [0, 1] become ``round(v * 255)``, otherwise all in [0, 255] ``round(v)``;
+  anything else (negative, above 255, NaN, infinite) is refused.
+- Any other mode (``LAB``, ``HSV``, ``La``, ``RGBa``, ...) is refused.
+
+A refused image raises ``UnreadableImageError`` naming the file, its mode, the values found and the fix (convert it to
+an 8-bit RGB PNG). An image that is not stored as 8-bit RGB is logged once per data set (the first such file, its
+mode and the rule applied; logged at INFO), and once more for the first file deeper than 8 bits (16-bit, ``I``, ``F``;
+logged as a WARNING, since a rule chose its 8-bit values).
 
 Ground truth (optional): a folder of single-channel PNGs holding Cityscapes train ids (0..18, 255 = ignore), found by
 the image's relative path with the extension ``.png``: image ``street/a/b.jpg`` -> label ``<labels>/street/a/b.png``.
+Ids are read exactly as stored, never scaled: 8-bit, 16-bit (``I;16``) and 32-bit PNGs alike, palette PNGs by index.
+A colour-coded label (RGB, RGBA, grey+alpha, ...) is refused with a ``ValueError``: label files hold class ids.
 Every image must then have its label: a missing one is an error at construction, listing the missing files, because
 a partly labelled folder would silently change mIoU. (An attack needs no ground truth: leave ``labels`` out.)
 
@@ -29,6 +47,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,7 +58,16 @@ from torch.utils.data import Dataset
 from .base import UnreadableImageError
 from .labels import IGNORE_INDEX, NUM_CLASSES
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "check_size", "read_rgb", "read_label_ids", "resize_pair"]
+__all__ = [
+    "ImageFolder",
+    "IMAGE_EXTENSIONS",
+    "DecodedImage",
+    "check_size",
+    "decode_rgb",
+    "read_rgb",
+    "read_label_ids",
+    "resize_pair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,37 +96,170 @@ def check_size(size: Sequence[int] | None) -> tuple[int, int] | None:
     return h, w
 
 
+#: Modes Pillow converts to 8-bit RGB without loss of meaning (grey copied, palette applied, alpha dropped).
+_PILLOW_MODES: dict[str, str] = {
+    "1": "black and white to 0 and 255",
+    "L": "grey copied to R, G and B",
+    "LA": "grey copied to R, G and B, alpha dropped (not blended)",
+    "P": "palette colours applied",
+    "PA": "palette colours applied, alpha dropped (not blended)",
+    "RGB": "taken as stored",
+    "RGBA": "alpha dropped (not blended)",
+    "RGBX": "padding channel dropped",
+    "CMYK": "Pillow's CMYK to RGB formula (no colour profile)",
+    "YCbCr": "Pillow's YCbCr to RGB formula",
+}
+#: 16-bit greyscale modes (byte orders); reduced to 8 bits as ``v >> 8``.
+_GREY16_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_FIX = "convert it to an 8-bit RGB PNG"
+
+
+class DecodedImage(NamedTuple):
+    """What ``decode_rgb`` read: the pixels and how they were obtained from the file."""
+
+    pixels: np.ndarray  #: (H, W, 3) uint8 RGB
+    mode: str  #: the file's Pillow mode ('L', 'I;16', 'RGBA', ...)
+    note: str | None  #: how the pixels were made 8-bit RGB, naming the mode; None: stored as 8-bit RGB
+    deep: bool  #: the file holds more than 8 bits per channel (16-bit, ``I``, ``F``): a rule chose the 8-bit values
+
+
+def _png_bit_depth(head: bytes) -> int | None:
+    """Bits per channel from a PNG's IHDR chunk (bytes 0..25 of the file), None for other files."""
+    if len(head) >= 26 and head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+        return head[24]
+    return None
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    return np.repeat(values.astype(np.uint8)[..., None], 3, axis=2)
+
+
+def _refuse(path: Path, what: str) -> UnreadableImageError:
+    return UnreadableImageError(f"cannot use image {path}: {what}; {_FIX}")
+
+
+def _convert(im: Image.Image, path: Path, bit_depth: int | None) -> DecodedImage:
+    """A loaded Pillow image -> 8-bit RGB by the rules in the module docstring (refusals raise)."""
+    mode = im.mode
+    if mode in _PILLOW_MODES:
+        if mode in ("P", "PA"):
+            # via RGBA, so that a palette's transparency is kept out of the way (and Pillow does not warn about it)
+            pixels = np.asarray(im.convert("RGBA"), dtype=np.uint8)[..., :3]
+        else:
+            pixels = np.asarray(im if mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
+        pixels = np.ascontiguousarray(pixels)
+        if bit_depth == 16:  # a 16-bit colour PNG: Pillow keeps the high byte of each channel
+            note = f"mode {mode} with 16 bits per channel, reduced to 8 bits as v >> 8 (the high byte)"
+            if mode != "RGB":
+                note += f"; {_PILLOW_MODES[mode]}"
+            return DecodedImage(pixels, mode, note, True)
+        if mode == "RGB":
+            return DecodedImage(pixels, mode, None, False)
+        return DecodedImage(pixels, mode, f"mode {mode}: {_PILLOW_MODES[mode]}", False)
+    if mode in _GREY16_MODES:
+        values = np.asarray(im).astype(np.uint16)
+        return DecodedImage(_grey(values >> 8), mode, f"mode {mode} (16-bit grey), reduced to 8 bits as v >> 8", True)
+    if mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        lo, hi = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if 0 <= lo and hi <= 65535 and (bit_depth == 16 or hi > 255):
+            note = f"mode I (32-bit integer grey) with values {lo}..{hi}, taken as 16-bit and reduced as v >> 8"
+            return DecodedImage(_grey(values >> 8), mode, note, True)
+        if 0 <= lo and hi <= 255:
+            note = f"mode I (32-bit integer grey) with values {lo}..{hi}, taken as 8-bit levels"
+            return DecodedImage(_grey(values), mode, note, True)
+        raise _refuse(
+            path,
+            f"mode I (32-bit integer grey) holds values {lo}..{hi}, outside both 0..255 (8-bit) and 0..65535 "
+            "(16-bit), so their brightness is unknown",
+        )
+    if mode == "F":
+        values = np.asarray(im).astype(np.float64)
+        if not bool(np.isfinite(values).all()):
+            raise _refuse(path, "mode F (32-bit float grey) holds NaN or infinite values")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if 0 <= low and high <= 1:
+            note = f"mode F (32-bit float grey) with values {low:g}..{high:g} in [0, 1], scaled as round(v * 255)"
+            return DecodedImage(_grey(np.rint(values * 255)), mode, note, True)
+        if 0 <= low and high <= 255:
+            note = f"mode F (32-bit float grey) with values {low:g}..{high:g}, taken as 8-bit levels, rounded"
+            return DecodedImage(_grey(np.rint(values)), mode, note, True)
+        raise _refuse(
+            path,
+            f"mode F (32-bit float grey) holds values {low:g}..{high:g}, outside both [0, 1] and [0, 255], so their "
+            "brightness is unknown",
+        )
+    supported = ", ".join([*_PILLOW_MODES, *sorted(_GREY16_MODES), "I", "F"])
+    raise _refuse(path, f"Pillow mode {mode!r} is not supported (supported: {supported})")
+
+
+def decode_rgb(path: Path) -> DecodedImage:
+    """Decode an image file into (H, W, 3) uint8 RGB by the per-mode rules of the module docstring, with the file's
+    Pillow mode and a note of the conversion applied (None for a file stored as 8-bit RGB).
+
+    Raises ``UnreadableImageError`` naming the file when Pillow cannot decode it, and naming the mode, the values
+    found and the fix when its values have no known 8-bit meaning (mode ``I`` or ``F`` out of range, an unsupported
+    mode).
+
+    >>> import tempfile, numpy as np
+    >>> from PIL import Image
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     Image.fromarray(np.full((2, 2), 0x1234, np.uint16)).save(f"{root}/grey16.png")
+    ...     image = decode_rgb(Path(root) / "grey16.png")
+    >>> image.mode, image.pixels[0, 0].tolist(), image.note
+    ('I;16', [18, 18, 18], 'mode I;16 (16-bit grey), reduced to 8 bits as v >> 8')
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            bit_depth = _png_bit_depth(f.read(26))
+            f.seek(0)
+            with Image.open(f) as im:
+                im.load()
+                return _convert(im, path, bit_depth)
+    except _DECODE_ERRORS as e:
+        if isinstance(e, UnreadableImageError):
+            raise
+        raise UnreadableImageError(f"cannot read image {path}: {e}") from e
+
+
 def read_rgb(path: Path) -> tuple[np.ndarray, str]:
     """Decode an image file into (H, W, 3) uint8 RGB; also return the file's original Pillow mode ('L', 'RGBA', ...).
 
-    Raises ``UnreadableImageError`` naming the file when Pillow cannot decode it.
+    The rules per mode are those of the module docstring (``decode_rgb``, which also says what was converted).
+    Raises ``UnreadableImageError`` naming the file when Pillow cannot decode it or its values are refused.
     """
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            rgb = im.convert("RGB")
-            rgb.load()
-    except _DECODE_ERRORS as e:
-        raise UnreadableImageError(f"cannot read image {path}: {e}") from e
-    return np.asarray(rgb, dtype=np.uint8), mode
+    image = decode_rgb(path)
+    return image.pixels, image.mode
 
 
 def read_label_ids(path: Path) -> np.ndarray:
-    """Decode a single-channel label PNG into (H, W) int64 ids, exactly as stored (no palette colours applied).
+    """Decode a single-channel label PNG into (H, W) int64 ids, exactly as stored: no palette colours applied, no
+    scaling (a 16-bit ``I;16`` PNG holding id 7 reads 7).
 
-    Raises ``UnreadableImageError`` when the file cannot be decoded, ``ValueError`` when it has colour channels.
+    Raises ``UnreadableImageError`` when the file cannot be decoded, ``ValueError`` when it has colour channels
+    (a colour rendering of the labels, RGB or with alpha) or holds values that are not integers (mode ``F``).
     """
     try:
         with Image.open(path) as im:
             im.load()
+            mode = im.mode
             arr = np.asarray(im)
     except _DECODE_ERRORS as e:
         raise UnreadableImageError(f"cannot read label {path}: {e}") from e
     if arr.ndim != 2:
         raise ValueError(
-            f"label {path} has {arr.shape[2]} channels; expected a single-channel PNG of class ids, not a colour "
-            "rendering of the labels"
+            f"label {path} has mode {mode} with {arr.shape[2]} channels; label files must hold class ids in one "
+            "channel (a grey, 16-bit grey or palette PNG of ids), not colours: save the id array itself, e.g. "
+            "Image.fromarray(ids.astype(np.uint8)).save(path), not a colour rendering of the labels"
         )
+    if arr.dtype.kind == "f":
+        if not bool(np.isfinite(arr).all()) or not bool((arr == np.round(arr)).all()):
+            raise ValueError(
+                f"label {path} has mode {mode} holding values that are not whole numbers; label files must hold "
+                "integer class ids: save them as an 8-bit grey PNG"
+            )
     return arr.astype(np.int64)
 
 
@@ -200,7 +361,7 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
                     f"(expected the image's relative path with .png): {shown}" + (" ..." if len(missing) > 5 else "")
                 )
         self.has_labels = self.label_files is not None
-        self._noted_conversion = False
+        self._noted: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -211,10 +372,21 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         path = self.files[index]
-        image, mode = read_rgb(path)
-        if mode != "RGB" and not self._noted_conversion:
-            self._noted_conversion = True
-            log.info("%s: image %s has mode %s; converting to RGB (noted once per data set)", self.root, path, mode)
+        decoded = decode_rgb(path)
+        image = decoded.pixels
+        if decoded.note is not None:
+            # once per data set for 8-bit conversions (info), once more for the first file deeper than 8 bits
+            # (warning: a rule chose its 8-bit values), so that grey JPEGs noted first cannot hide a 16-bit rule
+            kind = "deep" if decoded.deep else "convert"
+            if kind not in self._noted:
+                self._noted.add(kind)
+                log.log(
+                    logging.WARNING if decoded.deep else logging.INFO,
+                    "%s: image %s: %s; converting to RGB (noted once per data set)",
+                    self.root,
+                    path,
+                    decoded.note,
+                )
         label = None
         if self.label_files is not None:
             lpath = self.label_files[index]
