@@ -30,7 +30,7 @@ import torch
 import segattack as sa
 from segattack.attacks import registry
 from segattack.metrics import confusion_matrix, mean_iou, pixel_accuracy
-from segattack.targets import _hidden_mask
+from segattack.targets import hidden_mask
 
 PERSON = 11
 
@@ -95,7 +95,7 @@ def strength(
     images = torch.stack([data[i][0] for i in range(len(data))]).float() / 255
     truth = torch.stack([torch.as_tensor(data[i][1]) for i in range(len(data))])
     pred = model.predict(images, batch_size=batch)
-    has = _hidden_mask(pred, (PERSON,)).flatten(1).any(1)
+    has = hidden_mask(pred, (PERSON,)).flatten(1).any(1)
     k = 19
     clean_cm = sum(confusion_matrix(pred[i], truth[i], num_classes=k) for i in range(len(data)))
     results: dict[str, Any] = {"clean_miou": mean_iou(clean_cm), "clean_accuracy": pixel_accuracy(clean_cm)}

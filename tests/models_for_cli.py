@@ -67,6 +67,45 @@ def five_class_module() -> nn.Module:
     return nn.Conv2d(3, 5, 1)
 
 
+class _Misbehaving(nn.Module):
+    """TinyFCN whose output goes wrong in the way ``kind`` names (for the command line's error table)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.net = TinyFCN()
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> object:
+        logits = self.net(x)
+        if self.kind == "tuple":
+            return (logits, None)
+        if self.kind == "integer":
+            return logits.argmax(1, keepdim=True).expand(-1, 19, -1, -1)
+        if self.kind == "batch":
+            return torch.cat([logits, logits])
+        raise RuntimeError("the network's own failure")
+
+
+def returns_tuple() -> nn.Module:
+    return _Misbehaving("tuple")
+
+
+def returns_integers() -> nn.Module:
+    return _Misbehaving("integer")
+
+
+def returns_wrong_batch() -> nn.Module:
+    return _Misbehaving("batch")
+
+
+def raises_in_forward() -> nn.Module:
+    return _Misbehaving("raise")
+
+
+def factory_raises() -> nn.Module:
+    raise KeyError("no config for this network")
+
+
 def street_image(index: int, size: tuple[int, int] = (32, 64), person: bool = True) -> np.ndarray:
     """(H, W, 3) uint8: sky on top, vegetation left, road below, and (if ``person``) a reddish figure whose colour
     lies between road grey and person red, so small budgets hide part of it."""

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import segattack as sa
+from segattack.errors import ModelError
 from segattack.experiment import (
     ROW_FIELDS,
     ExperimentError,
@@ -213,7 +214,7 @@ def test_invalid_arguments(tmp_path: Path, kw: dict[str, Any], match: str) -> No
 
 def test_model_with_wrong_class_count(tmp_path: Path) -> None:
     model = sa.PixelModel(five_class_module(), num_classes=19)
-    with pytest.raises(ExperimentError, match="returned 5 classes but num_classes=19"):
+    with pytest.raises(ModelError, match="returned 5 classes but num_classes=19"):
         run_experiment(model, dataset(), class_ids=11, eps_levels=[1], out_dir=tmp_path)
 
 

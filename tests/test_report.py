@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segattack.experiment import ExperimentError, read_rows, run_experiment
+from segattack.errors import RunDirError
+from segattack.experiment import read_rows, run_experiment
 from segattack.report import panels_figure, sentences, summarize_results, summarize_rows, write_report
 
 from .models_for_cli import ListDataset, street_image, tiny_fcn
@@ -94,7 +95,7 @@ def test_report_files(run_dir: Path) -> None:
 
 
 def test_report_needs_results(tmp_path: Path) -> None:
-    with pytest.raises(ExperimentError, match="no results.jsonl"):
+    with pytest.raises(RunDirError, match="no results.jsonl"):
         write_report(tmp_path)
 
 

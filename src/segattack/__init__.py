@@ -4,24 +4,62 @@ The Python API takes images in [0, 1] and budgets in the same units (``eps=10/25
 HTML) live in ``segattack.report`` and read result files only.
 """
 
-from . import attacks, data, pipeline, zoo
-from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
-from .evaluate import EvalResult, evaluate
-from .experiment import run_experiment
-from .metrics import (
-    HidingMetrics,
-    Summary,
-    confusion_matrix,
-    hiding_metrics,
-    iou,
-    mean_iou,
-    perturbation_norms,
-    pixel_accuracy,
-    psnr,
-    summarize,
-)
-from .models import PixelModel
-from .targets import hide_class_target, static_target
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
+    from . import attacks, data, pipeline, zoo
+    from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
+    from .evaluate import EvalResult, evaluate
+    from .experiment import run_experiment
+    from .metrics import (
+        HidingMetrics,
+        Summary,
+        confusion_matrix,
+        hiding_metrics,
+        iou,
+        mean_iou,
+        perturbation_norms,
+        pixel_accuracy,
+        psnr,
+        summarize,
+    )
+    from .models import PixelModel
+    from .targets import hide_class_target, static_target
+
+#: Where each public name lives. The package imports nothing heavy until a name is used, so that ``segattack``'s
+#: command line answers Ctrl-C during start-up (torch's import takes seconds) like any other moment.
+_LAZY: dict[str, str] = {
+    "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "",
+    "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
+    "restrict": "attacks", "sweep_plan": "attacks",
+    "EvalResult": "evaluate", "evaluate": "evaluate",
+    "run_experiment": "experiment",
+    "HidingMetrics": "metrics", "Summary": "metrics", "confusion_matrix": "metrics", "hiding_metrics": "metrics",
+    "iou": "metrics", "mean_iou": "metrics", "perturbation_norms": "metrics", "pixel_accuracy": "metrics",
+    "psnr": "metrics", "summarize": "metrics",
+    "PixelModel": "models",
+    "hide_class_target": "targets", "static_target": "targets",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _LAZY.get(name)
+    if home is None:
+        raise AttributeError(f"module 'segattack' has no attribute {name!r}")
+    if home == "":
+        value: Any = importlib.import_module(f".{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .models import _extract_logits
+from .models import extract_logits
 
 __all__ = ["PadToMultiple"]
 
@@ -70,7 +70,7 @@ class PadToMultiple(nn.Module):
                 log.debug("image %dx%d too small to reflect-pad by (%d, %d); replicating the border", h, w, ph, pw)
                 mode = "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        logits = _extract_logits(self.net(x))
+        logits = extract_logits(self.net(x))
         if logits.ndim != 4:
             raise ValueError(f"network output must be logits (B, K, h, w), got shape {tuple(logits.shape)}")
         if not (ph or pw):

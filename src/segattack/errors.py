@@ -9,6 +9,8 @@ caller would expect (``ValueError`` for bad values, ``OSError`` for files), so `
 - ``ConfigError``: a configuration the library cannot honour (bad arguments, a model whose classes do not fit).
 - ``RunDirError``: a run directory that cannot be used: another run holds its lock, it holds a different
   configuration, it is not writable, or one of its files is corrupt.
+- ``DataError``: a data set that cannot be used as given (a label file of colours, ids out of range, sizes that
+  disagree).
 - ``ModelError``: the user's model failed (it raised, returned the wrong thing, or its weights do not fit).
 - ``ResourceError``: the job would not fit in memory; the message gives the estimate and the fix.
 - ``UnreadableImageError``: an image or label file exists but cannot be decoded (skipped and counted by runs).
@@ -21,6 +23,7 @@ __all__ = [
     "UserError",
     "ConfigError",
     "RunDirError",
+    "DataError",
     "ModelError",
     "ResourceError",
     "UnreadableImageError",
@@ -41,6 +44,10 @@ class ConfigError(SegattackError, ValueError):
 
 class RunDirError(SegattackError, ValueError):
     """A run directory that cannot be used as asked (locked, different configuration, unwritable, corrupt)."""
+
+
+class DataError(SegattackError, ValueError):
+    """A data set whose files cannot be used as given (labels of colours, ids out of range, sizes that disagree)."""
 
 
 class ModelError(SegattackError, ValueError):

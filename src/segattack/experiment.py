@@ -45,9 +45,8 @@ import logging
 import math
 import os
 import platform
-import re
-import shutil
 import time
+import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +56,28 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import rundir
 from .attacks import registry
-from .data.base import UnreadableImageError
 from .data.labels import CLASS_NAMES
+from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
 from .metrics import perturbation_norms, psnr
+from .models import model_fingerprint
 from .pipeline import AttackSpec, BatchOutcome, Goal, HideGoal, UntargetedGoal, attack_batch, measure
-from .targets import _hidden_mask, class_id_tuple
+from .rundir import (
+    CONFIG_FILE,
+    DEFAULT_ATTACK,
+    MODES,
+    RESULTS_FILE,
+    ROW_FIELDS,
+    STATUSES,
+    RunLock,
+    figure1_path,
+    output_name,
+    read_config,
+    read_rows,
+    safe_name,
+)
+from .targets import class_id_tuple, hidden_mask
 
 __all__ = [
     "run_experiment",
@@ -77,33 +92,18 @@ __all__ = [
     "read_config",
     "figure1_eps",
     "safe_name",
+    "output_name",
     "image_id_of",
+    "to_uint8",
 ]
 
 log = logging.getLogger(__name__)
 
-MODES = ("full", "posthoc", "during")
-STATUSES = ("ok", "absent", "all_hidden", "unreadable")
-RESULTS_FILE = "results.jsonl"
-CONFIG_FILE = "config.json"
 CONFIG_FORMAT = 1
 GOALS = ("hide", "untargeted")
-ROW_FIELDS = (
-    "image_id", "index", "attack", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
-    "accuracy", "clean_accuracy", "confusion", "clean_confusion",
-    "linf", "l2", "mean_abs", "psnr", "time_s", "status",
-)  # fmt: skip
-#: The attack of rows written before rows named their attack.
-DEFAULT_ATTACK = "illm"
-#: Files and folders an experiment writes (``overwrite=True`` removes exactly these, nothing else).
-_OUTPUTS = (
-    RESULTS_FILE, CONFIG_FILE, "summary.csv", "report.html", "figure2.png", "figure2.svg", "figure2.pdf",
-    "attacks.png", "attacks.svg",
-)  # fmt: skip
-_OUTPUT_GLOBS = ("figure1_*.npz", "figure1_*.png", "*.tmp")
 
 
-class ExperimentError(ValueError):
+class ExperimentError(ConfigError):
     """A configuration the experiment cannot honour (message meant for the user)."""
 
 
@@ -132,15 +132,6 @@ def image_id_of(dataset: Any, index: int) -> str:
     return str(index)
 
 
-def safe_name(image_id: str) -> str:
-    """An image id made safe for a file name (``frankfurt/x_1`` -> ``frankfurt_x_1``).
-
-    >>> safe_name("frankfurt/frankfurt_000000_000294")
-    'frankfurt_frankfurt_000000_000294'
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", image_id).strip("._") or "image"
-
-
 def figure1_eps(eps_levels: Sequence[float]) -> float:
     """The budget Figure 1 shows: the one nearest 10 levels (the paper's), the larger one on a tie.
 
@@ -148,12 +139,6 @@ def figure1_eps(eps_levels: Sequence[float]) -> float:
     (12, 4)
     """
     return min(eps_levels, key=lambda e: (abs(e - 10), -e))
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 def _number(e: float) -> int | float:
@@ -164,82 +149,15 @@ def _row_key(row: Mapping[str, Any]) -> tuple[float, str, str]:
     return float(row["eps"]), str(row["mode"]), str(row.get("attack") or DEFAULT_ATTACK)
 
 
-def read_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of ``results.jsonl`` (``null`` read back as NaN for numeric fields); a torn or corrupt line is
-    skipped with a warning. Read-only: the file is left as it is."""
-    rows, _, _ = _parse_results(Path(out_dir) / RESULTS_FILE)
-    return rows
-
-
-def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``config.json`` of an experiment directory."""
-    path = Path(out_dir) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExperimentError(f"{out_dir} holds no {CONFIG_FILE}: is it an experiment directory?") from None
-    except json.JSONDecodeError as err:
-        raise ExperimentError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(config, dict):
-        raise ExperimentError(f"{path} must hold a JSON object")
-    return config
-
-
-_NUMERIC = (
-    "fooled",
-    "preserved",
-    "target_hit",
-    "accuracy",
-    "clean_accuracy",
-    "linf",
-    "l2",
-    "mean_abs",
-    "psnr",
-    "time_s",
-)
-
-
-def _parse_results(path: Path) -> tuple[list[dict[str, Any]], list[bytes], bool]:
-    """Rows, their raw lines, and whether anything was dropped (torn last line or corrupt lines)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return [], [], False
-    lines = data.split(b"\n")
-    dropped = False
-    if lines and lines[-1] != b"":
-        log.warning("%s: dropping an incomplete last line (the previous run stopped while writing it)", path)
-        dropped = True
-    lines = lines[:-1]
-    rows: list[dict[str, Any]] = []
-    raw: list[bytes] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not {"index", "eps", "mode", "status"} <= row.keys():
-                raise ValueError("not a result row")
-        except ValueError:
-            log.warning("%s:%d: skipping a corrupt line", path, n)
-            dropped = True
-            continue
-        for key in _NUMERIC:
-            if key in row and row[key] is None:
-                row[key] = math.nan
-        if not row.get("attack"):
-            row["attack"] = DEFAULT_ATTACK
-        rows.append(row)
-        raw.append(line)
-    return rows, raw, dropped
-
-
 def _prepare_results(
-    path: Path, ids: Sequence[str], keys: Mapping[str, set[tuple[float, str, str]]]
+    path: Path,
+    ids: Sequence[str],
+    keys: Mapping[str, set[tuple[float, str, str]]],
+    redo: set[tuple[int, str]] = frozenset(),  # type: ignore[assignment]
 ) -> dict[int, set[str]]:
     """Per image, the attacks whose rows are complete (``keys``: the row keys each attack needs); rewrites the file
-    without torn lines, partial (image, attack) groups and rows of attacks no longer run."""
-    rows, raw, dropped = _parse_results(path)
+    without torn lines, partial (image, attack) groups, the groups in ``redo`` and rows of attacks no longer run."""
+    rows, raw, dropped = rundir.parse_results(path)
     groups: dict[tuple[int, str], list[int]] = {}
     for pos, row in enumerate(rows):
         groups.setdefault((int(row["index"]), str(row["attack"])), []).append(pos)
@@ -250,6 +168,7 @@ def _prepare_results(
         want = keys.get(attack)
         complete = (
             want is not None
+            and (index, attack) not in redo
             and 0 <= index < len(ids)
             and len(got) == len(want)
             and set(got) == want
@@ -263,13 +182,7 @@ def _prepare_results(
             if want is not None:
                 log.info("image %d, %s: %d of %d rows found; redone", index, attack, len(got), len(want))
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            for p in sorted(keep):
-                fh.write(raw[p] + b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        rundir.rewrite_jsonl(path, [raw[p] for p in sorted(keep)])
     return done
 
 
@@ -291,31 +204,27 @@ def _ids_digest(ids: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def _clear_outputs(out: Path) -> None:
-    for name in _OUTPUTS:
-        (out / name).unlink(missing_ok=True)
-    for pattern in _OUTPUT_GLOBS:
-        for p in out.glob(pattern):
-            p.unlink()
-    if (out / "images").is_dir():
-        shutil.rmtree(out / "images")
-
-
-def _diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    keys = sorted(set(old) | set(new))
-    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+def _diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Sequence[str] = ()) -> str:
+    parts = rundir.config_diff(old, new, ignore=ignore)
     return "; ".join(parts[:4]) + ("; ..." if len(parts) > 4 else "")
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def to_uint8(x: Tensor, clean: Tensor | None = None, eps_levels: float | None = None) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 (exact for 8-bit images and whole-level budgets).
 
+    With ``clean`` and a fractional ``eps_levels``, the perturbation is rounded toward ``clean`` so that the 8-bit
+    image stays within floor(eps) levels of it (plain rounding could move a pixel 3 levels for eps 2.6).
 
-def _to_uint8(x: Tensor) -> np.ndarray:
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 (exact for 8-bit images and whole-level budgets)."""
-    return (x.detach() * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    >>> clean = torch.full((3, 1, 1), 100 / 255)
+    >>> int(to_uint8(clean + 2.6 / 255)[0, 0, 0]), int(to_uint8(clean + 2.6 / 255, clean, 2.6)[0, 0, 0])
+    (103, 102)
+    """
+    levels = (x.detach() * 255).round()
+    if clean is not None and eps_levels is not None and not float(eps_levels).is_integer():
+        base = (clean.detach() * 255).round()
+        bound = math.floor(eps_levels)
+        levels = base + torch.trunc(x.detach() * 255 - base).clamp(-bound, bound)
+    return levels.clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _labels_np(x: Tensor, num_classes: int) -> np.ndarray:
@@ -326,9 +235,8 @@ def _save_png(path: Path, image: np.ndarray) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with rundir.atomic_open(path) as fh:
+        Image.fromarray(image).save(fh, format="PNG")
 
 
 def run_experiment(
@@ -404,8 +312,6 @@ def run_experiment(
 
     num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
 
-    from .specs import model_fingerprint
-
     reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
     if isinstance(goal_obj, UntargetedGoal) and reference is None:
         reference = "prediction"
@@ -426,8 +332,39 @@ def run_experiment(
         **{k: v for k, v in (describe or {}).items()},
         "num_classes": num_classes,
     }
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rundir.check_writable_dir(out_dir)
+    with RunLock(out, "segattack run"):
+        _run_locked(
+            model, dataset, out, experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes, reference,
+            batch_size=batch_size, save_images=save_images, figure1_ids=figure1_ids, overwrite=overwrite,
+            progress=progress, seed=seed,
+        )  # fmt: skip
+    return out
+
+
+def _run_locked(
+    model: Any,
+    dataset: Any,
+    out: Path,
+    experiment: dict[str, Any],
+    goal_obj: Goal,
+    specs: list[AttackSpec],
+    eps: list[float],
+    modes_t: tuple[str, ...],
+    ids: list[str],
+    n: int,
+    dev: torch.device,
+    num_classes: int,
+    reference: str | None,
+    *,
+    batch_size: int,
+    save_images: bool,
+    figure1_ids: int | Sequence[str],
+    overwrite: bool,
+    progress: Callable[[Progress], None] | None,
+    seed: int,
+) -> None:
+    """The experiment's loop, with ``out`` locked: configuration, resume, batches, rows."""
     reusable = _check_config(out, experiment, overwrite)
     config = {
         "format": CONFIG_FORMAT,
@@ -442,11 +379,14 @@ def run_experiment(
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     }
-    _write_json(out / CONFIG_FILE, config)
+    rundir.write_json(out / CONFIG_FILE, config)
 
     keys = {a.name: {(float(e), m, a.name) for e in eps for m in modes_t} for a in specs if a.name in reusable}
     results = out / RESULTS_FILE
-    done = _prepare_results(results, ids, keys)
+    redo: set[tuple[int, str]] = set()
+    if isinstance(goal_obj, HideGoal):
+        redo = {(i, specs[0].name) for i in _corrupt_figure1(out, ids)}
+    done = _prepare_results(results, ids, keys, redo)
     names = [a.name for a in specs]
     missing = {i: [a for a in names if a not in done.get(i, set())] for i in range(n)}
     fig1 = _Figure1Picker(figure1_ids if isinstance(goal_obj, HideGoal) else 0, out)
@@ -469,16 +409,33 @@ def run_experiment(
             if not todo:
                 continue
             per_image = runner.run(dataset, todo, ids)
-            with open(results, "ab") as fh:
-                for i in todo:
-                    fh.write(b"".join(json.dumps(r, allow_nan=False).encode() + b"\n" for r in per_image[i]))
-                    fh.flush()
-                    os.fsync(fh.fileno())
+            for i in todo:
+                rundir.append_jsonl(results, per_image[i])  # image by image: a crash loses at most one image
             for i in todo:
                 count += 1
                 if progress is not None:
                     progress(Progress(count, n, resumed, ids[i], str(per_image[i][0]["status"])))
-    return out
+
+
+def _corrupt_figure1(out: Path, ids: Sequence[str]) -> list[int]:
+    """Images whose ``figure1_*.npz`` cannot be read (a disk fault, a copy cut short): the file is removed with a
+    warning and the image's first attack is redone, which writes it again."""
+    by_name = {rundir.figure1_path(out, iid).name: i for i, iid in enumerate(ids)}
+    bad: list[int] = []
+    for path in sorted(out.glob(f"{rundir.FIGURE1_PREFIX}*.npz")):
+        try:
+            with np.load(path) as z:
+                str(z["image_id"])
+                continue
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            reason = f"{type(err).__name__}: {err}"
+        index = by_name.get(path.name)
+        log.warning("%s cannot be read (%s); removed%s", path, reason,
+                    "" if index is None else f", image {ids[index]} is redone to write it again")  # fmt: skip
+        path.unlink()
+        if index is not None:
+            bad.append(index)
+    return bad
 
 
 def _check_goal(goal: str, class_ids: int | Sequence[int] | None) -> tuple[Goal, tuple[int, ...]]:
@@ -558,7 +515,7 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
     has_results = (out / RESULTS_FILE).exists()
     names = {a["name"] for a in experiment["attacks"]}
     if overwrite:
-        _clear_outputs(out)
+        rundir.clear_experiment_outputs(out)
         return names
     if not path.exists():
         if has_results:
@@ -569,12 +526,10 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
         return names
     old = read_config(out).get("experiment", {})
     new = json.loads(json.dumps(experiment))
-    same = {k: v for k, v in old.items() if k not in _PER_ATTACK} == {
-        k: v for k, v in new.items() if k not in _PER_ATTACK
-    }
-    if not same:
+    if rundir.config_diff(old, new, ignore=_PER_ATTACK):
         raise ExperimentError(
-            f"{out} holds results of a different configuration ({_diff(old, experiment)}); replace them with "
+            f"{out} holds results of a different configuration ({_diff(old, experiment, _PER_ATTACK)}); replace "
+            "them with "
             "--overwrite (overwrite=True) or choose another output directory"
         )
     before = {a["name"]: a for a in old.get("attacks", [{"name": DEFAULT_ATTACK, "options": {}}])}
@@ -600,8 +555,12 @@ def _probe_model(
         try:
             with torch.no_grad():
                 logits = model(x)
-        except ValueError as err:
-            raise ExperimentError(f"the model does not fit (on image {ids[i]}): {err}") from err
+        except SegattackError:
+            raise
+        except ValueError as err:  # PixelModel's checks of the output: probabilities, class count, shape
+            raise ModelError(f"the model does not fit (on image {ids[i]}): {err}") from err
+        except Exception as err:  # the user's network itself failed: one line here, the traceback with --verbose
+            raise ModelError(f"the model failed on image {ids[i]}: {type(err).__name__}: {err}") from err
         k = int(logits.shape[1])
         if class_ids and max(class_ids) >= k:
             raise ExperimentError(f"class id {max(class_ids)} to hide, but the model predicts only {k} classes")
@@ -620,7 +579,7 @@ class _Figure1Picker:
                 raise ExperimentError(f"figure1_ids must be a count >= 0 or a list of image ids, got {spec}")
             self.ids: set[str] | None = None
             self.n = spec
-            self.saved = {self._id_of(p) for p in out.glob("figure1_*.npz")}
+            self.saved = {self._id_of(p) for p in out.glob(f"{rundir.FIGURE1_PREFIX}*.npz")}
         else:
             self.ids = {str(s) for s in spec}
             self.n = len(self.ids)
@@ -631,7 +590,7 @@ class _Figure1Picker:
         try:
             with np.load(path) as z:
                 return str(z["image_id"])
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return path.stem
 
     def take(self, image_id: str) -> bool:
@@ -729,7 +688,7 @@ class _BatchRunner:
         pred = self.model.predict(x, batch_size=self.batch_size)
         ok: list[int] = list(range(len(items)))
         if isinstance(self.goal, HideGoal):
-            hidden = _hidden_mask(pred, self.goal.class_ids)
+            hidden = hidden_mask(pred, self.goal.class_ids)
             counts = hidden.flatten(1).sum(1).tolist()
             n_pix = pred[0].numel()
             ok = []
@@ -769,8 +728,8 @@ class _BatchRunner:
                 for k, e in enumerate(self.eps):
                     for m in self.modes:
                         for n, iid in enumerate(sub_ids):
-                            path = self.out / folder / f"eps{_number(e)}" / m / f"{safe_name(iid)}.png"
-                            _save_png(path, _to_uint8(outcome.advs[m][k, n]))
+                            path = self.out / folder / f"eps{_number(e)}" / m / f"{output_name(iid)}.png"
+                            _save_png(path, to_uint8(outcome.advs[m][k, n], xs[pick][n], e))
             for n in figs:
                 j = sub[n]
                 self._save_figure1(ok_ids[j], xs[j], outcome.labels[n], ps[j], outcome.advs, outcome.preds, n)
@@ -797,12 +756,12 @@ class _BatchRunner:
                     i = items[b][0]
                     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
                     row.update(image_id=ids[i], index=i, attack=spec.name, eps=_number(e), mode=m, steps=passes)
-                    row.update({key: _json_value(v) for key, v in measures[j].items()})
+                    row.update({key: rundir.json_safe(v) for key, v in measures[j].items()})
                     row.update(
-                        linf=_json_value(round(float(norms["linf"][j]), 4)),
-                        l2=_json_value(round(float(norms["l2"][j]), 4)),
-                        mean_abs=_json_value(round(float(norms["mean_abs"][j]), 4)),
-                        psnr=_json_value(round(float(snr[j]), 4)),
+                        linf=rundir.json_safe(round(float(norms["linf"][j]), 4)),
+                        l2=rundir.json_safe(round(float(norms["l2"][j]), 4)),
+                        mean_abs=rundir.json_safe(round(float(norms["mean_abs"][j]), 4)),
+                        psnr=rundir.json_safe(round(float(snr[j]), 4)),
                         time_s=0.0,
                         status="ok",
                     )
@@ -825,19 +784,16 @@ class _BatchRunner:
             "attack": np.array(self.attacks[0].name),
             "eps": np.array(self.eps[k]),
             "class_ids": np.array(getattr(self.goal, "class_ids", ())),
-            "image": _to_uint8(x),
-            "adv": _to_uint8(advs["full"][k, j]),
-            "adv_restricted": _to_uint8(advs["posthoc"][k, j]),
+            "image": to_uint8(x),
+            "adv": to_uint8(advs["full"][k, j]),
+            "adv_restricted": to_uint8(advs["posthoc"][k, j]),
             "target": _labels_np(target, nc),
             "pred": _labels_np(pred, nc),
             "pred_adv": _labels_np(preds["full"][k, j], nc),
             "pred_restricted": _labels_np(preds["posthoc"][k, j], nc),
         }
         if "during" in advs:
-            arrays["adv_during"] = _to_uint8(advs["during"][k, j])
+            arrays["adv_during"] = to_uint8(advs["during"][k, j])
             arrays["pred_during"] = _labels_np(preds["during"][k, j], nc)
-        path = self.out / f"figure1_{safe_name(image_id)}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
+        with rundir.atomic_open(figure1_path(self.out, image_id)) as fh:
             np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .targets import _hidden_mask, check_prediction, class_id_tuple, hide_class_target
+from .targets import check_prediction, class_id_tuple, hidden_mask, hide_class_target
 
 __all__ = [
     "HidingMetrics",
@@ -85,8 +85,8 @@ def hiding_metrics(
     if clean_pred.shape != adv_pred.shape:
         raise ValueError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)} differ in shape")
     ids = class_id_tuple(class_id)
-    hidden = _hidden_mask(clean_pred, ids)
-    adv_hidden = _hidden_mask(adv_pred, ids)
+    hidden = hidden_mask(clean_pred, ids)
+    adv_hidden = hidden_mask(adv_pred, ids)
     class_pixels = hidden.flatten(1).sum(1)
     fooled = _ratio((hidden & ~adv_hidden).flatten(1).sum(1), class_pixels)
     rest = ~hidden

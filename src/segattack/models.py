@@ -21,6 +21,7 @@ torch.int64
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelModel", "check_images", "classes_of"]
+__all__ = ["PixelModel", "check_images", "classes_of", "extract_logits", "model_fingerprint"]
 
 
 def classes_of(logits: Tensor) -> Tensor:
@@ -77,7 +78,9 @@ def _frozen(net: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-def _extract_logits(out: object) -> Tensor:
+def extract_logits(out: object) -> Tensor:
+    """The logits tensor of a network's output: the tensor itself, ``out["out"]`` (torchvision), ``out["logits"]``
+    or ``out.logits`` (Hugging Face); TypeError naming what was returned otherwise."""
     if isinstance(out, Tensor):
         return out
     if isinstance(out, Mapping):
@@ -120,6 +123,11 @@ class PixelModel(nn.Module):
             raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         if len(mean) != len(std):
             raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        if any(not 0 <= m <= 1 for m in mean):
+            raise ValueError(
+                f"mean must be in [0, 1] units (images are in [0, 1]), got {tuple(mean)}; a mean in 0-255 units "
+                f"divides by 255: {tuple(round(m / 255, 4) for m in mean)}"
+            )
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         if num_classes is not None and num_classes < 1:
@@ -150,7 +158,7 @@ class PixelModel(nn.Module):
             )
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         with _frozen(self.net):
-            logits = _extract_logits(self.net(x))
+            logits = extract_logits(self.net(x))
         return self._check_logits(logits, images, values=check)
 
     def _check_logits(self, logits: Tensor, images: Tensor, *, values: bool = True) -> Tensor:
@@ -190,3 +198,16 @@ class PixelModel(nn.Module):
         if batch_size is None or images.shape[0] <= batch_size:
             return classes_of(self(images))
         return torch.cat([classes_of(self(chunk)) for chunk in images.split(batch_size)])
+
+
+def model_fingerprint(model: nn.Module) -> str:
+    """SHA-256 over a model's state dict (names, shapes, dtypes and values) and, for a ``PixelModel``, its
+    normalisation: two runs with the same fingerprint used the same network."""
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        t = value.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if isinstance(model, PixelModel):
+        digest.update(repr((model.mean.flatten().tolist(), model.std.flatten().tolist())).encode())
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ from torch import Tensor
 from .attacks import registry
 from .attacks.illm import restrict
 from .metrics import confusion_matrix, hiding_metrics, pixel_accuracy
-from .targets import _hidden_mask, class_id_tuple, hide_class_target
+from .targets import class_id_tuple, hidden_mask, hide_class_target
 
 __all__ = [
     "AttackSpec",
@@ -77,7 +77,7 @@ class HideGoal:
         return hide_class_target(pred, class_id=self.class_ids)
 
     def restrict_mask(self, pred: Tensor) -> Tensor:
-        return _hidden_mask(pred, self.class_ids)
+        return hidden_mask(pred, self.class_ids)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ segattack.specs.SpecError: unknown data scheme 'imagenet' in 'imagenet:/data'; v
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import importlib
 import os
+import pickle
 import sys
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .models import PixelModel
+from .errors import ModelError, SegattackError, UserError
+from .models import PixelModel, model_fingerprint
 
 __all__ = [
     "SpecError",
@@ -66,7 +69,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A data or model specification that cannot be honoured; the message is meant for the user."""
 
 
@@ -265,8 +268,10 @@ def load_model(
     factory = _import_callable(ms.module, ms.attr, str(ms))
     try:
         obj = factory()
-    except TypeError as err:
-        raise SpecError(f"calling {ms} without arguments failed: {err}") from err
+    except SegattackError:
+        raise
+    except Exception as err:  # the user's factory failed: one line naming it (the traceback with --verbose)
+        raise ModelError(f"calling {ms}() failed: {type(err).__name__}: {err}", spec=str(ms)) from err
     if isinstance(obj, PixelModel):
         if mean is not None or std is not None:
             raise SpecError(f"{ms} returns a PixelModel with its own normalisation; drop --mean/--std")
@@ -305,14 +310,31 @@ def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
         raise SpecError(str(err)) from err
 
 
-def _import_callable(module: str, attr: str, spec: str) -> Any:
+@contextlib.contextmanager
+def _cwd_importable() -> Iterator[None]:
+    """The current directory on ``sys.path`` for the ``with`` block only (as ``python -m`` would have it)."""
     cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
         sys.path.insert(0, cwd)
     try:
-        mod = importlib.import_module(module)
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _import_callable(module: str, attr: str, spec: str) -> Any:
+    try:
+        with _cwd_importable():
+            mod = importlib.import_module(module)
     except ImportError as err:
         raise SpecError(f"cannot import module {module!r} (from --model {spec}): {err}") from err
+    except SyntaxError as err:
+        where = f"{err.filename}, line {err.lineno}" if err.filename else f"module {module!r}"
+        raise ModelError(f"{where}: SyntaxError: {err.msg} (from --model {spec})", spec=spec) from err
+    except Exception as err:  # the module raised while being imported
+        raise ModelError(f"importing {module!r} failed: {type(err).__name__}: {err}", spec=spec) from err
     obj: Any = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -334,13 +356,21 @@ def _load_weights(net: nn.Module, path: Path) -> None:
 
             state: Any = load_file(str(path))
         elif suffix in (".pt", ".pth", ".bin"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's advice on weights_only is replaced by ours below
+                state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise SpecError(f"weights file {str(path)!r}: expected .safetensors, .pt or .pth")
     except SpecError:
         raise
+    except pickle.UnpicklingError as err:
+        raise SpecError(
+            f"weights file {str(path)!r} holds pickled objects, which segattack never unpickles (weights_only=True): "
+            "save a plain state dict (torch.save(net.state_dict(), FILE)) or a .safetensors file"
+        ) from err
     except Exception as err:  # noqa: BLE001 - any decoding failure is the file's fault; say which file
-        raise SpecError(f"cannot read weights file {str(path)!r}: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SpecError(f"cannot read weights file {str(path)!r}: {first}") from err
     if isinstance(state, Mapping):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], Mapping):
@@ -348,22 +378,20 @@ def _load_weights(net: nn.Module, path: Path) -> None:
                 break
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise SpecError(f"weights file {str(path)!r} does not hold a state dict of tensors")
+    own = net.state_dict()
+    wrong = [
+        f"{k} {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
+        for k, v in state.items()
+        if k in own and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if wrong:
+        raise SpecError(
+            f"weights {str(path)!r} do not fit the model: {len(wrong)} tensors have other shapes, e.g. {wrong[0]}; "
+            "are these the weights of this architecture and number of classes (--num-classes)?"
+        )
     missing, unexpected = net.load_state_dict(dict(state), strict=False)
     if missing or unexpected:
         raise SpecError(
             f"weights {str(path)!r} do not fit the model: missing keys {sorted(missing)[:5]}, "
             f"unexpected keys {sorted(unexpected)[:5]}"
         )
-
-
-def model_fingerprint(model: nn.Module) -> str:
-    """SHA-256 over a model's state dict (names, shapes, dtypes and values) and, for a ``PixelModel``, its
-    normalisation: two runs with the same fingerprint used the same network."""
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        t = value.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    if isinstance(model, PixelModel):
-        digest.update(repr((model.mean.flatten().tolist(), model.std.flatten().tolist())).encode())
-    return digest.hexdigest()

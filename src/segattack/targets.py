@@ -58,7 +58,12 @@ def check_prediction(pred: Tensor, *, name: str = "pred") -> None:
         raise TypeError(f"{name} must hold integer class ids, got {pred.dtype}; use model.predict(images)")
 
 
-def _hidden_mask(pred: Tensor, ids: tuple[int, ...]) -> Tensor:
+def hidden_mask(pred: Tensor, ids: tuple[int, ...]) -> Tensor:
+    """(B, H, W) bool: the pixels of ``pred`` whose class is one of ``ids`` (the class(es) to hide).
+
+    >>> hidden_mask(torch.tensor([[[0, 11], [12, 11]]]), (11,)).tolist()
+    [[[False, True], [False, True]]]
+    """
     return torch.isin(pred, torch.tensor(ids, dtype=pred.dtype, device=pred.device))
 
 
@@ -78,7 +83,7 @@ def hide_class_target(pred: Tensor, *, class_id: int | Sequence[int]) -> Tensor:
     """
     check_prediction(pred)
     ids = class_id_tuple(class_id)
-    hidden = _hidden_mask(pred, ids).cpu().numpy()
+    hidden = hidden_mask(pred, ids).cpu().numpy()
     pred_np = pred.detach().cpu().numpy().astype(np.int64)
     target = pred_np.copy()
     for b in range(pred_np.shape[0]):

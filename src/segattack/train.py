@@ -40,7 +40,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import rundir
 from .data.labels import CLASS_NAMES, IGNORE_INDEX
+from .errors import RunDirError
 from .evaluate import EvalResult, evaluate
 from .models import PixelModel
 from .zoo.fcn8s import FCN8s
@@ -67,7 +69,7 @@ _DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 _DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2}
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(RunDirError):
     """The output directory holds a run with a different configuration."""
 
 
@@ -241,17 +243,13 @@ def _class_names(k: int) -> list[str]:
     return list(CLASS_NAMES) if k == len(CLASS_NAMES) else [str(i) for i in range(k)]
 
 
-def _nan_to_none(v: float) -> float | None:
-    return None if math.isnan(v) else float(v)
-
-
 def _val_summary(result: EvalResult) -> dict[str, Any]:
     """The validation measures as written to metrics.jsonl and the model card: ``miou``, ``pixel_acc`` and ``iou``
     keyed by class name; NaN becomes None."""
     return {
-        "miou": _nan_to_none(result.miou),
-        "pixel_acc": _nan_to_none(result.pixel_accuracy),
-        "iou": dict(zip(_class_names(len(result.iou)), map(_nan_to_none, result.iou.tolist()), strict=True)),
+        "miou": rundir.json_safe(result.miou),
+        "pixel_acc": rundir.json_safe(result.pixel_accuracy),
+        "iou": dict(zip(_class_names(len(result.iou)), map(rundir.json_safe, result.iou.tolist()), strict=True)),
     }
 
 
@@ -519,13 +517,13 @@ def config_differences(config: TrainConfig) -> list[str]:
     config_path = Path(config.out_dir) / CONFIG
     if not config_path.is_file():
         return []
-    stored = json.loads(config_path.read_text(encoding="utf-8")).get("config", {})
-    given = config.as_json()
-    return [
-        f"{k}: {stored.get(k)!r} -> {given.get(k)!r}"
-        for k in sorted(set(stored) | set(given))
-        if k not in RUNTIME_FIELDS and stored.get(k) != given.get(k)
-    ]
+    try:
+        stored = json.loads(config_path.read_text(encoding="utf-8")).get("config", {})
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        raise RunDirError(
+            f"{config_path} is corrupt (not a JSON object); start over with --overwrite or choose another --out"
+        ) from None
+    return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
 def _check_existing(out: Path, config: TrainConfig, *, overwrite: bool) -> None:
@@ -544,23 +542,19 @@ def _check_existing(out: Path, config: TrainConfig, *, overwrite: bool) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after ``step`` (work after the last checkpoint, to be redone)."""
+    """Drop rows logged after ``step`` (work after the last checkpoint, to be redone) and torn lines."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line torn by the interruption
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-            kept.append(line)
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    rows, raw, _ = rundir.read_jsonl(path)
+    kept = [
+        line for row, line in zip(rows, raw, strict=True)
+            if isinstance(row.get("step"), int) and row["step"] <= step
+    ]
+    rundir.rewrite_jsonl(path, kept)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, allow_nan=False) + "\n")
+    rundir.append_jsonl(path, [row])
 
 
 def _save_checkpoint(
@@ -584,9 +578,8 @@ def _save_checkpoint(
         "elapsed_s": elapsed_s,
         "loss_window": [float(loss_window[0]), int(loss_window[1])],  # unlogged losses, so logs resume exactly
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with rundir.atomic_open(path) as fh:
+        torch.save(state, fh)
 
 
 def train(
@@ -621,8 +614,24 @@ def train(
 def _train(
     config: TrainConfig, *, device: torch.device, train_data: Any, val_data: Any, overwrite: bool, progress: bool | None
 ) -> TrainResult:
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rundir.check_writable_dir(config.out_dir)
+    with rundir.RunLock(out, "segattack train"):
+        return _train_locked(
+            out, config, device=device, train_data=train_data, val_data=val_data, overwrite=overwrite,
+            progress=progress,
+        )  # fmt: skip
+
+
+def _train_locked(
+    out: Path,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+    train_data: Any,
+    val_data: Any,
+    overwrite: bool,
+    progress: bool | None,
+) -> TrainResult:
     _check_existing(out, config, overwrite=overwrite)
     lr = config.lr if config.lr is not None else _DEFAULT_LR[config.optimizer]
     weight_decay = config.weight_decay if config.weight_decay is not None else _DEFAULT_WEIGHT_DECAY[config.optimizer]
@@ -666,21 +675,17 @@ def _train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)
     n_params = sum(p.numel() for p in net.parameters())
 
-    (out / CONFIG).write_text(
-        json.dumps(
-            {
-                "config": config.as_json(),
-                "resolved": {
-                    "mean": list(mean), "std": list(std), "lr": lr, "weight_decay": weight_decay,
-                    "device": str(device), "parameters": n_params, "train_images": train_src.n,
-                    "val_images": val_src.n, "train_data": type(train_data).__name__,
-                    "val_data": type(val_data).__name__, "torch": torch.__version__,
-                },
+    rundir.write_json(
+        out / CONFIG,
+        {
+            "config": config.as_json(),
+            "resolved": {
+                "mean": list(mean), "std": list(std), "lr": lr, "weight_decay": weight_decay,
+                "device": str(device), "parameters": n_params, "train_images": train_src.n,
+                "val_images": val_src.n, "train_data": type(train_data).__name__,
+                "val_data": type(val_data).__name__, "torch": torch.__version__,
             },
-            indent=2,
-        )
-        + "\n",
-        encoding="utf-8",
+        },
     )  # fmt: skip
 
     ckpt_path = out / CHECKPOINT

@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models import PixelModel, check_images
-from ..targets import _hidden_mask, class_id_tuple, hide_class_target
+from ..rundir import atomic_open
+from ..targets import class_id_tuple, hidden_mask, hide_class_target
 from ._core import Model, as_model, check_positive, levels_of, to_levels
 
 __all__ = [
@@ -318,7 +319,7 @@ def _targets(
             targets[start : start + x.shape[0]] = class_ids[0]
             keep.extend(range(start, start + x.shape[0]))
             continue
-        mask = _hidden_mask(pred, class_ids)
+        mask = hidden_mask(pred, class_ids)
         for j in range(x.shape[0]):
             if bool(mask[j].all()):
                 log.warning("leaving %s out of the fit: it is predicted entirely as the hidden class", ids[start + j])
@@ -515,14 +516,11 @@ def save_universal(result: UniversalResult, path: str | os.PathLike[str]) -> tup
     if result.target_map is not None:
         arrays["target_map"] = result.target_map.numpy().astype(np.int64)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_open(path) as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
     png = path.with_suffix(".png")
-    Image.fromarray(perturbation_image(result)).save(png, format="PNG")
+    with atomic_open(png) as fh:
+        Image.fromarray(perturbation_image(result)).save(fh, format="PNG")
     return path, png
 
 

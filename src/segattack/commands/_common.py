@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
+from ..errors import SegattackError, UserError
 
 log = logging.getLogger("segattack.cli")
 
@@ -157,14 +157,43 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
 
 
-def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The model the options name, and its description for the run's configuration."""
+def parse_device(text: str, option: str = "--device") -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` (or ``mps`` where present) checked against this machine; UserError otherwise.
+
+    >>> parse_device("cpu")
+    'cpu'
+    """
     import torch
 
-    from ..specs import SpecError, default_model_name, load_model, parse_model_spec
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UserError(f"{option} {text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return str(dev)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"{option} {text}: CUDA is not available here; use {option} cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise UserError(f"{option} {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return str(dev)
+    if dev.type == "mps" and torch.backends.mps.is_available():
+        return str(dev)
+    raise UserError(f"{option} {text}: segattack runs on cpu or cuda[:N] (a {dev.type} device cannot run the attack)")
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {args.device}: CUDA is not available here; use --device cpu")
+
+def check_out_dir(path: str) -> None:
+    """An output directory that can be written (nothing is created yet); one-line error otherwise."""
+    from ..rundir import check_writable_dir
+
+    check_writable_dir(path, create=False)
+
+
+def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The model the options name, and its description for the run's configuration."""
+    from ..specs import default_model_name, load_model, parse_model_spec
+
+    args.device = parse_device(args.device)
     try:
         spec = args.model or f"zoo:{default_model_name()}"
         ms = parse_model_spec(spec)
@@ -177,8 +206,8 @@ def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             num_classes=num_classes,
             device=args.device,
         )
-    except SpecError as err:
-        raise UserError(str(err)) from None
+    except SegattackError:
+        raise
     except ValueError as err:  # PixelModel's checks on mean/std/num_classes
         raise UserError(f"--model {args.model or 'default'}: {err}") from None
     describe = {
@@ -214,14 +243,11 @@ def add_data_args(p: argparse.ArgumentParser, *, default: str = DEFAULT_DATA) ->
 
 
 def build_data(spec: str, size_text: str | None, labels: str | None = None) -> tuple[Any, dict[str, Any]]:
-    from ..specs import SpecError, load_data, parse_data_spec, parse_size
+    from ..specs import load_data, parse_data_spec, parse_size
 
-    try:
-        ds = parse_data_spec(spec)
-        size = parse_size(size_text)
-        data = load_data(ds, size=size, labels=labels)
-    except SpecError as err:
-        raise UserError(str(err)) from None
+    ds = parse_data_spec(spec)
+    size = parse_size(size_text)
+    data = load_data(ds, size=size, labels=labels)
     shown = str(ds)
     if ds.path is not None:
         shown = shown.replace(ds.path, str(Path(ds.path).expanduser().resolve()), 1)
@@ -298,7 +324,7 @@ def run_and_report(
     """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences."""
     from ..attacks import registry
     from ..data.labels import CLASS_NAMES
-    from ..experiment import ExperimentError, run_experiment
+    from ..experiment import run_experiment
     from ..pipeline import AttackSpec
     from ..report import write_report
 
@@ -340,8 +366,6 @@ def run_and_report(
             describe=describe,
             progress=bar,
         )
-    except ExperimentError as err:
-        raise UserError(str(err)) from None
     finally:
         bar.close()
     attack_s = time.perf_counter() - t0

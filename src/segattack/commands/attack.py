@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import UserError
+from ..errors import ModelError, SegattackError, UserError
+from ..rundir import atomic_open, check_writable_dir
 from ._common import add_attack_args, add_model_args, build_model, parse_attacks, parse_classes, parse_eps
 
 
@@ -44,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
     from ..data.base import UnreadableImageError
     from ..data.folder import read_rgb
     from ..data.labels import CLASS_NAMES
+    from ..experiment import to_uint8
     from ..metrics import hiding_metrics, perturbation_norms, psnr
     from ..models import classes_of
     from ..pipeline import HideGoal, attack_batch
     from ..report.figures import panels_figure
-    from ..specs import SpecError, parse_size
-    from ..targets import _hidden_mask
+    from ..specs import parse_size
+    from ..targets import hidden_mask
 
     class_ids = parse_classes(args.hide)
     (spec,) = parse_attacks(args.attack, args.attack_opt, single=True)
@@ -57,16 +59,30 @@ def run(args: argparse.Namespace) -> int:
     if len(eps_list) != 1:
         raise UserError(f"attack takes one eps, got {args.eps!r}; use `segattack run` for a sweep")
     eps = eps_list[0]
+    if not float(eps).is_integer():
+        print(
+            f"warning: eps={eps} is not a whole number of levels; the PNG holds whole levels, so its perturbation is "
+            f"rounded toward the original to stay within {int(eps)} levels (the printed measures are those of the "
+            "unrounded attack)",
+            file=sys.stderr,
+        )
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out must be a .png file (lossless, 8-bit exact), got {args.out!r}")
     src = Path(args.image)
     if not src.is_file():
         raise UserError(f"image {args.image!r} does not exist" if not src.exists() else f"{args.image!r} is not a file")
+    panels = out.with_name(out.stem + "_panels.png")
+    for path, what in ((out, "--out"), (panels, f"the panel figure of --out ({panels.name})")):
+        if path.exists() and path.resolve() == src.resolve():
+            raise UserError(f"{what} would overwrite the input image {args.image}; choose another --out")
+        if path.is_dir():
+            raise UserError(f"{what} {path} is a directory; give a file name ending in .png")
+    check_writable_dir(out.parent, create=False)
+    size = parse_size(args.size)
     try:
-        size = parse_size(args.size)
         rgb, _ = read_rgb(src)
-    except (SpecError, UnreadableImageError) as err:
+    except UnreadableImageError as err:
         raise UserError(str(err)) from None
     if size is not None and rgb.shape[:2] != size:
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR))
@@ -74,12 +90,16 @@ def run(args: argparse.Namespace) -> int:
     x = torch.tensor(rgb).permute(2, 0, 1)[None].to(args.device, torch.float32) / 255
     try:
         logits = model(x)
-    except ValueError as err:
-        raise UserError(f"the model does not fit: {err}") from None
+    except SegattackError:
+        raise
+    except ValueError as err:  # PixelModel's checks of the output
+        raise ModelError(f"the model does not fit: {err}") from err
+    except Exception as err:  # the user's network itself failed: one line (the traceback with --verbose)
+        raise ModelError(f"the model failed on {src}: {type(err).__name__}: {err}") from err
     if max(class_ids) >= logits.shape[1]:
         raise UserError(f"class id {max(class_ids)} to hide, but the model predicts only {logits.shape[1]} classes")
     pred = classes_of(logits)
-    hidden = _hidden_mask(pred, class_ids)
+    hidden = hidden_mask(pred, class_ids)
     names = "/".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
     if bool(hidden.all()):
         raise UserError(f"the model predicts every pixel as {names}: there is no other class to hide it behind")
@@ -98,10 +118,13 @@ def run(args: argparse.Namespace) -> int:
     target = outcome.labels
     adv_full, adv_r, adv = outcome.advs["full"][0], outcome.advs["posthoc"][0], outcome.advs[mode][0]
     m = hiding_metrics(pred, outcome.preds[mode][0], class_id=class_ids, target=target)
-    to8 = lambda t: (t[0] * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # noqa: E731
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to8(adv)).save(out, format="PNG")
-    panels = out.with_name(out.stem + "_panels.png")
+
+    def to8(t: torch.Tensor) -> np.ndarray:
+        return to_uint8(t[0], x[0], eps)
+
+    check_writable_dir(out.parent)
+    with atomic_open(out) as fh:
+        Image.fromarray(to8(adv)).save(fh, format="PNG")
     fig = panels_figure(
         {
             "image_id": src.name,
@@ -117,14 +140,12 @@ def run(args: argparse.Namespace) -> int:
             "pred_restricted": outcome.preds["posthoc"][0, 0].cpu().numpy(),
         }
     )
-    fig.savefig(panels, dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    with atomic_open(panels) as fh:
+        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
     norms = perturbation_norms(adv, x)
     fooled = float(m.fooled[0])
-    what = {"none": "", "posthoc": ", restricted to the class pixels", "during": ", restricted during the attack"}
-    print(f"{out}: {spec.name}, eps={eps} levels ({spec.passes(eps)} gradient passes{what[args.restrict]})")
+    restricted = {"none": "", "posthoc": ", restricted to the class pixels", "during": ", restricted during the attack"}
+    print(f"{out}: {spec.name}, eps={eps} levels ({spec.passes(eps)} gradient passes{restricted[args.restrict]})")
     if fooled == fooled:
         print(
             f"{100 * fooled:.1f}% of {int(m.class_pixels[0])} {names} pixels hidden, "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import DEFAULT_EPS, EPS_HELP, build_data, build_model, parse_eps, run_and_report
+from ._common import DEFAULT_EPS, EPS_HELP, build_data, build_model, check_out_dir, parse_eps, run_and_report
 
 #: Images the demo attacks by default (synthetic validation scenes); tuned to finish in minutes on a 2-core CPU.
 DEFAULT_IMAGES = 20
@@ -43,12 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
     from ._common import parse_classes
 
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}")
     eps = parse_eps(args.eps)
+    check_out_dir(args.out)
     class_ids = parse_classes(DEMO_CLASS)
     model_args = argparse.Namespace(model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device)
     model, model_describe = build_model(model_args)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
-from ..cli import UserError
+from ..errors import UserError
+from ..rundir import check_writable_dir, write_json
 from ._common import add_data_args, add_model_args, build_data, build_model
 
 
@@ -28,6 +28,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run)
 
 
+def _check_json_target(path_text: str) -> None:
+    """``--json FILE`` must be a file that can be written: its folder is created if missing."""
+    path = Path(path_text)
+    if path.is_dir():
+        raise UserError(f"--json {path_text} is a directory; give a file name, e.g. {path / 'eval.json'}")
+    check_writable_dir(path.parent, create=False)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -36,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if args.json:
+        _check_json_target(args.json)  # before evaluating: a finished evaluation must have somewhere to go
     model, describe = build_model(args)
     data, data_desc = build_data(args.data, args.size, args.labels)
     k = model.num_classes or len(CLASS_NAMES)
@@ -66,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         out = {**describe, **data_desc, **result.as_dict(names)}
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        check_writable_dir(Path(args.json).parent)
+        write_json(args.json, out)
         print(f"wrote {args.json}", file=sys.stderr)
     return 0

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import UserError
-
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
@@ -21,13 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiment import ExperimentError
     from ..report import write_report
 
-    try:
-        report = write_report(args.dir)
-    except ExperimentError as err:
-        raise UserError(str(err)) from None
+    report = write_report(args.dir)
     for path in [report.html_path, *report.figures]:
         print(f"wrote {path}", file=sys.stderr)
     for line in report.sentences:

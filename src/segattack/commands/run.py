@@ -13,6 +13,7 @@ from ._common import (
     add_model_args,
     build_data,
     build_model,
+    check_out_dir,
     parse_attacks,
     parse_classes,
     parse_eps,
@@ -81,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..errors import UserError
 
     class_ids = parse_classes(args.hide) if args.goal == "hide" else ()
     eps = parse_eps(args.eps)
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.goal == "untargeted" and args.restrict not in (None, "none"):
         raise UserError("--restrict needs a class to restrict to: the untargeted goal takes --restrict none only")
     restrict = args.restrict or ("posthoc" if args.goal == "hide" else "none")
+    check_out_dir(args.out)
     data, describe = build_data(args.data, args.size, args.labels)
     model, model_describe = build_model(args)
     describe.update(model_describe)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import UserError
 from ..data.labels import CLASS_NAMES
+from ..errors import UserError
+from ..rundir import check_writable_dir
 
 
 def _hxw(text: str) -> tuple[int, int]:
@@ -135,7 +136,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import ConfigMismatchError, TrainConfig, checkpoint_step, config_differences, train
+    from ..train import TrainConfig, checkpoint_step, config_differences, train
 
     try:
         config = TrainConfig(
@@ -153,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {config.device} requested but CUDA is not available; use --device cpu or auto")
 
+    check_writable_dir(args.out, create=False)  # a file, a path under a file, no permission: refused before training
     diffs = config_differences(config)
     if diffs and not args.overwrite:
         raise UserError(
@@ -164,10 +166,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"discarding the run in {args.out} (--overwrite) and starting over", file=sys.stderr)
     elif step is not None:
         print(f"resuming from step {step} in {args.out}", file=sys.stderr)
-    try:
-        result = train(config, overwrite=args.overwrite, progress=None if args.progress else False)
-    except ConfigMismatchError as err:  # the directory changed under us
-        raise UserError(str(err)) from None
+    result = train(config, overwrite=args.overwrite, progress=None if args.progress else False)
 
     if not result.finished:
         print(f"stopped at step {result.step} of {config.steps}; run the same command without --stop-at to continue")

@@ -16,8 +16,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli import UserError
-from ._common import add_model_args, build_data, build_model, format_duration, parse_classes, parse_eps
+from ..errors import SegattackError, UserError
+from ..rundir import json_safe, write_json, write_text
+from ._common import (
+    add_model_args,
+    build_data,
+    build_model,
+    check_out_dir,
+    format_duration,
+    parse_classes,
+    parse_eps,
+)
 
 DEFAULT_FIT_DATA = "synthetic-train:40"
 DEFAULT_HELD_OUT = "synthetic:20"
@@ -125,20 +134,15 @@ def _pct(s: Any) -> str:
     return f"{100 * s.mean:.1f}% ± {100 * s.std:.1f}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _json_value(v: float | int | str) -> float | int | str | None:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..rundir import RunLock
+
+    check_out_dir(args.out)  # before the fit: a finished fit must have somewhere to go
+    with RunLock(args.out, "segattack universal"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
@@ -213,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=progress,
         )
+    except SegattackError:
+        raise
     except ValueError as err:
         raise UserError(str(err)) from None
     finally:
@@ -238,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         m = hiding_metrics(clean_pred, adv_pred, class_id=hide_ids, target=target)
         for j, ((image_id, _), r) in enumerate(zip(items, m.rows(), strict=True)):
             status = "ok" if r["class_pixels"] > 0 else "absent"
-            rows.append({"image_id": image_id, **{k: _json_value(v) for k, v in r.items()}, "status": status})
+            rows.append({"image_id": image_id, **{k: json_safe(v) for k, v in r.items()}, "status": status})
             pool = shown if status == "ok" else spare  # images with the class first
             if len(pool) < args.examples:
                 pool.append({"image_id": image_id, "image": x[j], "adv": adv[j], "pred": clean_pred[j],
@@ -276,11 +282,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_universal(result, out / "universal.npz")
-    _write_atomic(out / "results.jsonl", "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+    write_text(out / "results.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in rows))
     summary = {
         "method": "universal adversarial perturbation (Metzen, Kumar, Brox and Fischer, ICCV 2017)",
         "held_out": {
-            k: {"mean": _json_value(s.mean), "std": _json_value(s.std), "count": s.count, "missing": s.missing}
+            k: {"mean": json_safe(s.mean), "std": json_safe(s.std), "count": s.count, "missing": s.missing}
             for k, s in stats.items()
         },
         "images": len(rows),
@@ -303,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
         "time_s": {"fit": round(fit_s, 3), "measure": round(eval_s, 3), "total": round(fit_s + eval_s, 3)},
         "versions": {"segattack": __version__, "torch": torch.__version__},
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    write_json(out / "summary.json", summary)
     examples = (shown + spare)[: args.examples]
     if examples:
         _examples_figure(examples, result, hide_ids, out / "examples.png")

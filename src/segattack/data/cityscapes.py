@@ -24,6 +24,7 @@ import numpy as np
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .folder import check_size, read_label_ids, read_rgb, resize_pair, to_item
 from .labels import LABEL_ID_TO_TRAIN_ID
 
@@ -155,14 +156,14 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
             lpath = self.label_files[index]
             ids = read_label_ids(lpath)
             if ids.shape != image.shape[:2]:
-                raise ValueError(
+                raise DataError(
                     f"label {lpath} is {ids.shape[1]}x{ids.shape[0]} but image {path} is "
                     f"{image.shape[1]}x{image.shape[0]} (W x H)"
                 )
             try:
                 label = label_ids_to_train_ids(ids)
             except ValueError as e:
-                raise ValueError(f"label {lpath}: {e}") from None
+                raise DataError(f"label {lpath}: {e}") from None
         image, label = resize_pair(image, label, self.size)
         return to_item(image, label)
 

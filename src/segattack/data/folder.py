@@ -55,7 +55,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .base import UnreadableImageError
+from ..errors import DataError, UnreadableImageError
 from .labels import IGNORE_INDEX, NUM_CLASSES
 
 __all__ = [
@@ -249,14 +249,14 @@ def read_label_ids(path: Path) -> np.ndarray:
     except _DECODE_ERRORS as e:
         raise UnreadableImageError(f"cannot read label {path}: {e}") from e
     if arr.ndim != 2:
-        raise ValueError(
+        raise DataError(
             f"label {path} has mode {mode} with {arr.shape[2]} channels; label files must hold class ids in one "
             "channel (a grey, 16-bit grey or palette PNG of ids), not colours: save the id array itself, e.g. "
             "Image.fromarray(ids.astype(np.uint8)).save(path), not a colour rendering of the labels"
         )
     if arr.dtype.kind == "f":
         if not bool(np.isfinite(arr).all()) or not bool((arr == np.round(arr)).all()):
-            raise ValueError(
+            raise DataError(
                 f"label {path} has mode {mode} holding values that are not whole numbers; label files must hold "
                 "integer class ids: save them as an 8-bit grey PNG"
             )
@@ -392,14 +392,14 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
             lpath = self.label_files[index]
             label = read_label_ids(lpath)
             if label.shape != image.shape[:2]:
-                raise ValueError(
+                raise DataError(
                     f"label {lpath} is {label.shape[1]}x{label.shape[0]} but image {path} is "
                     f"{image.shape[1]}x{image.shape[0]} (W x H)"
                 )
             bad = (label != IGNORE_INDEX) & ((label < 0) | (label >= NUM_CLASSES))
             if bool(bad.any()):
                 vals = np.unique(label[bad])[:5].tolist()
-                raise ValueError(
+                raise DataError(
                     f"label {lpath} holds ids {vals}; expected train ids 0..{NUM_CLASSES - 1} or {IGNORE_INDEX} "
                     "(map official Cityscapes labelIds to train ids first, or use the Cityscapes data set)"
                 )

@@ -1,4 +1,5 @@
-"""The paper's figures, drawn from result files alone (matplotlib, Agg backend; no model is run).
+"""The paper's figures, drawn from result files alone; no model is run. Figures are matplotlib ``Figure`` objects
+drawn without pyplot, so importing this module chooses no backend and leaves the caller's matplotlib as it was.
 
 - ``figure2``: mean and standard deviation over images of the percentage of class pixels fooled (dark red) and of
   background pixels preserved (light grey) against eps, for the perturbation on the whole image (left) and
@@ -17,18 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.artist import Artist
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.artist import Artist  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from ..data.labels import CLASS_NAMES, colorize  # noqa: E402
-from .summary import class_phrase  # noqa: E402
+from ..data.labels import CLASS_NAMES, colorize
+from ..rundir import atomic_open
+from .summary import class_phrase
 
 __all__ = ["figure2", "figure1", "panels_figure", "attacks_figure", "FOOLED_COLOR", "PRESERVED_COLOR"]
 
@@ -41,10 +39,9 @@ def _save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
-        with plt.rc_context({"svg.hashsalt": "segattack"}):  # stable element ids: same results, same file
-            fig.savefig(path, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA.get(fmt, {}))
+        with matplotlib.rc_context({"svg.hashsalt": "segattack"}), atomic_open(path) as fh:  # stable svg ids
+            fig.savefig(fh, format=fmt, dpi=150, bbox_inches="tight", metadata=_METADATA.get(fmt, {}))
         paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -75,7 +72,8 @@ def figure2(
     cls = class_phrase(class_names)
     first = next((r["attack"] for r in summary if "attack" in r), None)
     summary = [r for r in summary if r.get("attack", first) == first]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2, sharey=True)
     panels = [
         (axes[0], ["full"], "noise on the entire image"),
         (axes[1], ["posthoc", "during"], f"noise restricted to {cls} pixels"),
@@ -131,8 +129,9 @@ def attacks_figure(
 
     cls = class_phrase(class_names)
     attacks = list(dict.fromkeys(r["attack"] for r in summary))
-    colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colours = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
 
     def colour(n: int, a: str) -> Any:
         return "black" if a == WORST else colours(n % 10)
@@ -242,7 +241,8 @@ def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figur
         (3, 2, f"(k) pred. vs. pred. rest. adv.\n{changed(pred_r)}", _difference(pred, pred_r, hidden)),
     ]
     h, w = pred.shape
-    fig, axes = plt.subplots(4, 3, figsize=(3 * 3.4, 4 * 3.4 * h / w + 1.6))
+    fig = Figure(figsize=(3 * 3.4, 4 * 3.4 * h / w + 1.6))
+    axes = fig.subplots(4, 3)
     axes[1, 0].axis("off")
     for r, c, name, img in panels:
         axes[r, c].imshow(img, interpolation="nearest")
@@ -281,6 +281,6 @@ def figure1(npz_path: str | os.PathLike[str], out_path: str | os.PathLike[str] |
     data["image_id"] = str(data.get("image_id", npz_path.stem))
     fig = panels_figure(data)
     out = Path(out_path) if out_path is not None else npz_path.with_suffix(".png")
-    fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    with atomic_open(out) as fh:
+        fig.savefig(fh, format="png", dpi=120, bbox_inches="tight")
     return out

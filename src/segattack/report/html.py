@@ -9,11 +9,13 @@ import json
 import logging
 import math
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..experiment import RESULTS_FILE, ExperimentError, read_config
+from ..errors import RunDirError
+from ..rundir import FIGURE1_PREFIX, REPORT_FILE, RESULTS_FILE, read_config, write_text
 from .figures import attacks_figure, figure1, figure2
 from .summary import MODE_TITLES, attack_sentences, class_phrase, sentences, summarize_results
 
@@ -135,11 +137,12 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
     """Redraw everything from the result files in ``out_dir``: ``summary.csv``, ``figure2.png/.svg/.pdf``,
     ``figure1_<id>.png`` for every ``figure1_<id>.npz``, and ``report.html``. Never runs a model.
 
-    Raises ``ExperimentError`` if ``out_dir`` holds no results.
+    Raises ``RunDirError`` if ``out_dir`` holds no results. A Figure 1 file that cannot be read is skipped with
+    a warning (``segattack run`` on the same directory writes it again).
     """
     out = Path(out_dir)
-    if not (out / RESULTS_FILE).exists():
-        raise ExperimentError(f"{out} holds no {RESULTS_FILE}: nothing to report (run `segattack run` first)")
+    if not (out / RESULTS_FILE).is_file():
+        raise RunDirError(f"{out} holds no {RESULTS_FILE}: nothing to report (run `segattack run` first)")
     config = read_config(out)
     exp = config.get("experiment", {})
     names = exp.get("class_names", ["person"])
@@ -156,14 +159,12 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
         attacks_png = out / "attacks.png"
         lines_a = attack_sentences(summary, goal=goal, class_names=names, reference=exp.get("reference"))
     fig1 = []
-    for npz in sorted(out.glob("figure1_*.npz")):
+    for npz in sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")):
         try:
             fig1.append(figure1(npz))
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             log.warning("cannot draw Figure 1 from %s: %s", npz, err)
     lines = sentences(summary, class_names=names) if goal != "untargeted" else []
     page = render_html(config, summary, lines, out / "figure2.png", fig1, attacks_png, lines_a)
-    tmp = out / "report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out / "report.html")
-    return Report(out / "report.html", [*figures, *fig1], summary, [*lines, *lines_a])
+    write_text(out / REPORT_FILE, page)
+    return Report(out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a])

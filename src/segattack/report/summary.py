@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..experiment import MODES, STATUSES, read_config, read_rows
 from ..metrics import summarize
+from ..rundir import CONFIG_FILE, DEFAULT_ATTACK, MODES, STATUSES, SUMMARY_FILE, atomic_open, read_config, read_rows
 
 __all__ = [
     "summarize_results",
@@ -95,8 +95,6 @@ def summarize_rows(
     ``segattack.summarize``), ``miou`` and ``clean_miou`` (from the summed confusion matrices of the untargeted
     goal; NaN otherwise) and ``linf_max`` (levels; never above eps).
     """
-    from ..experiment import DEFAULT_ATTACK
-
     names = list(attacks or ())
     for r in rows:
         a = str(r.get("attack") or DEFAULT_ATTACK)
@@ -136,7 +134,7 @@ def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True
     out = Path(out_dir)
     rows = read_rows(out)
     experiment: Mapping[str, Any] = {}
-    if (out / "config.json").exists():
+    if (out / CONFIG_FILE).exists():
         experiment = read_config(out).get("experiment", {})
     summary = summarize_rows(
         rows,
@@ -146,7 +144,7 @@ def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True
         num_classes=experiment.get("num_classes"),
     )
     if write_csv:
-        write_summary_csv(summary, out / "summary.csv")
+        write_summary_csv(summary, out / SUMMARY_FILE)
     return summary
 
 
@@ -154,13 +152,11 @@ def write_summary_csv(summary: Sequence[Mapping[str, Any]], path: str | os.PathL
     """Write summary rows as CSV (NaN as an empty cell); returns the path."""
     path = Path(path)
     fields = list(summary[0].keys()) if summary else ["eps", "mode", "images"]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for row in summary:
             writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else _fmt(v)) for k, v in row.items()})
-    os.replace(tmp, path)
     return path
 
 
@@ -185,7 +181,19 @@ def sentences(summary: Sequence[Mapping[str, Any]], *, class_names: Sequence[str
     first = next((r["attack"] for r in summary if "attack" in r), None)
     summary = [r for r in summary if r.get("attack", first) == first]
     if summary and not any(r["fooled_count"] for r in summary):
-        return [f"no image has {cls} pixels in the model's clean prediction: there was nothing to hide"]
+        counts = summary[0]
+        reasons = []
+        if counts.get("all_hidden"):
+            reasons.append(
+                f"{counts['all_hidden']} predicted as {cls} in every pixel (no other class to hide {cls} behind)"
+            )
+        if counts.get("absent"):
+            reasons.append(f"{counts['absent']} without {cls} pixels in the model's clean prediction")
+        if counts.get("unreadable"):
+            reasons.append(f"{counts['unreadable']} unreadable")
+        if not counts.get("all_hidden") and not counts.get("unreadable"):
+            return [f"no image has {cls} pixels in the model's clean prediction: there was nothing to hide"]
+        return [f"no image could be attacked: of {counts.get('images', 0)} images, " + ", ".join(reasons)]
     by_eps: dict[Any, list[Mapping[str, Any]]] = {}
     for row in summary:
         by_eps.setdefault(row["eps"], []).append(row)

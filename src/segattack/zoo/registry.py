@@ -24,9 +24,9 @@ torch.Size([1, 20, 30])
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +39,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ..models import PixelModel
+from ..rundir import json_safe, write_bytes, write_text
 from .fcn8s import FCN8s
 
 __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "available", "load", "save_model", "sha256_file"]
@@ -157,7 +158,18 @@ def load(
         )
     state = load_safetensors(data)
 
-    net = ARCHITECTURES[arch](num_classes, **arch_kwargs)
+    accepted = inspect.signature(ARCHITECTURES[arch]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+        unknown = sorted(set(arch_kwargs) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"model card {card_path} gives {arch} the unknown arch_kwargs {unknown}; {arch} takes "
+                f"{sorted(k for k in accepted if k != 'num_classes')}: fix the card or re-export the model"
+            )
+    try:
+        net = ARCHITECTURES[arch](num_classes, **arch_kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model card {card_path}: cannot build {arch}({arch_kwargs}): {err}") from None
     expected_shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     missing = sorted(set(expected_shapes) - set(state))
     unexpected = sorted(set(state) - set(expected_shapes))
@@ -172,25 +184,6 @@ def load(
     model = PixelModel(net, mean=mean, std=std, num_classes=num_classes)
     logger.info("loaded model %s (%s) from %s", name, arch, weights_path)
     return model.to(device)
-
-
-def _json_safe(value: Any) -> Any:
-    """Plain JSON values: tensors and numpy scalars to numbers/lists, NaN/inf to None, paths to strings."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return _json_safe(value.item())
-    raise TypeError(f"cannot write {type(value).__name__} into a model card; pass plain numbers, strings, lists, dicts")
 
 
 def save_model(
@@ -238,16 +231,14 @@ def save_model(
 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     data = save_safetensors(state, metadata={"format": "pt", "arch": arch})
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, weights_path)
+    write_bytes(weights_path, data)
 
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "name": stem.name,
         "description": description,
         "arch": arch,
-        "arch_kwargs": _json_safe(dict(arch_kwargs or {})),
+        "arch_kwargs": json_safe(dict(arch_kwargs or {})),
         "num_classes": int(num_classes),
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
@@ -255,9 +246,7 @@ def save_model(
         "sha256": hashlib.sha256(data).hexdigest(),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
-    card.update(_json_safe(dict(extra or {})))
-    tmp = card_path.with_name(card_path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, card_path)
+    card.update(json_safe(dict(extra or {})))
+    write_text(card_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
     logger.info("saved model %s (%s, sha256 %s)", card_path, arch, card["sha256"][:12])
     return card_path

@@ -1,0 +1,465 @@
+"""Run directories: the one place that writes, reads, locks and compares what runs leave on disk.
+
+Every command that writes an output directory (``run``, ``demo``, ``universal``, ``train``, ``report``) goes through
+this module, so the guarantees hold everywhere:
+
+- **Atomic files**: ``write_bytes`` / ``write_text`` / ``write_json`` write a temporary file beside the target,
+  fsync it, rename it over the target and fsync the directory: a reader sees the old file or the new one, never half.
+- **Append-only JSONL**: ``append_jsonl`` appends whole lines and fsyncs; ``read_jsonl`` drops a torn last line
+  (a crash mid-write) and corrupt lines with a warning, and ``rewrite_jsonl`` writes the kept lines back atomically.
+- **One writer at a time**: ``RunLock`` holds an advisory lock (``flock``) on ``DIR/.segattack.lock`` while a run
+  writes; a second run on the same directory is refused at once with a message naming the holder. The operating
+  system releases the lock when the holder dies, so a crashed or killed run never leaves it stuck.
+- **Configurations**: ``config_diff`` tells what changed between a stored and a requested configuration.
+- **JSON-safe values**: ``json_safe`` turns NaN/inf into ``null``, tensors and numpy scalars into numbers.
+- **The results schema and file names** of an experiment directory (``RESULTS_FILE``, ``ROW_FIELDS``, ...),
+  ``read_rows``/``read_config``, and ``output_name``: a file name per image id that is unique per id.
+
+Nothing here runs a model; ``segattack.report`` reads result directories through this module only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import RunDirError
+
+__all__ = [
+    "RESULTS_FILE",
+    "CONFIG_FILE",
+    "SUMMARY_FILE",
+    "REPORT_FILE",
+    "LOCK_FILE",
+    "IMAGES_DIR",
+    "FIGURE1_PREFIX",
+    "MODES",
+    "STATUSES",
+    "ROW_FIELDS",
+    "NUMERIC_FIELDS",
+    "DEFAULT_ATTACK",
+    "RunLock",
+    "write_bytes",
+    "write_text",
+    "write_json",
+    "atomic_open",
+    "append_jsonl",
+    "read_jsonl",
+    "rewrite_jsonl",
+    "json_safe",
+    "config_diff",
+    "read_rows",
+    "read_config",
+    "output_name",
+    "figure1_path",
+    "experiment_outputs",
+    "clear_experiment_outputs",
+    "check_writable_dir",
+]
+
+log = logging.getLogger(__name__)
+
+# -- the experiment directory's schema ----------------------------------------------------------------------------
+
+RESULTS_FILE = "results.jsonl"
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.csv"
+REPORT_FILE = "report.html"
+LOCK_FILE = ".segattack.lock"
+IMAGES_DIR = "images"
+FIGURE1_PREFIX = "figure1_"
+#: Figures the report writes, as stems; each is written as .png, .svg and (Figure 2) .pdf.
+FIGURE_STEMS = ("figure2", "attacks")
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+MODES = ("full", "posthoc", "during")
+STATUSES = ("ok", "absent", "all_hidden", "unreadable")
+ROW_FIELDS = (
+    "image_id", "index", "attack", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
+    "accuracy", "clean_accuracy", "confusion", "clean_confusion",
+    "linf", "l2", "mean_abs", "psnr", "time_s", "status",
+)  # fmt: skip
+#: Row fields read back as float, ``null`` -> NaN.
+NUMERIC_FIELDS = (
+    "fooled", "preserved", "target_hit", "accuracy", "clean_accuracy", "linf", "l2", "mean_abs", "psnr", "time_s",
+)  # fmt: skip
+#: The attack of rows written before rows named their attack.
+DEFAULT_ATTACK = "illm"
+_REQUIRED = frozenset({"index", "eps", "mode", "status"})
+_TMP = ".tmp"
+
+
+# -- atomic files ---------------------------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # not possible on every platform (Windows); the rename itself is atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on success it is fsync'ed and renamed over ``path``, on
+    an error it is removed and ``path`` keeps its old content. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8)."""
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open writes new files only: mode 'wb' or 'w', got {mode!r}")
+    target = Path(path)
+    tmp = target.with_name(target.name + _TMP)
+    fh: IO[Any] = open(tmp, mode) if mode == "wb" else open(tmp, mode, encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, target)
+    except BaseException:
+        fh.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2) -> Path:
+    """Write ``json_safe(obj)`` to ``path`` atomically (strict JSON: no NaN)."""
+    return write_text(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN/inf to None, tensors and numpy values to numbers and lists, paths to strings.
+
+    >>> json_safe({"a": float("nan"), "b": (1, 2.5), "c": float("inf")})
+    {'a': None, 'b': [1, 2.5], 'c': None}
+    """
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars
+        return json_safe(value.tolist())
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON; pass numbers, strings, lists or dicts")
+
+
+# -- JSONL ----------------------------------------------------------------------------------------------------------
+
+
+def append_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append ``rows`` as whole JSON lines (``json_safe`` values) and fsync before returning."""
+    data = b"".join(json.dumps(json_safe(dict(r)), allow_nan=False).encode() + b"\n" for r in rows)
+    if not data:
+        return
+    with open(path, "ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(
+    path: str | os.PathLike[str], *, accept: Callable[[Any], bool] | None = None
+) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """The rows of a JSONL file, their raw lines, and whether anything was dropped.
+
+    A last line without its newline (a crash while writing) and lines that are not JSON objects (or that
+    ``accept`` rejects) are dropped with a warning. A missing file reads as empty. The file is left as it is.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return [], [], False
+    lines = data.split(b"\n")
+    dropped = False
+    if lines[-1] != b"":
+        log.warning("%s: dropping an incomplete last line (the previous run stopped while writing it)", p)
+        dropped = True
+    rows: list[dict[str, Any]] = []
+    raw: list[bytes] = []
+    for n, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict) or (accept is not None and not accept(row)):
+            log.warning("%s:%d: skipping a corrupt line", p, n)
+            dropped = True
+            continue
+        rows.append(row)
+        raw.append(line)
+    return rows, raw, dropped
+
+
+def rewrite_jsonl(path: str | os.PathLike[str], lines: Iterable[bytes]) -> None:
+    """Replace a JSONL file atomically by ``lines`` (raw lines as ``read_jsonl`` returns them)."""
+    write_bytes(path, b"".join(line + b"\n" for line in lines))
+
+
+# -- the lock -------------------------------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive, non-blocking advisory lock on a run directory, held for the ``with`` block.
+
+    A second holder is refused at once with ``RunDirError`` naming the first (its pid, host, command and start
+    time). The lock is an ``flock`` on ``DIR/.segattack.lock``: the kernel drops it when the holding process ends,
+    however it ends, so a crashed run never leaves the directory locked. ``what`` says what the holder does.
+    Within one process the lock is re-entrant (the command line holds it around an experiment that takes it too).
+    """
+
+    _held: dict[str, list[Any]] = {}  # resolved directory -> [open lock file, depth]: this process's locks
+
+    def __init__(self, directory: str | os.PathLike[str], what: str = "segattack run") -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / LOCK_FILE
+        self.what = what
+        self._key: str | None = None
+
+    def acquire(self) -> RunLock:
+        check_writable_dir(self.directory)
+        key = str(self.directory.resolve())
+        if key in RunLock._held:
+            RunLock._held[key][1] += 1
+            self._key = key
+            return self
+        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+        try:
+            _lock_file(fh)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunDirError(
+                f"{self.directory} is in use by another segattack process ({holder}); wait for it to finish, or "
+                "choose another output directory (two runs into one directory would count images twice)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}, {self.what}, since {time.strftime('%H:%M:%S')}\n")
+        fh.flush()
+        RunLock._held[key] = [fh, 1]
+        self._key = key
+        return self
+
+    def release(self) -> None:
+        if self._key is None:
+            return
+        entry = RunLock._held[self._key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            fh = entry[0]
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+            _unlock_file(fh)
+            fh.close()
+            del RunLock._held[self._key]
+        self._key = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+try:
+    import fcntl
+
+    def _lock_file(fh: IO[str]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_file(fh: IO[str]) -> None:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+except ImportError:  # Windows
+    import msvcrt
+
+    def _lock_file(fh: IO[str]) -> None:
+        fh.seek(0)
+        try:
+            msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            raise BlockingIOError from None
+
+    def _unlock_file(fh: IO[str]) -> None:
+        fh.seek(0)
+        with contextlib.suppress(OSError):
+            msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+
+
+def check_writable_dir(directory: str | os.PathLike[str], *, create: bool = True) -> Path:
+    """Check that files can be written in ``directory`` and create it (with parents) unless ``create=False``;
+    ``RunDirError`` with the cause and the fix otherwise (an existing file, a path under a file, no permission).
+    With ``create=False`` nothing is made: the nearest existing folder above a missing one must be writable."""
+    d = Path(directory)
+    existing = d
+    for parent in [d, *d.parents]:
+        if parent.exists() and not parent.is_dir():
+            where = "is" if parent == d else f"lies under {parent}, which is"
+            raise RunDirError(f"output directory {d} {where} a file, not a directory; choose another directory")
+        if parent.exists():
+            existing = parent
+            break
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "output directory" if existing == d else f"folder {existing}, where output directory {d} would go,"
+        raise RunDirError(f"{what} is not writable; choose another directory or fix its permissions")
+    if create:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunDirError(f"cannot create output directory {d}: {err.strerror}; choose another directory") from None
+    return d
+
+
+# -- configurations -------------------------------------------------------------------------------------------------
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> list[str]:
+    """``"key: old -> new"`` for every top-level key that differs (after a JSON round trip, so tuples equal lists
+    and NaN equals null), leaving out ``ignore``.
+
+    >>> config_diff({"eps": [1, 2], "seed": 0}, {"eps": (1, 4), "seed": 0})
+    ['eps: [1, 2] -> [1, 4]']
+    """
+    a = json.loads(json.dumps(json_safe(dict(old))))
+    b = json.loads(json.dumps(json_safe(dict(new))))
+    skip = set(ignore)
+    keys = sorted((set(a) | set(b)) - skip)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of an experiment directory (``RunDirError`` if missing or not a JSON object)."""
+    path = Path(out_dir) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunDirError(f"{out_dir} holds no {CONFIG_FILE}: is it an experiment directory?") from None
+    except NotADirectoryError:
+        raise RunDirError(f"{out_dir} is a file, not an experiment directory") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{path} is not valid JSON ({err}); rerun the experiment with --overwrite") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{path} must hold a JSON object; rerun the experiment with --overwrite")
+    return config
+
+
+# -- result rows ----------------------------------------------------------------------------------------------------
+
+
+def _is_row(row: Any) -> bool:
+    return isinstance(row, dict) and _REQUIRED <= row.keys()
+
+
+def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as read back: ``null`` numeric fields become NaN, a missing attack the default one."""
+    for key in NUMERIC_FIELDS:
+        if key in row and row[key] is None:
+            row[key] = math.nan
+    if not row.get("attack"):
+        row["attack"] = DEFAULT_ATTACK
+    return row
+
+
+def parse_results(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[bytes], bool]:
+    """Rows of a ``results.jsonl`` (normalised), their raw lines, and whether anything was dropped."""
+    rows, raw, dropped = read_jsonl(path, accept=_is_row)
+    return [normalise_row(r) for r in rows], raw, dropped
+
+
+def read_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The rows of ``results.jsonl`` (``null`` read back as NaN for numeric fields); a torn or corrupt line is
+    skipped with a warning. Read-only: the file is left as it is."""
+    return parse_results(Path(out_dir) / RESULTS_FILE)[0]
+
+
+# -- file names -----------------------------------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(image_id: str) -> str:
+    """An image id reduced to file-name characters (``frankfurt/x_1`` -> ``frankfurt_x_1``); not unique.
+
+    >>> safe_name("frankfurt/frankfurt_000000_000294")
+    'frankfurt_frankfurt_000000_000294'
+    """
+    return _UNSAFE.sub("_", image_id).strip("._") or "image"
+
+
+def output_name(image_id: str) -> str:
+    """The file-name stem of an image's outputs, unique per image id.
+
+    An id made only of ``A-Za-z0-9._-`` (and not starting with a dot) is its own name; any other id is reduced to
+    those characters and gets the first 10 hex digits of its SHA-256, so ``a b``, ``a?b`` and ``a_b`` never share a
+    file. Case is kept: on a case-insensitive file system ids that differ only in case share a file.
+
+    >>> output_name("val_000001"), output_name("a b"), output_name("a?b")
+    ('val_000001', 'a_b-c8687a08aa', 'a_b-c2a7b64a2d')
+    """
+    if image_id and _UNSAFE.search(image_id) is None and not image_id.startswith(".") and not image_id.endswith("."):
+        return image_id
+    digest = hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:10]
+    return f"{safe_name(image_id)[:100]}-{digest}"
+
+
+def figure1_path(out_dir: str | os.PathLike[str], image_id: str, suffix: str = ".npz") -> Path:
+    """``DIR/figure1_<output_name(id)><suffix>``."""
+    return Path(out_dir) / f"{FIGURE1_PREFIX}{output_name(image_id)}{suffix}"
+
+
+def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every file and folder of an experiment directory that a run or its report writes (what ``--overwrite``
+    removes); nothing else in the directory is touched."""
+    out = Path(out_dir)
+    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, REPORT_FILE, IMAGES_DIR]
+    names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
+    found = [out / n for n in names if (out / n).exists()]
+    found += sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")) + sorted(out.glob(f"{FIGURE1_PREFIX}*.png"))
+    found += sorted(out.glob(f"*{_TMP}"))
+    return found
+
+
+def clear_experiment_outputs(out_dir: str | os.PathLike[str]) -> None:
+    """Remove ``experiment_outputs(out_dir)``."""
+    for p in experiment_outputs(out_dir):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
