@@ -242,6 +242,9 @@ def _cases(tmp: Path, pngs: Path) -> list[tuple[str, list[str], str]]:
     card = json.loads((card_dir / "m.json").read_text())
     card["arch_kwargs"]["depth_multiplier"] = 2
     (card_dir / "m.json").write_text(json.dumps(card))
+    big = tmp / "big"
+    big.mkdir()
+    Image.new("1", (12000, 12000)).save(big / "12000x12000.png")  # 18 kB on disk, 432 MB as RGB
     run = lambda *extra: run_args(pngs, tmp / "out", *extra)  # noqa: E731
     mod = "tests.models_for_cli"
     return [
@@ -277,6 +280,11 @@ def _cases(tmp: Path, pngs: Path) -> list[tuple[str, list[str], str]]:
         ("eval --json under a file", ["eval", "--data", "synthetic:2", "--size", "32x64", "--json",
                                       str(a_file / "e.json")], "is a file"),  # fmt: skip
         ("report of a file", ["report", str(a_file)], "holds no results.jsonl"),
+        ("--size 100000x100000", ["run", "--data", "synthetic:2", "--size", "100000x100000", "--out", str(tmp / "out")],
+         "needs about"),
+        ("a 12000x12000 image (run)", ["run", "--data", f"folder:{big}", "--out", str(tmp / "out")], "needs about"),
+        ("a 12000x12000 image (attack)", ["attack", str(big / "12000x12000.png"), "--out", str(tmp / "b.png")],
+         "needs about"),
     ]  # fmt: skip
 
 

@@ -258,6 +258,7 @@ def run_experiment(
     describe: Mapping[str, Any] | None = None,
     progress: Callable[[Progress], None] | None = None,
     seed: int = 0,
+    check_memory: bool = True,
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -284,6 +285,9 @@ def run_experiment(
         progress: called with a ``Progress`` at the start and after every image (it may raise KeyboardInterrupt;
             finished rows are kept).
         seed: seeds torch's generators for the run (restored afterwards); the attack itself is deterministic.
+        check_memory: before any image is read, estimate the memory the run needs from the data set's image sizes
+            (``image_size(i)``, read from file headers) and a probe of the model, and refuse with ``ResourceError``
+            (the estimate and the fix) if the device does not have it (``segattack.memory``).
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -310,6 +314,8 @@ def run_experiment(
     if len(set(ids)) != len(ids):
         raise ExperimentError("the data set's image ids are not unique; result rows could not be told apart")
 
+    if check_memory:
+        _check_memory(model, dataset, n, ids, dev, batch_size=batch_size, n_eps=len(eps), n_modes=len(modes_t))
     num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
 
     reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
@@ -539,6 +545,35 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
             log.warning("%s: its options changed (%s -> %s); its rows are redone", a["name"],
                         before[a["name"]]["options"], a["options"])  # fmt: skip
     return kept
+
+
+def _check_memory(
+    model: Any, dataset: Any, n: int, ids: list[str], device: torch.device, *, batch_size: int, n_eps: int,
+    n_modes: int,
+) -> None:
+    """Refuse a run that would not fit in memory, before any image is generated or decoded: the largest image the
+    data set will return (``image_size``; a data set without it is checked on its first image) in full batches."""
+    from .memory import check_run_memory
+
+    sizer = getattr(dataset, "image_size", None)
+    sizes: list[tuple[int, int]] = []
+    for i in range(n):
+        try:
+            if callable(sizer):
+                h, w = sizer(i)
+            else:
+                image, _ = dataset[i]
+                h, w = (int(v) for v in torch.as_tensor(image).shape[-2:])
+        except UnreadableImageError:
+            continue  # skipped and counted where the image is used
+        sizes.append((int(h), int(w)))
+        if not callable(sizer):
+            break
+    if not sizes:
+        return
+    h, w = max(sizes, key=lambda s: s[0] * s[1])
+    check_run_memory(model, device=device, height=h, width=w, batch_size=min(batch_size, n), n_eps=n_eps,
+                     n_modes=n_modes, what="this run")  # fmt: skip
 
 
 def _probe_model(

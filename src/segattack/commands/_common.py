@@ -319,6 +319,7 @@ def run_and_report(
     figure1: int,
     overwrite: bool,
     device: str,
+    check_memory: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[str]:
     """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences."""
@@ -363,6 +364,7 @@ def run_and_report(
             device=device,
             figure1_ids=figure1,
             overwrite=overwrite,
+            check_memory=check_memory,
             describe=describe,
             progress=bar,
         )

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.folder import read_rgb
     from ..data.labels import CLASS_NAMES
     from ..experiment import to_uint8
+    from ..memory import check_run_memory, image_size_of
     from ..metrics import hiding_metrics, perturbation_norms, psnr
     from ..models import classes_of
     from ..pipeline import HideGoal, attack_batch
@@ -80,13 +81,20 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{what} {path} is a directory; give a file name ending in .png")
     check_writable_dir(out.parent, create=False)
     size = parse_size(args.size)
+    model, _ = build_model(args)
+    try:
+        h, w = size if size is not None else image_size_of(src)  # from the header: nothing decoded yet
+    except UnreadableImageError as err:
+        raise UserError(str(err)) from None
+    modes_kept = 2 if args.restrict == "none" else 3
+    check_run_memory(model, device=args.device, height=h, width=w, batch_size=1, n_eps=1, n_modes=modes_kept,
+                     what="attacking this image")  # fmt: skip
     try:
         rgb, _ = read_rgb(src)
     except UnreadableImageError as err:
         raise UserError(str(err)) from None
     if size is not None and rgb.shape[:2] != size:
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR))
-    model, _ = build_model(args)
     x = torch.tensor(rgb).permute(2, 0, 1)[None].to(args.device, torch.float32) / 255
     try:
         logits = model(x)

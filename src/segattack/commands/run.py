@@ -78,6 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="draw the paper's Figure 1 (11 panels, eps nearest 10) for the first N images with the class (default: 3)",
     )
     o.add_argument("--overwrite", action="store_true", help="replace the results of a different configuration in --out")
+    o.add_argument(
+        "--no-memory-check",
+        dest="check_memory",
+        action="store_false",
+        help="skip the memory estimate made before the run (it refuses runs that would not fit, with the fix)",
+    )
     p.set_defaults(func=run)
 
 
@@ -110,5 +116,6 @@ def run(args: argparse.Namespace) -> int:
         figure1=args.figure1,
         overwrite=args.overwrite,
         device=args.device,
+        check_memory=args.check_memory,
     )
     return 0

@@ -144,6 +144,15 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
     def __len__(self) -> int:
         return len(self.files)
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(H, W) of item ``index`` as ``__getitem__`` returns it, read from the file's header (no decoding):
+        memory is estimated before anything is decoded."""
+        if self.size is not None:
+            return self.size
+        from ..memory import image_size_of
+
+        return image_size_of(self.files[index])
+
     def image_id(self, index: int) -> str:
         """``<city>_<seq>_<frame>``, e.g. ``frankfurt_000000_000294``."""
         return self._ids[index]

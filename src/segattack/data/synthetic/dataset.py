@@ -78,6 +78,11 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
         image, label = self.render(index)
         return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(label)
 
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(H, W) of item ``index`` without rendering it (every scene has the data set's size)."""
+        self._index(index)
+        return self.size
+
     def image_id(self, index: int) -> str:
         """Stable id of item ``index``, e.g. ``"val_000012"``."""
         return f"{self.split}_{self._index(index):06d}"
