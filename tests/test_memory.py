@@ -124,7 +124,7 @@ class Broken(nn.Module):
 
 
 def test_probe_of_a_failing_model() -> None:
-    with pytest.raises(ModelError, match=r"memory probe .* 64x64\) failed: shapes do not match"):
+    with pytest.raises(ModelError, match=r"failed on a 64x64 test image .*RuntimeError: shapes do not match"):
         activation_bytes_per_pixel(Broken(), device=CPU)
 
 

@@ -42,7 +42,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from ..data.base import UnreadableImageError
     from ..data.folder import read_rgb
     from ..data.labels import CLASS_NAMES
     from ..experiment import to_uint8
@@ -82,17 +81,11 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(out.parent, create=False)
     size = parse_size(args.size)
     model, _ = build_model(args)
-    try:
-        h, w = size if size is not None else image_size_of(src)  # from the header: nothing decoded yet
-    except UnreadableImageError as err:
-        raise UserError(str(err)) from None
+    h, w = size if size is not None else image_size_of(src)  # from the header: nothing decoded yet
     modes_kept = 2 if args.restrict == "none" else 3
     check_run_memory(model, device=args.device, height=h, width=w, batch_size=1, n_eps=1, n_modes=modes_kept,
                      what="attacking this image")  # fmt: skip
-    try:
-        rgb, _ = read_rgb(src)
-    except UnreadableImageError as err:
-        raise UserError(str(err)) from None
+    rgb, _ = read_rgb(src)
     if size is not None and rgb.shape[:2] != size:
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR))
     x = torch.tensor(rgb).permute(2, 0, 1)[None].to(args.device, torch.float32) / 255

@@ -94,12 +94,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def _same_data(fit: str, held: str) -> bool:
     """Whether two data specs name the same images (synthetic splits and data sets start at index 0, so the same
     scheme, path and split always share images)."""
-    from ..specs import SpecError, parse_data_spec
+    from ..specs import parse_data_spec
 
-    try:
-        a, b = parse_data_spec(fit), parse_data_spec(held)
-    except SpecError as err:
-        raise UserError(str(err)) from None
+    a, b = parse_data_spec(fit), parse_data_spec(held)
 
     def key(ds: Any) -> tuple[str, str | None, str]:
         return ds.scheme, str(Path(ds.path).expanduser().resolve()) if ds.path else None, ds.split
