@@ -105,6 +105,7 @@ def strength(
         per: dict[str, Any] = {}
         for e in eps:
             row: dict[str, Any] = {"passes": registry.cost(name, eps_levels=e, **opts).backward}
+            torch.manual_seed(e)  # random starts depend on (attack, eps) only, not on the order attacks run in
             t0 = time.perf_counter()
             fooled, kept = [], []
             for s in range(0, len(data), batch):
@@ -122,6 +123,7 @@ def strength(
             row["kept"] = sa.summarize(kept).mean
             row["hide_images"] = len(fooled)
             if name != "illm":
+                torch.manual_seed(1000 + e)
                 t0 = time.perf_counter()
                 cm = torch.zeros(k, k, dtype=torch.int64)
                 accs = []
