@@ -103,8 +103,16 @@ class PixelModel(nn.Module):
 
     Args:
         net: any ``nn.Module`` taking normalised (B, C, H, W) images.
-        mean, std: per-channel normalisation applied inside, in [0, 1] units: ``(x - mean) / std``.
-        num_classes: if given, the number of output channels is checked on every call.
+        mean, std: per-channel normalisation applied inside, in [0, 1] units: ``(x - mean) / std``, given in the
+            channel order the network takes (B, G, R with ``bgr=True``). A network that normalises in 0-255 units,
+            ``(x255 - m255) / s255``, takes ``mean = m255 / 255`` and ``std = s255 / 255`` (a std above 1 is legal).
+        num_classes: if given, the number of output channels is checked on every call (``None`` with
+            ``class_names``: their number).
+        bgr: for networks trained on OpenCV-read (B, G, R) images: the channels of the RGB input are flipped first,
+            then normalised with ``mean``/``std`` (in B, G, R order). Images stay RGB everywhere else (attacks,
+            budgets, saved PNGs).
+        class_names: the name of every output class, in output order (optional; ``segattack.data.labels.
+            label_names`` gives the defaults); kept as ``self.class_names`` for reports and ``--hide``.
 
     ``forward(images)``: (B, C, H, W) float in [0, 1] -> logits (B, K, H, W), differentiable w.r.t. the images.
     ``predict(images)``: (B, H, W) int64, the argmax of the logits, computed without gradients.
@@ -117,6 +125,8 @@ class PixelModel(nn.Module):
         mean: Sequence[float] = (0.0, 0.0, 0.0),
         std: Sequence[float] = (1.0, 1.0, 1.0),
         num_classes: int | None = None,
+        bgr: bool = False,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
@@ -132,12 +142,25 @@ class PixelModel(nn.Module):
             raise ValueError(f"std must be positive, got {tuple(std)}")
         if num_classes is not None and num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        if bgr and len(mean) != 3:
+            raise ValueError(f"bgr=True flips 3 colour channels, but mean/std have {len(mean)} values")
+        names = tuple(str(n) for n in class_names) if class_names is not None else None
+        if names is not None:
+            if num_classes is None:
+                num_classes = len(names)
+            if len(names) != num_classes:
+                raise ValueError(f"{len(names)} class names given for num_classes={num_classes}; give one per class")
         self.net = net
         self.num_classes = num_classes
+        self.bgr = bool(bgr)
+        self.class_names: tuple[str, ...] | None = names
         self.mean: Tensor
         self.std: Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def extra_repr(self) -> str:
+        return "bgr=True" if self.bgr else ""
 
     @property
     def device(self) -> torch.device:
@@ -156,6 +179,8 @@ class PixelModel(nn.Module):
                 f"images have {images.shape[1]} channels but mean/std have {self.mean.shape[1]}; "
                 "pass mean=/std= with one value per channel"
             )
+        if self.bgr:
+            images = images.flip(1)  # RGB -> BGR, then the normalisation in the network's channel order
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         with _frozen(self.net):
             logits = extract_logits(self.net(x))
@@ -170,8 +195,9 @@ class PixelModel(nn.Module):
         if logits.shape[0] != images.shape[0]:
             raise ValueError(f"model returned a batch of {logits.shape[0]} for {images.shape[0]} images")
         if self.num_classes is not None and logits.shape[1] != self.num_classes:
+            named = f" ({len(self.class_names)} class names)" if self.class_names is not None else ""
             raise ValueError(
-                f"model returned {logits.shape[1]} classes but num_classes={self.num_classes}; "
+                f"model returned {logits.shape[1]} classes but num_classes={self.num_classes}{named}; "
                 "check that the weights match the label space"
             )
         if not logits.is_floating_point():
@@ -202,7 +228,7 @@ class PixelModel(nn.Module):
 
 def model_fingerprint(model: nn.Module) -> str:
     """SHA-256 over a model's state dict (names, shapes, dtypes and values) and, for a ``PixelModel``, its
-    normalisation: two runs with the same fingerprint used the same network."""
+    normalisation (and channel order): two runs with the same fingerprint used the same network."""
     digest = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         t = value.detach().to("cpu").contiguous()
@@ -210,4 +236,6 @@ def model_fingerprint(model: nn.Module) -> str:
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     if isinstance(model, PixelModel):
         digest.update(repr((model.mean.flatten().tolist(), model.std.flatten().tolist())).encode())
+        if model.bgr:  # only then, so that the fingerprints of RGB models stay what they were
+            digest.update(b"|bgr")
     return digest.hexdigest()

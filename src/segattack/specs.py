@@ -15,7 +15,16 @@ Models (``--model``):
   ``segattack train`` / ``zoo.save_model`` elsewhere;
 - ``module.path:callable``: a function (or class) returning an ``nn.Module`` (or a ready ``PixelModel``); with
   ``weights=`` a state dict is loaded into it (``.safetensors`` via safetensors, ``.pt``/``.pth`` via
-  ``torch.load(weights_only=True)``, never unpickling arbitrary objects). The current directory is importable.
+  ``torch.load(weights_only=True)``, never unpickling arbitrary objects). The current directory is importable;
+- ``hf:ID_OR_DIR``: a Hugging Face semantic-segmentation model (``transformers.AutoModelForSemanticSegmentation``,
+  the optional extra ``segattack[hf]``): a directory written by ``save_pretrained`` (read offline) or a hub id such
+  as ``nvidia/segformer-b0-finetuned-cityscapes-512-1024`` (downloaded by transformers where you are online). The
+  normalisation comes from its image processor (``AutoImageProcessor``: ``image_mean``/``image_std``,
+  ``do_rescale``/``rescale_factor``, ``do_normalize``), the class names from ``config.id2label``. The processor's
+  resize ``size`` is only reported: the data's size (``--size``) decides what the network sees.
+
+A model may carry the names of its output classes (``PixelModel.class_names``): a zoo card's ``class_names``
+field, an hf model's ``id2label``, or ``class_names=`` given here.
 
 Mistakes raise ``SpecError`` (a ``ValueError``) with a message meant for the user.
 
@@ -31,8 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import pickle
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -43,6 +54,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .data.labels import label_names
 from .errors import ModelError, SegattackError, UserError
 from .models import PixelModel, model_fingerprint
 
@@ -54,6 +66,7 @@ __all__ = [
     "parse_model_spec",
     "load_data",
     "load_model",
+    "load_model_info",
     "default_model_name",
     "model_fingerprint",
     "parse_size",
@@ -183,7 +196,8 @@ def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labe
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A parsed ``--model`` value: ``zoo:NAME`` (``kind='zoo'``) or ``module:callable`` (``kind='callable'``)."""
+    """A parsed ``--model`` value: ``zoo:NAME`` (``kind='zoo'``), ``hf:ID_OR_DIR`` (``kind='hf'``) or
+    ``module:callable`` (``kind='callable'``)."""
 
     kind: str
     target: str
@@ -191,22 +205,32 @@ class ModelSpec:
     attr: str | None = None
 
     def __str__(self) -> str:
-        return f"zoo:{self.target}" if self.kind == "zoo" else self.target
+        return f"{self.kind}:{self.target}" if self.kind in ("zoo", "hf") else self.target
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
-    """Parse ``zoo:NAME`` or ``module.path:callable``.
+    """Parse ``zoo:NAME``, ``hf:ID_OR_DIR`` or ``module.path:callable`` (``zoo`` and ``hf`` are reserved: a module
+    of that name is not taken as a callable's).
 
     >>> parse_model_spec("zoo:fcn8s")
     ModelSpec(kind='zoo', target='fcn8s', module=None, attr=None)
+    >>> parse_model_spec("hf:nvidia/segformer-b0-finetuned-cityscapes-512-1024").kind
+    'hf'
     >>> parse_model_spec("mypkg.nets:build").attr
     'build'
     """
     spec = spec.strip()
     head, sep, tail = spec.partition(":")
+    if head == "hf" and sep:
+        if not tail.strip():
+            raise SpecError(
+                "--model hf: names no model; give hf:ORG/NAME (a Hugging Face hub id) or hf:DIR (a directory written "
+                "by save_pretrained)"
+            )
+        return ModelSpec("hf", tail.strip())
     if not sep or not head or not tail:
         raise SpecError(
-            f"model spec {spec!r} is neither zoo:NAME nor module.path:callable "
+            f"model spec {spec!r} is neither zoo:NAME, hf:ID_OR_DIR nor module.path:callable "
             "(e.g. --model zoo:NAME or --model mypkg.nets:build_model)"
         )
     if head == "zoo":
@@ -215,7 +239,8 @@ def parse_model_spec(spec: str) -> ModelSpec:
         part.isidentifier() for part in tail.split(".")
     ):
         raise SpecError(
-            f"model spec {spec!r}: expected zoo:NAME or module.path:callable with Python identifiers on both sides"
+            f"model spec {spec!r}: expected zoo:NAME, hf:ID_OR_DIR or module.path:callable with Python identifiers "
+            "on both sides"
         )
     return ModelSpec("callable", spec, module=head, attr=tail)
 
@@ -249,21 +274,79 @@ def load_model(
     std: Sequence[float] | None = None,
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
+    bgr: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> PixelModel:
     """Build the ``PixelModel`` a spec names (see the module docstring).
 
     For ``module:callable`` specs ``mean``/``std`` default to ImageNet's (in [0, 1] units) and ``num_classes`` to
-    None (not checked); ``weights`` is a state dict file. For ``zoo:`` specs the model card provides all three; a
-    given ``num_classes`` that disagrees with it is an error.
+    None (not checked; ``len(class_names)`` where those are given); ``weights`` is a state dict file. For ``zoo:``
+    specs the model card provides all three; a given ``num_classes`` that disagrees with it is an error. For ``hf:``
+    specs the image processor gives ``mean``/``std`` (given ones replace them) and the config the number of classes
+    and their names. ``bgr``: flip RGB to BGR before the normalisation (``PixelModel(bgr=True)``; not for zoo
+    models, whose card has its own). ``class_names``: the names of the model's output classes, one per class (they
+    replace the names the model carries); the result's ``class_names`` holds them.
+
+    >>> load_model("zoo:no-such-model")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    segattack.specs.SpecError: unknown model 'no-such-model' in ...
     """
+    return load_model_info(
+        spec, weights=weights, mean=mean, std=std, num_classes=num_classes, device=device, bgr=bgr,
+        class_names=class_names,
+    )[0]  # fmt: skip
+
+
+def load_model_info(
+    spec: str | ModelSpec,
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+    bgr: bool = False,
+    class_names: Sequence[str] | None = None,
+) -> tuple[PixelModel, dict[str, Any]]:
+    """``load_model``, and what a run records about where the model's preprocessing came from: for ``hf:`` models
+    the image processor's class, its resize ``size`` (reported, not applied) and the normalisation in [0, 1] units;
+    ``{}`` for the others."""
     ms = parse_model_spec(spec) if isinstance(spec, str) else spec
+    info: dict[str, Any] = {}
     if ms.kind == "zoo":
-        if weights is not None or mean is not None or std is not None:
-            raise SpecError("--weights, --mean and --std apply to module:callable models; a zoo model has its own")
+        if weights is not None or mean is not None or std is not None or bgr:
+            raise SpecError("--weights, --mean, --std and --bgr apply to module:callable and hf: models; a zoo model "
+                            "has its own")  # fmt: skip
         model = _load_zoo(ms.target, device)
         if num_classes is not None and model.num_classes is not None and model.num_classes != num_classes:
             raise SpecError(f"model zoo:{ms.target} has {model.num_classes} classes, not {num_classes}")
-        return model
+    elif ms.kind == "hf":
+        if weights is not None:
+            raise SpecError(f"--weights applies to module:callable models; {ms} loads its own weights")
+        model, info = _load_hf(ms.target, mean=mean, std=std, num_classes=num_classes, bgr=bgr)
+    else:
+        model = _load_callable(ms, weights=weights, mean=mean, std=std, bgr=bgr,
+                               num_classes=num_classes if num_classes is not None or class_names is None
+                               else len(class_names))  # fmt: skip
+    if class_names is not None:
+        try:
+            model.class_names = label_names(model.num_classes, class_names)
+        except ValueError as err:
+            raise SpecError(f"model {ms}: {err}") from None
+    model.net.eval()
+    return model.to(device), info
+
+
+def _load_callable(
+    ms: ModelSpec,
+    *,
+    weights: str | os.PathLike[str] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    num_classes: int | None,
+    bgr: bool,
+) -> PixelModel:
     assert ms.module is not None and ms.attr is not None
     factory = _import_callable(ms.module, ms.attr, str(ms))
     try:
@@ -273,8 +356,8 @@ def load_model(
     except Exception as err:  # the user's factory failed: one line naming it (the traceback with --verbose)
         raise ModelError(f"calling {ms}() failed: {type(err).__name__}: {err}", spec=str(ms)) from err
     if isinstance(obj, PixelModel):
-        if mean is not None or std is not None:
-            raise SpecError(f"{ms} returns a PixelModel with its own normalisation; drop --mean/--std")
+        if mean is not None or std is not None or bgr:
+            raise SpecError(f"{ms} returns a PixelModel with its own normalisation; drop --mean/--std/--bgr")
         model = obj
         if num_classes is not None:
             model.num_classes = num_classes
@@ -284,13 +367,13 @@ def load_model(
             mean=tuple(mean) if mean is not None else IMAGENET_MEAN,
             std=tuple(std) if std is not None else IMAGENET_STD,
             num_classes=num_classes,
+            bgr=bgr,
         )
     else:
         raise SpecError(f"{ms} returned {type(obj).__name__}, not a torch.nn.Module")
     if weights is not None:
         _load_weights(model.net, Path(weights))
-    model.net.eval()
-    return model.to(device)
+    return model
 
 
 def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
@@ -305,9 +388,216 @@ def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
     else:
         root, stem = None, name  # the shipped weights
     try:
-        return zoo.load(stem, device=device, weights_dir=root)
+        model = zoo.load(stem, device=device, weights_dir=root)
     except ValueError as err:
         raise SpecError(str(err)) from err
+    card_path = (root if root is not None else Path(zoo.WEIGHTS_DIR)) / f"{stem}.json"
+    try:
+        names = json.loads(card_path.read_text(encoding="utf-8")).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        names = None  # zoo.load has read this card; a field it does not know is optional
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SpecError(f"model card {card_path}: class_names must be a list of strings, one per class")
+        try:
+            model.class_names = label_names(model.num_classes, names)
+        except ValueError as err:
+            raise SpecError(f"model card {card_path}: class_names: {err}") from None
+    return model
+
+
+# -- Hugging Face transformers ---------------------------------------------------------------------------------------
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def _first_line(err: BaseException, limit: int = 300) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hf_source(target: str) -> tuple[str, bool]:
+    """(what ``from_pretrained`` gets, whether it is a local directory); SpecError for a path that is not one."""
+    path = Path(target).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise SpecError(
+                f"--model hf:{target}: {target!r} is a file; give the directory that save_pretrained wrote "
+                "(config.json, the weights, preprocessor_config.json)"
+            )
+        if not (path / "config.json").is_file():
+            raise SpecError(
+                f"--model hf:{target}: directory {target!r} holds no config.json; save the model there with "
+                "model.save_pretrained(DIR) and its image processor with processor.save_pretrained(DIR)"
+            )
+        return str(path), True
+    looks_local = (
+        target.startswith((".", "/", "~", os.sep))
+        or target.endswith(("/", os.sep))
+        or (os.sep != "/" and os.sep in target)
+    )
+    if looks_local or not _HUB_ID.match(target):
+        raise SpecError(
+            f"--model hf:{target}: directory {target!r} does not exist (and it is no Hugging Face hub id, ORG/NAME)"
+        )
+    return target, False
+
+
+def _triple(value: Any, channels: int, what: str, spec: str) -> tuple[float, ...]:
+    values = [float(value)] * channels if isinstance(value, int | float) else [float(v) for v in value]
+    if len(values) != channels:
+        raise SpecError(f"{spec}: the image processor's {what} has {len(values)} values for {channels} channels")
+    return tuple(values)
+
+
+def _hf_normalisation(proc: Any, channels: int, spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The image processor's preprocessing as ``PixelModel``'s mean/std in [0, 1] units.
+
+    The processor feeds the network ``(x255 * r - m) / s`` (r = ``rescale_factor`` if ``do_rescale``, else 1; m, s
+    = ``image_mean``/``image_std`` if ``do_normalize``, else 0 and 1). With x255 = 255 x and c = 255 r that is
+    ``(x - m / c) / (s / c)``: mean m / c, std s / c (for the usual r = 1/255, the processor's own values)."""
+    factor = float(getattr(proc, "rescale_factor", 1 / 255)) if getattr(proc, "do_rescale", True) else 1.0
+    scale = 255.0 * factor
+    if not scale > 0:
+        raise SpecError(f"{spec}: the image processor's rescale_factor {factor} is not positive")
+    if getattr(proc, "do_normalize", False):
+        m = getattr(proc, "image_mean", None)
+        sd = getattr(proc, "image_std", None)
+        if m is None or sd is None:
+            raise SpecError(f"{spec}: the image processor normalises but gives no image_mean/image_std; pass --mean "
+                            "and --std (in [0, 1] units)")  # fmt: skip
+        m3, s3 = _triple(m, channels, "image_mean", spec), _triple(sd, channels, "image_std", spec)
+    else:
+        m3, s3 = (0.0,) * channels, (1.0,) * channels
+    mean = tuple(v / scale for v in m3)
+    std = tuple(v / scale for v in s3)
+    if any(not 0 <= v <= 1 for v in mean) or any(not v > 0 for v in std):
+        raise SpecError(
+            f"{spec}: the image processor's normalisation is mean {tuple(round(v, 4) for v in mean)}, std "
+            f"{tuple(round(v, 4) for v in std)} in [0, 1] units, which PixelModel cannot take (a mean in [0, 1], a "
+            "positive std); pass --mean and --std"
+        )
+    return mean, std
+
+
+def _hf_size(proc: Any) -> str | None:
+    """The processor's resize size as text (``512x1024``, ``shortest_edge 512``), or ``None`` without one."""
+    if getattr(proc, "do_resize", True) is False:
+        return "none (the processor does not resize)"
+    size = getattr(proc, "size", None)
+    if size is None:
+        return None
+    if isinstance(size, int | float):
+        return str(size)
+    try:
+        items = {str(k): v for k, v in dict(size).items() if v is not None}
+    except (TypeError, ValueError):
+        keys = ("height", "width", "shortest_edge", "longest_edge")
+        items = {k: getattr(size, k) for k in keys if getattr(size, k, None) is not None}
+    if "height" in items and "width" in items:
+        return f"{items['height']}x{items['width']}"
+    return ", ".join(f"{k} {v}" for k, v in items.items()) or None
+
+
+def _hf_names(config: Any, k: int) -> tuple[str, ...] | None:
+    """``config.id2label`` as one name per class, or None where it holds transformers' placeholders (LABEL_0...)."""
+    id2label = getattr(config, "id2label", None) or {}
+    names = [id2label.get(i, id2label.get(str(i))) for i in range(k)]
+    if any(not isinstance(n, str) or not n.strip() for n in names):
+        return None
+    if all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return None
+    return tuple(str(n) for n in names)
+
+
+def _not_segmentation(spec: str, model_type: str | None) -> str:
+    return (
+        f"--model {spec} is a {model_type or '?'!r} model, which AutoModelForSemanticSegmentation cannot load (it is "
+        "not a semantic-segmentation model, as SegFormer, BEiT, DPT, MobileViT or UperNet are)"
+    )
+
+
+def _load_hf(
+    target: str,
+    *,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    num_classes: int | None,
+    bgr: bool,
+) -> tuple[PixelModel, dict[str, Any]]:
+    spec = f"hf:{target}"
+    try:
+        import transformers
+    except ImportError as err:
+        raise SpecError(f"--model {spec} needs transformers: pip install 'segattack[hf]'") from err
+    source, local = _hf_source(target)
+    kw: dict[str, Any] = {"local_files_only": True} if local else {}
+    where = f"directory {target!r}" if local else "the Hugging Face hub (where you are online)"
+    try:
+        config = transformers.AutoConfig.from_pretrained(source, **kw)
+    except Exception as err:  # noqa: BLE001 - a missing or malformed config, a hub id that does not exist, offline
+        extra = "" if local else f"; no directory {target!r} exists here either"
+        raise SpecError(f"cannot load --model {spec} from {where}: {_first_line(err).rstrip('.')}{extra}") from err
+    known: Mapping[str, Any] | None
+    try:  # before the weights are read: the same refusal from_pretrained would give
+        from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as known
+    except ImportError:
+        known = None
+    model_type = getattr(config, "model_type", None)
+    if known is not None and model_type not in known:
+        raise SpecError(_not_segmentation(spec, model_type))
+    k = int(getattr(config, "num_labels", 0) or 0)
+    if k < 1:
+        raise SpecError(f"--model {spec}: its config gives no number of classes (num_labels)")
+    if num_classes is not None and num_classes != k:
+        raise SpecError(f"--model {spec} has {k} classes (config.num_labels), not {num_classes}")
+    channels = int(getattr(config, "num_channels", 3) or 3)
+    info: dict[str, Any] = {"processor": None, "processor_size": None}
+    proc: Any = None
+    proc_error = ""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # only its attributes are read: no advice on processing backends
+    try:
+        proc = transformers.AutoImageProcessor.from_pretrained(source, **kw)
+    except Exception as err:  # noqa: BLE001 - no preprocessor_config.json
+        proc_error = _first_line(err)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    if proc is not None:
+        info["processor"] = type(proc).__name__
+        info["processor_size"] = _hf_size(proc)
+    if mean is not None and std is not None:
+        mean_t, std_t = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    elif proc is None:
+        raise SpecError(
+            f"--model {spec} has no image processor ({proc_error}); save it next to the model with "
+            "processor.save_pretrained(DIR), or pass --mean and --std (in [0, 1] units)"
+        )
+    else:
+        own_mean, own_std = _hf_normalisation(proc, channels, spec)
+        mean_t = tuple(float(v) for v in mean) if mean is not None else own_mean
+        std_t = tuple(float(v) for v in std) if std is not None else own_std
+    progress = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()  # a bar for reading weights from disk, on every run
+    try:
+        net = transformers.AutoModelForSemanticSegmentation.from_pretrained(source, **kw)
+    except ValueError as err:
+        if "Unrecognized configuration class" in str(err):
+            raise SpecError(_not_segmentation(spec, model_type)) from err
+        raise SpecError(f"cannot load --model {spec}: {_first_line(err)}") from err
+    except Exception as err:  # noqa: BLE001 - missing or corrupt weights, a failed download
+        raise SpecError(f"cannot load --model {spec} from {where}: {_first_line(err)}") from err
+    finally:
+        if progress:
+            transformers.utils.logging.enable_progress_bar()
+    if any(p.is_floating_point() and p.dtype != torch.float32 for p in net.parameters()):
+        net = net.float()  # attacks take float32 images; a half-precision checkpoint runs in float32
+    given = (mean is not None) + (std is not None)
+    info["normalisation_from"] = ("image processor", "--mean/--std and the image processor", "--mean/--std")[given]
+    info["mean"] = [round(v, 6) for v in mean_t]
+    info["std"] = [round(v, 6) for v in std_t]
+    model = PixelModel(net, mean=mean_t, std=std_t, num_classes=k, bgr=bgr, class_names=_hf_names(config, k))
+    return model, info
 
 
 @contextlib.contextmanager

@@ -53,13 +53,64 @@ def parse_eps(text: str | Sequence[float]) -> list[int | float]:
     return sorted(out)
 
 
-def parse_classes(text: str) -> tuple[int, ...]:
+def parse_classes(text: str, names: Sequence[str] | None = None, *, option: str = "--hide") -> tuple[int, ...]:
+    """``--hide person,12`` -> class ids, by the model's class ``names`` (default: the 19 Cityscapes train ids);
+    UserError listing the valid classes otherwise."""
     from ..data.labels import class_ids
 
     try:
-        return class_ids(text)
+        return class_ids(text, names)
     except ValueError as err:
-        raise UserError(str(err)) from None
+        raise UserError(f"{option}: {err}") from None
+
+
+def check_class_text(text: str, option: str = "--hide", *, one: bool = False) -> None:
+    """The cheap check of a class list before the model is built (names are checked against the model's later)."""
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if not items:
+        raise UserError(f"{option} names no class, e.g. {option} person")
+    if one and len(items) != 1:
+        raise UserError(f"{option} takes one class, got {text!r}")
+
+
+def read_class_names(path_text: str) -> tuple[str, ...]:
+    """``--class-names FILE``: one name per line (blank lines skipped), a JSON list of names, or a JSON object of
+    id -> name (as ``id2label``: ids 0..K-1); UserError (one line, with the fix) otherwise."""
+    import json
+
+    path = Path(path_text).expanduser()
+    form = "one name per line, or a JSON list of names"
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise UserError(f"--class-names {path_text} {what}; give a file with {form}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(
+            f"--class-names {path_text} cannot be read ({err}); give a UTF-8 text file with {form}"
+        ) from None
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            value = json.loads(stripped)
+        except json.JSONDecodeError as err:
+            raise UserError(f"--class-names {path_text} is not valid JSON ({err}); give {form}") from None
+        if isinstance(value, dict):
+            try:
+                by_id = {int(k): v for k, v in value.items()}
+            except ValueError:
+                raise UserError(f"--class-names {path_text}: a JSON object must map class ids to names") from None
+            if sorted(by_id) != list(range(len(by_id))):
+                raise UserError(f"--class-names {path_text}: the JSON object must name every id 0..{len(by_id) - 1}")
+            value = [by_id[i] for i in range(len(by_id))]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise UserError(f"--class-names {path_text}: a JSON file must hold a list of non-empty names (strings)")
+        names = tuple(v.strip() for v in value)
+    else:
+        names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise UserError(f"--class-names {path_text} is empty; give {form}")
+    return names
 
 
 def _floats3(text: str, name: str) -> tuple[float, ...]:
@@ -137,24 +188,67 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--model",
         metavar="SPEC",
         default=None,
-        help="zoo:NAME (a shipped model, or zoo:PATH/NAME.json), or module.path:callable returning a torch.nn.Module "
-        "(the current directory is importable); default: the shipped default model",
+        help="zoo:NAME (a shipped model, or zoo:PATH/NAME.json), hf:ID_OR_DIR (a Hugging Face semantic-segmentation "
+        "model: a save_pretrained directory, or a hub id where you are online; needs segattack[hf]), or "
+        "module.path:callable returning a torch.nn.Module (the current directory is importable); default: the "
+        "shipped default model",
     )
     g.add_argument("--weights", metavar="FILE", help="state dict for a module:callable model (.safetensors, .pt, .pth)")
     g.add_argument(
-        "--mean", metavar="R,G,B", help="normalisation mean in [0, 1] units for module:callable (default: ImageNet's)"
+        "--mean",
+        metavar="R,G,B",
+        help="normalisation mean in [0, 1] units, in the network's channel order (B,G,R with --bgr), for "
+        "module:callable (default: ImageNet's) or hf: (default: its image processor's); a mean m255 in 0-255 units "
+        "is m255/255",
     )
     g.add_argument(
-        "--std", metavar="R,G,B", help="normalisation std in [0, 1] units for module:callable (default: ImageNet's)"
+        "--std",
+        metavar="R,G,B",
+        help="normalisation std in [0, 1] units, in the network's channel order, for module:callable (default: "
+        "ImageNet's) or hf: (default: its image processor's); a std s255 in 0-255 units is s255/255 (above 1 is "
+        "legal)",
+    )
+    g.add_argument(
+        "--bgr",
+        action="store_true",
+        help="for networks trained on OpenCV-read (BGR) images: flip the RGB input to BGR first, then normalise "
+        "with --mean/--std given in B,G,R order (module:callable and hf: models)",
     )
     g.add_argument(
         "--num-classes",
         type=int,
         metavar="K",
         default=None,
-        help="output classes the model must have (default: 19, the Cityscapes train ids; zoo models: their card)",
+        help="output classes the model must have (default: 19, the Cityscapes train ids, or the number of "
+        "--class-names; zoo and hf: models, and a callable returning a PixelModel that has them: their own)",
+    )
+    g.add_argument(
+        "--class-names",
+        metavar="FILE",
+        default=None,
+        help="names of the model's output classes, in output order: one per line, or a JSON list; --hide then takes "
+        "these names (default: the names the model carries, hf: id2label or a zoo card's class_names, else the "
+        "Cityscapes train ids)",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+
+
+def check_model_args(args: argparse.Namespace) -> None:
+    """The model options' cheap checks, before any data or model is loaded: the device, --mean/--std, the
+    --class-names file and the spec's form. Stores what they parse to on ``args`` (``build_model`` uses it)."""
+    from ..specs import default_model_name, parse_model_spec
+
+    if getattr(args, "_model_checked", False):
+        return
+    args.device = parse_device(args.device)
+    args._mean = _floats3(args.mean, "mean") if getattr(args, "mean", None) else None
+    args._std = _floats3(args.std, "std") if getattr(args, "std", None) else None
+    path = getattr(args, "class_names", None)
+    args._class_names = read_class_names(path) if path else None
+    args._model_spec = parse_model_spec(args.model or f"zoo:{default_model_name()}")
+    if getattr(args, "num_classes", None) is not None and args.num_classes < 1:
+        raise UserError(f"--num-classes must be at least 1, got {args.num_classes}")
+    args._model_checked = True
 
 
 def parse_device(text: str, option: str = "--device") -> str:
@@ -190,32 +284,74 @@ def check_out_dir(path: str) -> None:
 
 
 def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    """The model the options name, and its description for the run's configuration."""
-    from ..specs import default_model_name, load_model, parse_model_spec
+    """The model the options name, and its description for the run's configuration. The model's
+    ``class_names`` holds the names of all its output classes (``--class-names``, the model's own, or the defaults
+    of ``segattack.data.labels.label_names``); the description records them where they are not the Cityscapes
+    default, and the normalisation where it is not the spec's plain default (hf: models, --bgr)."""
+    from ..data.labels import label_names
+    from ..specs import load_model_info
 
-    args.device = parse_device(args.device)
+    check_model_args(args)
+    ms = args._model_spec
+    file_names = args._class_names
+    bgr = bool(getattr(args, "bgr", False))
+    num_classes = args.num_classes
+    if num_classes is None and ms.kind == "callable" and file_names is not None:
+        num_classes = len(file_names)
     try:
-        spec = args.model or f"zoo:{default_model_name()}"
-        ms = parse_model_spec(spec)
-        num_classes = args.num_classes if args.num_classes is not None or ms.kind == "zoo" else 19
-        model = load_model(
+        model, info = load_model_info(
             ms,
             weights=args.weights,
-            mean=_floats3(args.mean, "mean") if args.mean else None,
-            std=_floats3(args.std, "std") if args.std else None,
+            mean=args._mean,
+            std=args._std,
             num_classes=num_classes,
             device=args.device,
+            bgr=bgr,
         )
     except SegattackError:
         raise
     except ValueError as err:  # PixelModel's checks on mean/std/num_classes
         raise UserError(f"--model {args.model or 'default'}: {err}") from None
-    describe = {
+    if model.num_classes is None:  # a module:callable's network: the Cityscapes train ids unless told otherwise
+        model.num_classes = 19
+    k = model.num_classes
+    if file_names is not None and k is not None and len(file_names) != k:
+        raise UserError(
+            f"--class-names {args.class_names} lists {len(file_names)} names but the model {ms} has {k} classes; "
+            "give one name per output class, in the order of the model's outputs"
+        )
+    try:
+        model.class_names = label_names(k, file_names if file_names is not None else model.class_names)
+    except ValueError as err:
+        raise UserError(f"--model {ms}: {err}") from None
+    describe: dict[str, Any] = {
         "model": str(ms),
         "weights": str(Path(args.weights).resolve()) if args.weights else None,
         "num_classes": model.num_classes,
     }
+    if info or bgr:
+        describe["normalisation"] = {
+            "mean": [round(float(v), 6) for v in model.mean.flatten().tolist()],
+            "std": [round(float(v), 6) for v in model.std.flatten().tolist()],
+            "bgr": bgr,
+            **{k_: v for k_, v in info.items() if k_ not in ("mean", "std")},
+        }
+    if file_names is not None:
+        describe["class_names_file"] = str(Path(args.class_names).expanduser().resolve())
     return model, describe
+
+
+def model_label_names(model: Any) -> tuple[str, ...]:
+    """The names of all the model's output classes (``build_model`` sets them; the defaults otherwise)."""
+    from ..data.labels import label_names
+
+    names = getattr(model, "class_names", None)
+    return tuple(names) if names is not None else label_names(getattr(model, "num_classes", None))
+
+
+def class_text(class_ids: Sequence[int], names: Sequence[str], sep: str = ", ") -> str:
+    """``(11, 12)`` -> ``"person, rider"`` by the model's names (an id without a name stays a number)."""
+    return sep.join(names[c] if 0 <= c < len(names) else str(c) for c in class_ids)
 
 
 def add_data_args(p: argparse.ArgumentParser, *, default: str = DEFAULT_DATA) -> None:
@@ -321,8 +457,14 @@ def run_and_report(
     device: str,
     check_memory: bool = True,
     echo: Callable[[str], None] = print,
+    label_names: Sequence[str] | None = None,
 ) -> list[str]:
-    """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences."""
+    """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences.
+
+    ``label_names``: the names of all the model's output classes (default: the model's ``class_names``, else the
+    defaults); they go to ``run_experiment(label_names=...)``."""
+    import inspect
+
     from ..attacks import registry
     from ..data.labels import CLASS_NAMES
     from ..experiment import run_experiment
@@ -337,7 +479,13 @@ def run_and_report(
         raise UserError(f"--figure1 must be 0 or more, got {figure1}")
     n = len(data) if limit is None else min(limit, len(data))
     specs = list(attacks) or [AttackSpec("illm")]
-    names = ", ".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
+    all_names = tuple(label_names) if label_names is not None else model_label_names(model)
+    names = class_text(class_ids, all_names)
+    extra: dict[str, Any] = {}
+    if "label_names" in inspect.signature(run_experiment).parameters:
+        extra["label_names"] = all_names
+    elif all_names != CLASS_NAMES:  # a run_experiment without them: into the recorded configuration instead
+        describe = {**describe, "label_names": list(all_names)}
     sweeps = 1 + ("during" in modes)
     what = f"hiding {names}" if goal == "hide" else "untargeted attacks"
     lines = [f"{what} in {n} images of {describe['data']} with {describe['model']} on {device}"]
@@ -367,6 +515,7 @@ def run_and_report(
             check_memory=check_memory,
             describe=describe,
             progress=bar,
+            **extra,
         )
     finally:
         bar.close()

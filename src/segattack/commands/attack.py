@@ -8,7 +8,18 @@ from pathlib import Path
 
 from ..errors import ModelError, SegattackError, UserError
 from ..rundir import atomic_open, check_writable_dir
-from ._common import add_attack_args, add_model_args, build_model, parse_attacks, parse_classes, parse_eps
+from ._common import (
+    add_attack_args,
+    add_model_args,
+    build_model,
+    check_class_text,
+    check_model_args,
+    class_text,
+    model_label_names,
+    parse_attacks,
+    parse_classes,
+    parse_eps,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "the 11 panels of the paper's Figure 1 next to it (OUT_panels.png). eps is in 8-bit levels (10 = 10/255).",
     )
     p.add_argument("image", metavar="IMAGE", help="input image (PNG or JPEG)")
-    p.add_argument("--hide", default="person", metavar="CLASS[,CLASS]", help="class(es) to hide (default: person)")
+    p.add_argument(
+        "--hide",
+        default="person",
+        metavar="CLASS[,CLASS]",
+        help="class(es) to hide, by the model's class names (--class-names; default Cityscapes) or ids (default: "
+        "person)",
+    )
     p.add_argument("--eps", default="10", metavar="LEVELS", help="L-inf budget in 8-bit levels (default: 10)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="adversarial image to write (PNG)")
     p.add_argument(
@@ -43,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..data.folder import read_rgb
-    from ..data.labels import CLASS_NAMES
     from ..experiment import to_uint8
     from ..memory import check_run_memory, image_size_of
     from ..metrics import hiding_metrics, perturbation_norms, psnr
@@ -53,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..specs import parse_size
     from ..targets import hidden_mask
 
-    class_ids = parse_classes(args.hide)
+    check_class_text(args.hide)
     (spec,) = parse_attacks(args.attack, args.attack_opt, single=True)
     eps_list = parse_eps(args.eps)
     if len(eps_list) != 1:
@@ -80,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{what} {path} is a directory; give a file name ending in .png")
     check_writable_dir(out.parent, create=False)
     size = parse_size(args.size)
+    check_model_args(args)
     model, _ = build_model(args)
+    class_ids = parse_classes(args.hide, model_label_names(model))
     h, w = size if size is not None else image_size_of(src)  # from the header: nothing decoded yet
     modes_kept = 2 if args.restrict == "none" else 3
     check_run_memory(model, device=args.device, height=h, width=w, batch_size=1, n_eps=1, n_modes=modes_kept,
@@ -101,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"class id {max(class_ids)} to hide, but the model predicts only {logits.shape[1]} classes")
     pred = classes_of(logits)
     hidden = hidden_mask(pred, class_ids)
-    names = "/".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
+    names = class_text(class_ids, model_label_names(model), "/")
     if bool(hidden.all()):
         raise UserError(f"the model predicts every pixel as {names}: there is no other class to hide it behind")
     if not bool(hidden.any()):

@@ -44,15 +44,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
-    from ._common import parse_classes
+    from ._common import model_label_names, parse_classes
 
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}")
     eps = parse_eps(args.eps)
     check_out_dir(args.out)
-    class_ids = parse_classes(DEMO_CLASS)
-    model_args = argparse.Namespace(model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device)
+    model_args = argparse.Namespace(
+        model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device, bgr=False,
+        class_names=None,
+    )  # fmt: skip
     model, model_describe = build_model(model_args)
+    class_ids = parse_classes(DEMO_CLASS, model_label_names(model))
     data, describe = build_data(f"synthetic:{args.images}", args.size)
     describe.update(model_describe)
     run_and_report(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..rundir import check_writable_dir, write_json
-from ._common import add_data_args, add_model_args, build_data, build_model
+from ._common import add_data_args, add_model_args, build_data, build_model, check_model_args, model_label_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.labels import CLASS_NAMES
+    from ..data.labels import label_names as default_names
     from ..evaluate import evaluate
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     if args.json:
         _check_json_target(args.json)  # before evaluating: a finished evaluation must have somewhere to go
+    check_model_args(args)
     model, describe = build_model(args)
     data, data_desc = build_data(args.data, args.size, args.labels)
     k = model.num_classes or len(CLASS_NAMES)
@@ -66,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     finally:
         bar.close()
-    names = CLASS_NAMES if k == len(CLASS_NAMES) else tuple(map(str, range(k)))
+    names = model_label_names(model)
+    if len(names) != k:
+        names = default_names(k)
     for name, value in zip(names, result.iou.tolist(), strict=True):
         print(f"{name:>14s}  {'   n/a' if math.isnan(value) else f'{100 * value:6.2f}'}")
     skipped = f", {len(result.skipped)} unreadable skipped" if result.skipped else ""

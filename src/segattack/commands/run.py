@@ -13,7 +13,10 @@ from ._common import (
     add_model_args,
     build_data,
     build_model,
+    check_class_text,
+    check_model_args,
     check_out_dir,
+    model_label_names,
     parse_attacks,
     parse_classes,
     parse_eps,
@@ -48,7 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--hide",
         default="person",
         metavar="CLASS[,CLASS]",
-        help="class(es) to hide, by Cityscapes name or train id (default: person)",
+        help="class(es) to hide, by name or id: the model's class names (--class-names, hf: id2label), by default "
+        "the Cityscapes train ids (default: person)",
     )
     g.add_argument(
         "--eps", default=",".join(map(str, DEFAULT_EPS)), metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)"
@@ -90,16 +94,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
 
-    class_ids = parse_classes(args.hide) if args.goal == "hide" else ()
+    if args.goal == "hide":
+        check_class_text(args.hide)
     eps = parse_eps(args.eps)
     attacks = parse_attacks(args.attack, args.attack_opt)
     if args.goal == "untargeted" and args.restrict not in (None, "none"):
         raise UserError("--restrict needs a class to restrict to: the untargeted goal takes --restrict none only")
     restrict = args.restrict or ("posthoc" if args.goal == "hide" else "none")
     check_out_dir(args.out)
+    check_model_args(args)
     data, describe = build_data(args.data, args.size, args.labels)
     model, model_describe = build_model(args)
     describe.update(model_describe)
+    names = model_label_names(model)
+    class_ids = parse_classes(args.hide, names) if args.goal == "hide" else ()
     run_and_report(
         model=model,
         data=data,
@@ -117,5 +125,6 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         device=args.device,
         check_memory=args.check_memory,
+        label_names=names,
     )
     return 0

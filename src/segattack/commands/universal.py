@@ -22,8 +22,12 @@ from ._common import (
     add_model_args,
     build_data,
     build_model,
+    check_class_text,
+    check_model_args,
     check_out_dir,
+    class_text,
     format_duration,
+    model_label_names,
     parse_classes,
     parse_eps,
 )
@@ -65,7 +69,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="resize all images to H x W pixels; one perturbation needs one size (default: synthetic 256x512, files "
         "as they are)",
     )
-    p.add_argument("--hide", default="person", metavar="CLASS[,CLASS]", help="class(es) to hide (default: person)")
+    p.add_argument(
+        "--hide",
+        default="person",
+        metavar="CLASS[,CLASS]",
+        help="class(es) to hide, by the model's class names (--class-names; default Cityscapes) or ids (default: "
+        "person)",
+    )
     p.add_argument(
         "--static",
         default=None,
@@ -121,10 +131,10 @@ def _check_sizes(fit_data: Any, held: Any) -> None:
         )
 
 
-def _names(class_ids: tuple[int, ...]) -> str:
+def _names(class_ids: tuple[int, ...], names: tuple[str, ...] | None = None) -> str:
     from ..data.labels import CLASS_NAMES
 
-    return "/".join(CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in class_ids)
+    return class_text(class_ids, names if names is not None else CLASS_NAMES, "/")
 
 
 def _pct(s: Any) -> str:
@@ -149,10 +159,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..metrics import hiding_metrics, summarize
     from ..targets import static_target
 
-    hide_ids = parse_classes(args.hide)
-    static_ids = parse_classes(args.static) if args.static else None
-    if static_ids is not None and len(static_ids) != 1:
-        raise UserError(f"--static takes one class, got {args.static!r}")
+    check_class_text(args.hide)
+    if args.static is not None:
+        check_class_text(args.static, "--static", one=True)
     eps_list = parse_eps(args.eps)
     if len(eps_list) != 1:
         raise UserError(f"universal takes one eps, got {args.eps!r}")
@@ -176,18 +185,24 @@ def _run(args: argparse.Namespace) -> int:
             f"--fit-data {args.fit_data} and --data {args.data} share images; measure on images the perturbation "
             f"never saw, e.g. --fit-data {DEFAULT_FIT_DATA} --data {DEFAULT_HELD_OUT}"
         )
+    check_model_args(args)
     fit_data, fit_desc = build_data(args.fit_data, args.size)
     held, held_desc = build_data(args.data, args.size)
     model, model_desc = build_model(args)
+    label_names = model_label_names(model)
+    hide_ids = parse_classes(args.hide, label_names)
+    static_ids = parse_classes(args.static, label_names, option="--static") if args.static else None
+    if static_ids is not None and len(static_ids) != 1:
+        raise UserError(f"--static takes one class, got {args.static!r}")
 
     _check_sizes(fit_data, held)
-    names = _names(hide_ids)
+    names = _names(hide_ids, label_names)
     n_fit = len(fit_data)
     header = (
         f"fitting a universal perturbation on {n_fit} images of {fit_desc['data']} with {model_desc['model']} on "
         f"{args.device}: eps {eps} levels, {args.steps} steps of {step:g} level(s) "
         f"({args.steps * n_fit} forward+backward passes); "
-        + (f"static target {_names(static_ids)}" if static_ids else f"hiding {names}")
+        + (f"static target {_names(static_ids, label_names)}" if static_ids else f"hiding {names}")
     )
     bar: Any = None
 
@@ -309,7 +324,7 @@ def _run(args: argparse.Namespace) -> int:
     write_json(out / "summary.json", summary)
     examples = (shown + spare)[: args.examples]
     if examples:
-        _examples_figure(examples, result, hide_ids, out / "examples.png")
+        _examples_figure(examples, result, hide_ids, out / "examples.png", label_names)
 
     m = len(result.image_ids)
     head = f"one universal perturbation (eps={eps}, fitted on {m} other images)"
@@ -321,7 +336,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         sentence = f"{head}: none of the {len(rows)} held-out images contains {names}"
     if static_ids:
-        sentence += f"; {_pct(stats['target_hit'])} of pixels show the static target {_names(static_ids)}"
+        sentence += f"; {_pct(stats['target_hit'])} of pixels show the static target {_names(static_ids, label_names)}"
     print(
         f"done in {format_duration(fit_s + eval_s)} (fit {format_duration(fit_s)}); "
         f"{counts['ok']} of {len(rows)} held-out images contain {names}"
@@ -338,7 +353,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples_figure(shown: list[dict[str, Any]], result: Any, hide_ids: tuple[int, ...], path: Path) -> None:
+def _examples_figure(
+    shown: list[dict[str, Any]],
+    result: Any,
+    hide_ids: tuple[int, ...],
+    path: Path,
+    label_names: tuple[str, ...] | None = None,
+) -> None:
     """Rows of (clean, clean + xi, prediction, prediction on clean + xi), with the perturbation on top."""
     import numpy as np
     import torch
@@ -383,6 +404,6 @@ def _examples_figure(shown: list[dict[str, Any]], result: Any, hide_ids: tuple[i
         for ax, (title, img) in zip(axes[i], panels, strict=True):
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title, fontsize=8)
-    fig.suptitle(f"universal perturbation hiding {_names(hide_ids)} on held-out images", fontsize=10)
+    fig.suptitle(f"universal perturbation hiding {_names(hide_ids, label_names)} on held-out images", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

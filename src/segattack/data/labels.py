@@ -1,7 +1,10 @@
-"""Cityscapes label space: the 19 train ids with their official names and colours.
+"""Cityscapes label space: the 19 train ids with their official names and colours; class names of other models.
 
 The table follows cityscapesscripts' ``labels.py`` (Cordts et al. 2016). ``IGNORE_INDEX`` (255) marks pixels that
-take part in neither training nor evaluation.
+take part in neither training nor evaluation. Models with other outputs bring their own names: ``class_ids(text,
+names)`` parses ``--hide`` by them, ``label_names(K, names)`` gives the names of all K output classes (the defaults
+without names: Cityscapes for 19, Cityscapes and ``void`` for 20, indices otherwise) and ``is_void`` tells a void
+output class (``void``, ``unlabeled``, ``unlabelled``, ``ignore``) by its name.
 
 >>> CLASS_NAMES[11], CLASS_NAMES[12], CLASS_NAMES[13]
 ('person', 'rider', 'car')
@@ -10,6 +13,8 @@ take part in neither training nor evaluation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -36,12 +41,18 @@ LABEL_ID_TO_TRAIN_ID: dict[int, int] = {
 
 
 def class_ids(
-    spec: str | int | tuple[int | str, ...] | list[int | str], names: tuple[str, ...] = CLASS_NAMES
+    spec: str | int | tuple[int | str, ...] | list[int | str], names: Sequence[str] | None = None
 ) -> tuple[int, ...]:
     """Parse class names or ids ("person", "11", "person,rider", 11, ("person", 12)) into a tuple of ids.
 
-    Raises ValueError naming the valid classes when a name or id is unknown.
+    ``names``: the model's class names, one per output class (default: the 19 Cityscapes train ids). Names match
+    case-insensitively, with ``_`` for a space (``traffic_light``); ids are checked against ``len(names)``. Raises
+    ValueError naming the valid classes when a name or id is unknown, or a name that several classes share.
+
+    >>> class_ids("cat", names=("background", "cat", "dog"))
+    (1,)
     """
+    names = CLASS_NAMES if names is None else tuple(str(n) for n in names)
     if isinstance(spec, int):
         items: list[int | str] = [spec]
     elif isinstance(spec, str):
@@ -51,25 +62,76 @@ def class_ids(
     if not items:
         raise ValueError("no class given; valid classes: " + _valid(names))
     out: list[int] = []
-    lookup = {n.lower(): i for i, n in enumerate(names)}
-    lookup.update({n.lower().replace(" ", "_"): i for i, n in enumerate(names)})
+    lookup: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        for key in dict.fromkeys((n.strip().lower(), n.strip().lower().replace(" ", "_"))):
+            lookup.setdefault(key, []).append(i)
     for item in items:
         if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
             cid = int(item)
             if not 0 <= cid < len(names):
                 raise ValueError(f"class id {cid} is out of range 0..{len(names) - 1}; valid classes: {_valid(names)}")
         else:
-            key = str(item).lower()
+            key = str(item).strip().lower()
             if key not in lookup:
                 raise ValueError(f"unknown class {item!r}; valid classes: {_valid(names)}")
-            cid = lookup[key]
+            found = lookup[key]
+            if len(found) > 1:
+                raise ValueError(
+                    f"class name {item!r} is ambiguous: classes {', '.join(map(str, found))} share it; give the id"
+                )
+            cid = found[0]
         if cid not in out:
             out.append(cid)
     return tuple(out)
 
 
-def _valid(names: tuple[str, ...]) -> str:
+def _valid(names: Sequence[str]) -> str:
     return ", ".join(f"{i}={n}" for i, n in enumerate(names))
+
+
+#: Names that mark an output class as void (no real class: unlabelled pixels), compared case-insensitively.
+VOID_NAMES = frozenset({"void", "unlabeled", "unlabelled", "ignore"})
+
+
+def is_void(name: str) -> bool:
+    """Whether a class name marks a void output class (``void``, ``unlabeled``, ``unlabelled``, ``ignore``; any
+    case). ``background`` is a real class (Pascal VOC's 0), not void.
+
+    >>> is_void("Unlabeled"), is_void("background")
+    (True, False)
+    """
+    return str(name).strip().lower() in VOID_NAMES
+
+
+def label_names(num_classes: int | None, names: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The names of all ``num_classes`` output classes of a model.
+
+    With ``names`` (a file's, or the model's own): those, whose number must equal ``num_classes`` (ValueError naming
+    both counts otherwise). Without: the Cityscapes names for 19 classes; for 20 the 19 Cityscapes names and
+    ``"void"`` (the common 19 + void layout); otherwise the plain indices ``"0"``, ``"1"``, ... ``num_classes=None``
+    (not known) takes ``len(names)``, or the 19 Cityscapes classes.
+
+    >>> label_names(20)[-1], label_names(3)
+    ('void', ('0', '1', '2'))
+    """
+    if names is not None:
+        out = tuple(str(n) for n in names)
+        if not out:
+            raise ValueError("the list of class names is empty")
+        if any(not n.strip() for n in out):
+            raise ValueError(f"class {[n.strip() for n in out].index('')} has an empty name")
+        if num_classes is not None and len(out) != num_classes:
+            raise ValueError(
+                f"{len(out)} class names given but the model has {num_classes} classes; give one name per output "
+                "class, in the order of the model's outputs"
+            )
+        return out
+    if num_classes is None or num_classes == NUM_CLASSES:
+        return CLASS_NAMES
+    if num_classes == NUM_CLASSES + 1:
+        return (*CLASS_NAMES, "void")
+    return tuple(str(i) for i in range(num_classes))
 
 
 def colorize(label: np.ndarray) -> np.ndarray:
