@@ -46,7 +46,7 @@ def finished(pngs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_writes_everything(finished: Path, capsys: pytest.CaptureFixture[str]) -> None:
     names = {p.name for p in finished.iterdir()}
     expected = {"config.json", "results.jsonl", "summary.csv", "report.html", "figure2.png", "figure2.svg",
-                "figure2.pdf", "figure1_img_0.npz", "figure1_img_0.png"}  # fmt: skip
+                "figure2.pdf", "figure1_img_2.npz", "figure1_img_2.png"}  # fmt: skip
     assert expected <= names
     rows = read_rows(finished)
     assert len(rows) == 4 * 3 * 3  # images x eps x modes (full, posthoc, during)
@@ -76,11 +76,11 @@ def test_run_prints_one_sentence_per_eps(pngs: Path, tmp_path: Path, capsys: pyt
 def test_report_redraws_from_results_alone(finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy)
-    for name in ("report.html", "summary.csv", "figure2.png", "figure2.svg", "figure2.pdf", "figure1_img_0.png"):
+    for name in ("report.html", "summary.csv", "figure2.png", "figure2.svg", "figure2.pdf", "figure1_img_2.png"):
         (copy / name).unlink()
     monkeypatch.setattr(sa.PixelModel, "forward", lambda *a, **k: pytest.fail("report ran a model"))
     assert main(["report", str(copy)]) == 0
-    for name in ("report.html", "summary.csv", "figure2.png", "figure2.svg", "figure2.pdf", "figure1_img_0.png"):
+    for name in ("report.html", "summary.csv", "figure2.png", "figure2.svg", "figure2.pdf", "figure1_img_2.png"):
         assert (copy / name).stat().st_size > 0
     assert (copy / "summary.csv").read_text() == (finished / "summary.csv").read_text()
 

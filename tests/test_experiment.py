@@ -19,6 +19,7 @@ from segattack.experiment import (
     ROW_FIELDS,
     ExperimentError,
     Progress,
+    _figure1_picks,
     figure1_eps,
     read_config,
     read_rows,
@@ -116,19 +117,207 @@ def test_saved_images_exact_and_restricted(full_run: tuple[Path, list[dict[str, 
     assert not (out / "images" / "eps4" / "full" / "img_2.png").exists()  # absent: not attacked
 
 
+def hidden_share(z: Any, key: str) -> float:
+    """The share of class pixels of ``z["pred"]`` that ``z[key]`` no longer predicts as the class."""
+    hidden = np.isin(z["pred"], z["class_ids"])
+    return float((hidden & ~np.isin(z[key], z["class_ids"])).sum()) / float(hidden.sum())
+
+
 def test_figure1_data(full_run: tuple[Path, list[dict[str, Any]]]) -> None:
-    out, _ = full_run
+    out, rows = full_run
     files = sorted(out.glob("figure1_*.npz"))
-    assert [f.name for f in files] == ["figure1_img_0.npz"]  # figure1_ids=1: the first image with the class
+    at4 = sorted((r["fooled"], r["index"], r["image_id"]) for r in rows
+                 if r["eps"] == 4 and r["mode"] == "full" and r["status"] == "ok")  # fmt: skip
+    median = at4[(len(at4) - 1) // 2]
+    assert [f.name for f in files] == [f"figure1_{median[2]}.npz"]  # figure1_ids=1: the median image
     with np.load(files[0]) as z:
-        assert float(z["eps"]) == 4 and str(z["image_id"]) == "img_0"
+        assert float(z["eps"]) == 4 and str(z["image_id"]) == median[2]
         assert z["image"].dtype == np.uint8 and z["image"].shape == (32, 64, 3)
         for k in ("adv", "adv_restricted", "adv_during"):
             assert z[k].shape == (32, 64, 3) and np.abs(z[k].astype(int) - z["image"]).max() <= 4
         for k in ("target", "pred", "pred_adv", "pred_restricted", "pred_during"):
             assert z[k].shape == (32, 64)
         assert not (z["target"] == 11).any() and (z["pred"] == 11).any()
+        assert str(z["reason"]) == f"median hidden share: {100 * median[0]:.1f}% (image 2 of 3 with >= 21 person " \
+            "pixels, lowest first)"
+        assert z["label_names"].tolist() == list(sa.data.labels.CLASS_NAMES) and str(z["attack"]) == "illm"
+        # attacked again at the end of the run: the same numbers as the rows, the same image as the saved PNG
+        for key, mode in (("pred_adv", "full"), ("pred_restricted", "posthoc"), ("pred_during", "during")):
+            row = next(r for r in rows if r["index"] == median[1] and r["eps"] == 4 and r["mode"] == mode)
+            assert hidden_share(z, key) == pytest.approx(row["fooled"], abs=1e-12)
+        png = np.asarray(Image.open(out / "images" / "eps4" / "full" / f"{median[2]}.png"))
+        assert np.array_equal(z["adv"], png)
     assert figure1_eps([1, 2, 4, 8, 12, 20]) == 12 and figure1_eps([5, 10, 15]) == 10
+
+
+def pick_rows(fooled: list[float], pixels: list[int]) -> list[dict[str, Any]]:
+    return [{"index": i, "image_id": f"img_{i}", "attack": "illm", "eps": 10, "mode": "full", "status": "ok",
+             "fooled": f, "class_pixels": p} for i, (f, p) in enumerate(zip(fooled, pixels, strict=True))]  # fmt: skip
+
+
+def picks(spec: Any, rows: list[dict[str, Any]], n: int, pixels: int = 100_000) -> list[Any]:
+    ids = [f"img_{i}" for i in range(n)]
+    return _figure1_picks(spec, rows, ids, attack="illm", eps=10, mode="full", class_names=["person"],
+                          pixels=lambda i: pixels)  # fmt: skip
+
+
+def test_figure1_picks_rules(caplog: pytest.LogCaptureFixture) -> None:
+    fooled = [0.9, 0.1, 0.5, 0.7, 0.3, 0.95, 0.2]
+    rows = pick_rows(fooled, [600, 600, 600, 600, 600, 600, 40])  # img_6: too few person pixels, left out
+    # ranked among 6: 0.1 (1), 0.3 (4), 0.5 (2), 0.7 (3), 0.9 (0), 0.95 (5); lower median = rank 2 = img_2
+    got = picks(1, rows, 7)
+    assert [p.image_id for p in got] == ["img_2"]
+    assert got[0].reason == "median hidden share: 50.0% (image 3 of 6 with >= 500 person pixels, lowest first)"
+    got = picks(2, rows, 7)
+    assert [p.image_id for p in got] == ["img_2", "img_1"]
+    assert got[1].reason == "hardest: 10.0% hidden (lowest of 6 images with >= 500 person pixels)"
+    got = picks(4, rows, 7)  # quantiles 0, 1/3 (the median), 2/3, 1 -> ranks 0, 2, 3, 5
+    assert [p.image_id for p in got] == ["img_2", "img_1", "img_3", "img_5"]
+    assert got[2].reason.startswith("quantile 0.60 of hidden share: 70.0% (image 4 of 6")
+    assert got[3].reason.startswith("easiest: 95.0% hidden")
+    assert {p.image_id for p in picks(10, rows, 7)} == {f"img_{i}" for i in range(6)}  # N > images: all
+    assert picks(0, rows, 7) == []
+    # small images: 1% of 2048 pixels = 21 is the smaller bar, so img_6 (40 pixels) takes part
+    got = picks(1, rows, 7, pixels=2048)
+    assert got[0].image_id == "img_2" and "of 7 with >= 21 person pixels" in got[0].reason
+    # images of several sizes: the bar is stated as the rule
+    sizes = {6: 2048}
+    got = _figure1_picks(1, rows, [f"img_{i}" for i in range(7)], attack="illm", eps=10, mode="full",
+                         class_names=["person", "rider"], pixels=lambda i: sizes.get(i, 10**6))  # fmt: skip
+    assert got[0].reason.endswith("of 7 with >= min(500, 1% of the image) person/rider pixels, lowest first)")
+    # none with enough pixels: all images, and the reason says so
+    got = picks(2, pick_rows([0.4, 0.6], [10, 10]), 2)
+    assert [p.image_id for p in got] == ["img_0", "img_1"]
+    assert got[0].reason == "median and hardest hidden share: 40.0% (image 1 of 2 with person pixels, lowest first; " \
+        "none has >= 500)"
+    assert got[1].reason == "easiest: 60.0% hidden (highest of 2 images with person pixels; none has >= 500)"
+    # by hand: in the order given; ids not attacked or not in the run are left out with a warning
+    rows.append({**rows[0], "index": 7, "image_id": "img_7", "status": "absent", "fooled": math.nan})
+    got = picks(("img_5", "img_7", "nope", "img_0"), rows, 8)
+    assert [(p.image_id, p.reason) for p in got] == [("img_5", "chosen by hand"), ("img_0", "chosen by hand")]
+    assert "img_7 was not attacked" in caplog.text and "nope is not among" in caplog.text
+
+
+class CountAttacks:
+    """Wraps ``attack_batch`` in the experiment module: how many images each call attacked, and at which eps."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import segattack.experiment as ex
+
+        self.calls: list[tuple[int, tuple[float, ...]]] = []
+        real = ex.attack_batch
+
+        def counting(model: Any, images: torch.Tensor, **kw: Any) -> Any:
+            self.calls.append((int(images.shape[0]), tuple(kw["eps_levels"])))
+            return real(model, images, **kw)
+
+        monkeypatch.setattr(ex, "attack_batch", counting)
+
+    def images(self) -> int:
+        return sum(n for n, _ in self.calls)
+
+
+def figure1_files(out: Path) -> dict[str, dict[str, Any]]:
+    found = {}
+    for f in sorted(out.glob("figure1_*.npz")):
+        with np.load(f) as z:
+            found[str(z["image_id"])] = {k: z[k] for k in z.files}
+    return found
+
+
+def test_representative_figure1_images_on_a_real_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = ListDataset([street_image(i) for i in range(6)])
+    out = tmp_path / "run"
+    counter = CountAttacks(monkeypatch)
+    rows = run(out, data, figure1_ids=3)
+    at4 = sorted((r["fooled"], r["index"]) for r in rows if r["eps"] == 4 and r["mode"] == "full")
+    assert len(at4) == 6 and len({f for f, _ in at4}) > 2
+    want = [at4[2][1], at4[0][1], at4[5][1]]  # median (lower), hardest, easiest
+    files = figure1_files(out)
+    assert set(files) == {f"img_{i}" for i in want}
+    for i, kind in zip(want, ("median hidden share", "hardest", "easiest"), strict=True):
+        z = files[f"img_{i}"]
+        assert str(z["reason"]).startswith(kind)
+        for key, mode in (("pred_adv", "full"), ("pred_restricted", "posthoc")):
+            row = next(r for r in rows if r["index"] == i and r["eps"] == 4 and r["mode"] == mode)
+            assert hidden_share(z, key) == pytest.approx(row["fooled"], abs=1e-12)  # the re-attack is the row's
+    # 6 images in batches of 2 at every eps, then the 3 chosen ones again at eps 4 only
+    assert counter.calls == [(2, (1.0, 2.0, 4.0))] * 3 + [(2, (4.0,)), (1, (4.0,))]
+    for p in out.glob("figure1_*.npz"):  # as the report leaves them
+        p.with_suffix(".png").write_bytes(b"png")
+
+    # resumed with every image done: nothing is attacked, nothing rewritten
+    counter.calls.clear()
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("figure1_*.npz")}
+    run(out, data, figure1_ids=3)
+    assert counter.calls == [] and {p.name: p.stat().st_mtime_ns for p in out.glob("figure1_*.npz")} == stamps
+
+    # fewer picks: the stale files go (npz and png), the median's stays as it was
+    median = f"img_{want[0]}"
+    run(out, data, figure1_ids=1)
+    assert counter.calls == [] and set(figure1_files(out)) == {median}
+    assert sorted(p.name for p in out.glob("figure1_*")) == [f"figure1_{median}.npz", f"figure1_{median}.png"]
+    # chosen by hand: only the reason of an image already drawn changes (rewritten, not attacked again)
+    other = next(f"img_{i}" for i in range(6) if f"img_{i}" != median)
+    before = figure1_files(out)[median]
+    run(out, data, figure1_ids=[median, other])
+    files = figure1_files(out)
+    assert counter.calls == [(1, (4.0,))] and set(files) == {median, other}  # only `other` is attacked
+    assert {str(z["reason"]) for z in files.values()} == {"chosen by hand"}
+    assert all(np.array_equal(files[median][k], before[k]) for k in before if k != "reason")
+    # none
+    run(out, data, figure1_ids=0)
+    assert not list(out.glob("figure1_*"))
+
+
+def test_figure1_after_an_interrupted_run_and_a_corrupt_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = tmp_path / "ref"
+    run(reference, figure1_ids=2)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        run(out, figure1_ids=2, progress=interrupt_after(2))
+    assert not list(out.glob("figure1_*"))  # chosen once the results are known
+    run(out, figure1_ids=2)
+    ref, got = figure1_files(reference), figure1_files(out)
+    assert set(got) == set(ref) and len(got) == 2
+    for iid in ref:
+        assert ref[iid].keys() == got[iid].keys()
+        assert all(np.array_equal(ref[iid][k], got[iid][k]) for k in ref[iid])
+    # a corrupt file: removed with a warning and drawn again, no row redone
+    counter = CountAttacks(monkeypatch)
+    path = sorted(out.glob("figure1_*.npz"))[0]
+    path.write_bytes(b"PK\x03\x04 not a zip file")
+    rows = read_rows(out)
+    run(out, figure1_ids=2)
+    assert counter.calls == [(1, (4.0,))] and comparable(read_rows(out)) == comparable(rows)
+    with np.load(path) as z:
+        iid = str(z["image_id"])
+        assert all(np.array_equal(z[k], ref[iid][k]) for k in ref[iid])
+
+
+def test_label_names(tmp_path: Path) -> None:
+    run(tmp_path / "a", eps_levels=[2])
+    exp = read_config(tmp_path / "a")["experiment"]
+    assert exp["label_names"] == list(sa.data.labels.CLASS_NAMES) and exp["class_names"] == ["person"]
+    names = [f"c{k}" for k in range(19)]
+    names[11] = "pedestrian"
+    run(tmp_path / "b", eps_levels=[2], label_names=names)
+    exp = read_config(tmp_path / "b")["experiment"]
+    assert exp["label_names"] == names and exp["class_names"] == ["pedestrian"]
+    (npz,) = (tmp_path / "b").glob("figure1_*.npz")
+    with np.load(npz) as z:
+        assert z["label_names"].tolist() == names
+    with pytest.raises(ExperimentError, match=r"5 class names given but the model has 19 classes"):
+        run(tmp_path / "c", eps_levels=[2], label_names=names[:5])
+    with pytest.raises(ExperimentError, match="one name per output class"):
+        run(tmp_path / "c", eps_levels=[2], label_names="person")
+    # a directory written before runs recorded label_names resumes with the default ones
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    del config["experiment"]["label_names"]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(config))
+    run(tmp_path / "a", eps_levels=[2])
+    with pytest.raises(ExperimentError, match="label_names"):
+        run(tmp_path / "b", eps_levels=[2])  # the defaults are not the names of that run
 
 
 def test_all_hidden_image(tmp_path: Path) -> None:
@@ -157,6 +346,23 @@ def test_resume_after_interrupt(tmp_path: Path) -> None:
     rows = run(out, progress=seen.append)
     assert seen[0].resumed == 2 and seen[-1].done == 4  # two images skipped, two done
     assert comparable(rows) == comparable(reference)
+    # running means at eps 4 (the eps nearest 10), first attack, mode full, resumed images included
+    at4 = [r for r in rows if r["eps"] == 4 and r["mode"] == "full"]
+    assert seen[0].eps == 4 and seen[0].measured == 2 and seen[0].rows == ()
+    assert seen[0].means["fooled"] == pytest.approx(np.mean([r["fooled"] for r in at4[:2]]), abs=1e-12)
+    last = seen[-1]
+    assert last.measured == 4 and last.image_id == "img_3"
+    assert last.means["fooled"] == pytest.approx(np.mean([r["fooled"] for r in at4]), abs=1e-12)
+    assert last.means["preserved"] == pytest.approx(np.mean([r["preserved"] for r in at4]), abs=1e-12)
+    assert [r["image_id"] for r in last.rows] == ["img_3"] * len(EPS) * 2
+
+
+def test_progress_means_skip_images_without_the_class(tmp_path: Path) -> None:
+    seen: list[Progress] = []
+    rows = run(tmp_path, dataset(absent=(1,)), progress=seen.append, eps_levels=[2], modes=("posthoc",))
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert seen[-1].measured == 3 and seen[-1].eps == 2 and seen[2].status == "absent"
+    assert seen[-1].means["fooled"] == pytest.approx(np.mean([r["fooled"] for r in ok]), abs=1e-12)
 
 
 def test_resume_after_torn_write(tmp_path: Path) -> None:
@@ -189,11 +395,12 @@ def test_different_configuration_refused(tmp_path: Path) -> None:
 
 def test_deterministic(tmp_path: Path) -> None:
     a = run(tmp_path / "a", figure1_ids=2)
-    b = run(tmp_path / "b", figure1_ids=2, batch_size=2)
+    b = run(tmp_path / "b", figure1_ids=2, batch_size=1)
     assert comparable(a) == comparable(b)
-    for f in ("figure1_img_0.npz", "figure1_img_1.npz"):
-        with np.load(tmp_path / "a" / f) as za, np.load(tmp_path / "b" / f) as zb:
-            assert za.files == zb.files and all(np.array_equal(za[k], zb[k]) for k in za.files)
+    fa, fb = figure1_files(tmp_path / "a"), figure1_files(tmp_path / "b")
+    assert len(fa) == 2 and fa.keys() == fb.keys()
+    for iid, za in fa.items():
+        assert za.keys() == fb[iid].keys() and all(np.array_equal(za[k], fb[iid][k]) for k in za)
 
 
 @pytest.mark.parametrize(
@@ -205,6 +412,7 @@ def test_deterministic(tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"class_ids": -1}, "non-negative"),
         ({"class_ids": 30}, "only 19 classes"),
+        ({"figure1_ids": -1}, "figure1_ids must be a count"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kw: dict[str, Any], match: str) -> None:

@@ -164,7 +164,7 @@ def test_attack_with_fractional_eps_stays_within_the_budget(tmp_path: Path, caps
 # -- corrupt files ------------------------------------------------------------------------------------------------
 
 
-def test_a_corrupt_figure1_file_is_redone_on_resume_and_skipped_by_report(
+def test_a_corrupt_figure1_file_is_redrawn_on_resume_and_skipped_by_report(
     pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
@@ -175,9 +175,9 @@ def test_a_corrupt_figure1_file_is_redone_on_resume_and_skipped_by_report(
     assert main(["report", str(out)]) == 0  # skipped with a warning, the rest is drawn
     with pytest.raises(zipfile.BadZipFile):
         np.load(npz)
-    assert main(run_args(pngs, out)) == 0  # the resume rewrites it
+    assert main(run_args(pngs, out)) == 0  # the next complete run draws it again
     with np.load(npz) as z:
-        assert str(z["image_id"]) == "img_0"
+        assert str(z["image_id"]) == npz.stem.removeprefix("figure1_")
     key = lambda r: (r["image_id"], r["eps"], r["mode"])  # noqa: E731
     assert sorted(map(key, read_rows(out))) == sorted(map(key, good))
 

@@ -25,7 +25,11 @@ Files in ``out_dir``:
   ``fooled``) are written as ``null``. ``status`` is ``ok``, ``absent`` (no pixel of the class predicted: not
   attacked), ``all_hidden`` (every pixel is the class: no target exists) or ``unreadable`` (the file cannot be
   decoded; logged as a warning);
-- ``figure1_<id>.npz``: what the 11 panels of the paper's Figure 1 need, at the budget nearest 10 levels;
+- ``figure1_<id>.npz``: what the 11 panels of the paper's Figure 1 need, at the budget nearest 10 levels, for
+  representative images chosen once the results are known (``figure1_ids``: the median and the hardest by hidden
+  share, then evenly spaced quantiles; or ids named by hand), with ``reason`` (why the image was chosen) and
+  ``label_names`` (the names of the model's classes). The chosen images are attacked again at the end of the run
+  (the attack is deterministic, so the arrays are those behind the rows);
 - ``images/eps<E>/<mode>/<id>.png`` with ``save_images=True``: the adversarial images, lossless 8-bit.
 
 Determinism: the same inputs give the same rows (apart from ``time_s``): the attack has no randomness and torch's
@@ -34,7 +38,9 @@ order, so rows can differ in rare pixels between GPU runs.
 
 Resuming: run the same configuration on the same directory again; images whose rows are complete are skipped, a
 torn last line (a crash mid-write) and the rows of half-written images are dropped, so no row is lost or
-duplicated. A different configuration is refused unless ``overwrite=True``.
+duplicated. A different configuration is refused unless ``overwrite=True``. Figure 1 files are brought up to date
+at the end of every complete run: those of images still chosen are kept (a corrupt one is drawn again), those of
+images no longer chosen are removed.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ import platform
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +64,7 @@ from torch import Tensor
 
 from . import rundir
 from .attacks import registry
-from .data.labels import CLASS_NAMES
+from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
 from .metrics import perturbation_norms, psnr
 from .models import model_fingerprint
@@ -95,6 +101,8 @@ __all__ = [
     "output_name",
     "image_id_of",
     "to_uint8",
+    "Figure1Pick",
+    "figure1_min_pixels",
 ]
 
 log = logging.getLogger(__name__)
@@ -113,7 +121,12 @@ class Progress:
 
     done: images finished so far, including those found finished on resume; total: images in this run;
     resumed: images skipped because earlier rows were complete; image_id/status: the image just finished (None at
-    the start).
+    the start); rows: the result rows written for it (empty at the start).
+
+    Running means over every image finished so far (resumed ones included), for the first attack, mode ``full``
+    (else the first mode run), at ``eps`` (the budget nearest 10 levels, as Figure 1): ``means`` holds ``fooled``
+    and ``preserved`` (hide goal) or ``accuracy`` (untargeted), averaged over the ``measured`` images that have
+    them (images without the class have no ``fooled`` and are left out, as in the summary).
     """
 
     done: int
@@ -121,6 +134,36 @@ class Progress:
     resumed: int
     image_id: str | None = None
     status: str | None = None
+    rows: tuple[Mapping[str, Any], ...] = ()
+    eps: float | None = None
+    means: Mapping[str, float] = field(default_factory=dict)
+    measured: int = 0
+
+
+class _RunningMeans:
+    """The means ``Progress`` reports, kept up to date row by row."""
+
+    def __init__(self, attack: str, eps: float, mode: str, keys: Sequence[str]) -> None:
+        self.attack, self.eps, self.mode, self.keys = attack, float(eps), mode, tuple(keys)
+        self.sums = dict.fromkeys(self.keys, 0.0)
+        self.counts = dict.fromkeys(self.keys, 0)
+        self.images: set[int] = set()
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for r in rows:
+            if str(r.get("attack") or DEFAULT_ATTACK) != self.attack or r.get("mode") != self.mode:
+                continue
+            if r.get("eps") is None or float(r["eps"]) != self.eps:
+                continue
+            for key in self.keys:
+                v = r.get(key)
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                    self.sums[key] += float(v)
+                    self.counts[key] += 1
+                    self.images.add(int(r["index"]))
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.keys if self.counts[k]}
 
 
 def image_id_of(dataset: Any, index: int) -> str:
@@ -150,13 +193,10 @@ def _row_key(row: Mapping[str, Any]) -> tuple[float, str, str]:
 
 
 def _prepare_results(
-    path: Path,
-    ids: Sequence[str],
-    keys: Mapping[str, set[tuple[float, str, str]]],
-    redo: set[tuple[int, str]] = frozenset(),  # type: ignore[assignment]
-) -> dict[int, set[str]]:
-    """Per image, the attacks whose rows are complete (``keys``: the row keys each attack needs); rewrites the file
-    without torn lines, partial (image, attack) groups, the groups in ``redo`` and rows of attacks no longer run."""
+    path: Path, ids: Sequence[str], keys: Mapping[str, set[tuple[float, str, str]]]
+) -> tuple[dict[int, set[str]], list[dict[str, Any]]]:
+    """Per image, the attacks whose rows are complete (``keys``: the row keys each attack needs), and the rows kept;
+    rewrites the file without torn lines, partial (image, attack) groups and rows of attacks no longer run."""
     rows, raw, dropped = rundir.parse_results(path)
     groups: dict[tuple[int, str], list[int]] = {}
     for pos, row in enumerate(rows):
@@ -168,7 +208,6 @@ def _prepare_results(
         want = keys.get(attack)
         complete = (
             want is not None
-            and (index, attack) not in redo
             and 0 <= index < len(ids)
             and len(got) == len(want)
             and set(got) == want
@@ -181,9 +220,10 @@ def _prepare_results(
             dropped = True
             if want is not None:
                 log.info("image %d, %s: %d of %d rows found; redone", index, attack, len(got), len(want))
+    keep.sort()
     if dropped:
-        rundir.rewrite_jsonl(path, [raw[p] for p in sorted(keep)])
-    return done
+        rundir.rewrite_jsonl(path, [raw[p] for p in keep])
+    return done, [rows[p] for p in keep]
 
 
 def _versions() -> dict[str, str]:
@@ -259,6 +299,7 @@ def run_experiment(
     progress: Callable[[Progress], None] | None = None,
     seed: int = 0,
     check_memory: bool = True,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -279,15 +320,23 @@ def run_experiment(
         limit: only the first ``limit`` images.
         save_images: also write the adversarial images as PNGs under ``images/``.
         device: where to run (default: the model's device).
-        figure1_ids: image ids to save Figure 1 data for, or N for the first N images that contain the class.
+        figure1_ids: N (a count): Figure 1 data for N representative images, chosen once the results are known
+            (``_figure1_picks``: the image nearest the median hidden share, the hardest, then evenly spaced
+            quantiles, among the images with enough class pixels); 0 for none; or a list of image ids (chosen by
+            hand). Hide goal only.
         overwrite: replace the results of a different configuration in ``out_dir`` instead of refusing.
         describe: extra configuration to record and compare (the command line puts its data and model specs here).
-        progress: called with a ``Progress`` at the start and after every image (it may raise KeyboardInterrupt;
-            finished rows are kept).
+        progress: called with a ``Progress`` at the start and after every image, with that image's rows and the
+            running means at the Figure 1 budget (it may raise KeyboardInterrupt; finished rows are kept; Figure 1
+            is then left for the next complete run). ``segattack.commands.progress.RunProgress`` shows it.
         seed: seeds torch's generators for the run (restored afterwards); the attack itself is deterministic.
         check_memory: before any image is read, estimate the memory the run needs from the data set's image sizes
             (``image_size(i)``, read from file headers) and a probe of the model, and refuse with ``ResourceError``
             (the estimate and the fix) if the device does not have it (``segattack.memory``).
+        label_names: the names of all the model's output classes, in output order (their number must equal the
+            model's); default: the model's ``class_names`` if it has them, else ``segattack.data.labels.
+            label_names`` (the Cityscapes names for 19 classes, those and ``"void"`` for 20, plain indices
+            otherwise). Recorded in ``config.json`` and every Figure 1 file (legend, colours, title).
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -295,6 +344,7 @@ def run_experiment(
     """
     goal_obj, ids_t = _check_goal(goal, class_ids)
     specs = _check_attacks(attacks, goal_obj)
+    figure1_spec = _check_figure1(figure1_ids)
     eps = _check_eps(eps_levels)
     if modes is None:
         modes = ("full", "posthoc") if isinstance(goal_obj, HideGoal) else ("full",)
@@ -317,6 +367,7 @@ def run_experiment(
     if check_memory:
         _check_memory(model, dataset, n, ids, dev, batch_size=batch_size, n_eps=len(eps), n_modes=len(modes_t))
     num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
+    names = _check_label_names(label_names, model, num_classes)
 
     reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
     if isinstance(goal_obj, UntargetedGoal) and reference is None:
@@ -324,7 +375,7 @@ def run_experiment(
     experiment = {
         "goal": goal_obj.name,
         "class_ids": list(ids_t),
-        "class_names": [CLASS_NAMES[c] if c < len(CLASS_NAMES) else str(c) for c in ids_t],
+        "class_names": [names[c] for c in ids_t],
         "eps_levels": [_number(e) for e in eps],
         "attacks": [a.describe() for a in specs],
         "passes": {a.name: [a.passes(e) for e in eps] for a in specs},
@@ -337,12 +388,13 @@ def run_experiment(
         "figure1_eps": _number(figure1_eps(eps)),
         **{k: v for k, v in (describe or {}).items()},
         "num_classes": num_classes,
+        "label_names": list(names),
     }
     out = rundir.check_writable_dir(out_dir)
     with RunLock(out, "segattack run"):
         _run_locked(
             model, dataset, out, experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes, reference,
-            batch_size=batch_size, save_images=save_images, figure1_ids=figure1_ids, overwrite=overwrite,
+            batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, overwrite=overwrite,
             progress=progress, seed=seed,
         )  # fmt: skip
     return out
@@ -365,12 +417,12 @@ def _run_locked(
     *,
     batch_size: int,
     save_images: bool,
-    figure1_ids: int | Sequence[str],
+    figure1_ids: int | tuple[str, ...],
     overwrite: bool,
     progress: Callable[[Progress], None] | None,
     seed: int,
 ) -> None:
-    """The experiment's loop, with ``out`` locked: configuration, resume, batches, rows."""
+    """The experiment's loop, with ``out`` locked: configuration, resume, batches, rows, then Figure 1."""
     reusable = _check_config(out, experiment, overwrite)
     config = {
         "format": CONFIG_FORMAT,
@@ -389,24 +441,31 @@ def _run_locked(
 
     keys = {a.name: {(float(e), m, a.name) for e in eps for m in modes_t} for a in specs if a.name in reusable}
     results = out / RESULTS_FILE
-    redo: set[tuple[int, str]] = set()
-    if isinstance(goal_obj, HideGoal):
-        redo = {(i, specs[0].name) for i in _corrupt_figure1(out, ids)}
-    done = _prepare_results(results, ids, keys, redo)
+    done, kept_rows = _prepare_results(results, ids, keys)
     names = [a.name for a in specs]
     missing = {i: [a for a in names if a not in done.get(i, set())] for i in range(n)}
-    fig1 = _Figure1Picker(figure1_ids if isinstance(goal_obj, HideGoal) else 0, out)
     resumed = sum(1 for i in range(n) if not missing[i])
     log.info("%d images (%d done before), eps %s levels, modes %s", n, resumed, experiment["eps_levels"],
              "+".join(modes_t))  # fmt: skip
     for a in specs:
         log.info("%s", registry.plan(a.name, eps, **a.options).note)
+    fig_eps = figure1_eps(eps)
+    lead_mode = "full" if "full" in modes_t else modes_t[0]
+    means = _RunningMeans(specs[0].name, fig_eps, lead_mode,
+                          ("fooled", "preserved") if isinstance(goal_obj, HideGoal) else ("accuracy",))  # fmt: skip
+    means.add(kept_rows)
     count = resumed
-    if progress is not None:
-        progress(Progress(done=count, total=n, resumed=resumed))
+
+    def report(image_id: str | None = None, status: str | None = None, rows: Sequence[dict[str, Any]] = ()) -> None:
+        if progress is not None:
+            progress(Progress(count, n, resumed, image_id, status, tuple(rows), _number(fig_eps), means.means(),
+                              len(means.images)))  # fmt: skip
+
+    report()
     runner = _BatchRunner(
-        model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, fig1, num_classes, reference
-    )
+        model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, num_classes, reference,
+        experiment["label_names"],
+    )  # fmt: skip
     cuda = [dev.index or 0] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
@@ -419,29 +478,209 @@ def _run_locked(
                 rundir.append_jsonl(results, per_image[i])  # image by image: a crash loses at most one image
             for i in todo:
                 count += 1
-                if progress is not None:
-                    progress(Progress(count, n, resumed, ids[i], str(per_image[i][0]["status"])))
+                means.add(per_image[i])
+                report(ids[i], str(per_image[i][0]["status"]), per_image[i])
+        if isinstance(goal_obj, HideGoal):
+            torch.manual_seed(seed)
+            rows = [r for r in rundir.parse_results(results)[0] if 0 <= int(r["index"]) < n]
+            picks = _figure1_picks(
+                figure1_ids, rows, ids, attack=specs[0].name, eps=fig_eps, mode=lead_mode,
+                class_names=experiment["class_names"], pixels=lambda i: runner.pixels_of(dataset, i),
+            )  # fmt: skip
+            runner.update_figure1(dataset, picks)
+        else:
+            _remove_figure1(out, keep=set())
 
 
-def _corrupt_figure1(out: Path, ids: Sequence[str]) -> list[int]:
-    """Images whose ``figure1_*.npz`` cannot be read (a disk fault, a copy cut short): the file is removed with a
-    warning and the image's first attack is redone, which writes it again."""
-    by_name = {rundir.figure1_path(out, iid).name: i for i, iid in enumerate(ids)}
-    bad: list[int] = []
+# -- Figure 1: representative images, chosen once the results are known ------------------------------------------
+
+#: An image takes part in the representative choice with at least this many class pixels, or 1% of its pixels if
+#: that is fewer.
+FIGURE1_MIN_PIXELS = 500
+FIGURE1_MIN_SHARE = 0.01
+#: What every Figure 1 file holds (``adv_during``/``pred_during`` as well when mode ``during`` was run).
+FIGURE1_KEYS = (
+    "image_id", "attack", "attack_options", "eps", "class_ids", "label_names", "reason", "image", "adv",
+    "adv_restricted", "target", "pred", "pred_adv", "pred_restricted",
+)  # fmt: skip
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+@dataclass(frozen=True)
+class Figure1Pick:
+    """An image chosen for Figure 1: its index and id, why it was chosen, and its row's hidden share (None for an
+    image chosen by hand whose row is not known)."""
+
+    index: int
+    image_id: str
+    reason: str
+    fooled: float | None = None
+
+
+def figure1_min_pixels(image_pixels: int) -> int:
+    """The class pixels an image needs to be chosen as representative: 500, or 1% of its pixels if fewer.
+
+    >>> figure1_min_pixels(1024 * 2048), figure1_min_pixels(32 * 64)
+    (500, 21)
+    """
+    return min(FIGURE1_MIN_PIXELS, math.ceil(FIGURE1_MIN_SHARE * image_pixels))
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def _figure1_picks(
+    spec: int | tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+    ids: Sequence[str],
+    *,
+    attack: str,
+    eps: float,
+    mode: str,
+    class_names: Sequence[str],
+    pixels: Callable[[int], int],
+) -> list[Figure1Pick]:
+    """The images Figure 1 shows, from the result rows of ``attack`` at ``eps`` in ``mode`` (status ``ok``).
+
+    A tuple of ids: those images, "chosen by hand" (ids without an attacked row are left out with a warning).
+    A count N: representative images, ranked by hidden share (``fooled``; ties by index), among those with at least
+    ``figure1_min_pixels`` class pixels (all attacked images if none has that many): first the median (for an even
+    number the lower of the two middle images), then the hardest (lowest hidden share), then, for N > 2, the
+    images at the evenly spaced quantiles j/(N-1), j = 1..N-1, of which the one nearest 0.5 is the median already.
+    A rank already taken moves to the nearest free one. ``pixels(i)``: the pixels of image ``i``.
+    """
+    by_index: dict[int, Mapping[str, Any]] = {}
+    for row in rows:
+        i = int(row["index"])
+        if (
+            str(row.get("attack") or DEFAULT_ATTACK) == attack
+            and float(row["eps"]) == float(eps)
+            and row["mode"] == mode
+            and row["status"] == "ok"
+            and 0 <= i < len(ids)
+            and row.get("image_id") == ids[i]
+        ):
+            by_index[i] = row
+    cls = "/".join(class_names) if class_names else "class"
+    if isinstance(spec, tuple):
+        where = {iid: i for i, iid in enumerate(ids)}
+        picks = []
+        for iid in spec:
+            at = where.get(iid)
+            if at is None:
+                log.warning("Figure 1: image %s is not among the %d images of this run; left out", iid, len(ids))
+            elif at not in by_index:
+                log.warning("Figure 1: image %s was not attacked (no %s pixels predicted, or unreadable); left out",
+                            iid, cls)  # fmt: skip
+            else:
+                f = float(by_index[at]["fooled"])
+                picks.append(Figure1Pick(at, iid, "chosen by hand", f if math.isfinite(f) else None))
+        return picks
+    if spec == 0 or not by_index:
+        return []
+    cands = [(float(row["fooled"]), i, int(row["class_pixels"] or 0)) for i, row in by_index.items()]
+    cands = [c for c in cands if math.isfinite(c[0])]
+    if not cands:
+        return []
+    # an image with FIGURE1_MIN_PIXELS class pixels takes part whatever its size: sizes are looked up for the
+    # others only, and for all once one of them is small (the bar then depends on the size; small images are cheap)
+    need = {i: figure1_min_pixels(pixels(i)) for _, i, c in cands if c < FIGURE1_MIN_PIXELS}
+    if any(v < FIGURE1_MIN_PIXELS for v in need.values()):
+        need = {i: need[i] if i in need else figure1_min_pixels(pixels(i)) for _, i, _ in cands}
+    pool = sorted(c for c in cands if c[2] >= need.get(c[1], FIGURE1_MIN_PIXELS))
+    levels = sorted(set(need.values()) | ({FIGURE1_MIN_PIXELS} if len(need) < len(cands) else set()))
+    rule = f">= {levels[0]}" if len(levels) == 1 else f">= min({FIGURE1_MIN_PIXELS}, 1% of the image)"
+    note = ""
+    if pool:
+        what = f"with {rule} {cls} pixels"
+    else:
+        pool = sorted(cands)
+        what, note = f"with {cls} pixels", f"; none has {rule}"
+    m = len(pool)
+    k = min(spec, m)
+    median = (m - 1) // 2
+    if k == 1:
+        wanted = [median]
+    elif k == 2:
+        wanted = [median, 0]
+    else:
+        jm = min(range(1, k), key=lambda j: (abs(2 * j - (k - 1)), j))  # j/(k-1) nearest 0.5, exactly
+        wanted = [median, 0] + [(2 * j * (m - 1) + (k - 1)) // (2 * (k - 1)) for j in range(1, k) if j != jm]
+    taken: list[int] = []
+    for r in wanted:
+        for d in range(m):
+            free = [x for x in (r - d, r + d) if 0 <= x < m and x not in taken]
+            if free:
+                taken.append(free[0])
+                break
+    picks = []
+    for n_pick, r in enumerate(taken):
+        f, i, _ = pool[r]
+        if n_pick == 0:
+            also = " and hardest" if r == 0 and m > 1 else ""
+            reason = f"median{also} hidden share: {_pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+        elif r == 0:
+            reason = f"hardest: {_pct(f)} hidden (lowest of {m} images {what}{note})"
+        elif r == m - 1:
+            reason = f"easiest: {_pct(f)} hidden (highest of {m} images {what}{note})"
+        else:
+            q = r / (m - 1)
+            reason = f"quantile {q:.2f} of hidden share: {_pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+        picks.append(Figure1Pick(i, ids[i], reason, f))
+    return picks
+
+
+def _figure1_files(out: Path) -> dict[str, Path]:
+    """The readable ``figure1_*.npz`` of ``out`` by image id; a corrupt one (a disk fault, a copy cut short) is
+    removed with its PNG and a warning (its image, if still chosen, is drawn again)."""
+    found: dict[str, Path] = {}
     for path in sorted(out.glob(f"{rundir.FIGURE1_PREFIX}*.npz")):
         try:
             with np.load(path) as z:
-                str(z["image_id"])
+                found[str(z["image_id"])] = path
                 continue
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        except _NPZ_ERRORS as err:
             reason = f"{type(err).__name__}: {err}"
-        index = by_name.get(path.name)
-        log.warning("%s cannot be read (%s); removed%s", path, reason,
-                    "" if index is None else f", image {ids[index]} is redone to write it again")  # fmt: skip
+        log.warning("%s cannot be read (%s); removed (drawn again if its image is still chosen)", path, reason)
         path.unlink()
-        if index is not None:
-            bad.append(index)
-    return bad
+        path.with_suffix(".png").unlink(missing_ok=True)
+    return found
+
+
+def _remove_figure1(out: Path, keep: set[str], files: Mapping[str, Path] | None = None) -> None:
+    """Remove the Figure 1 files (``.npz`` and its ``.png``) of images not in ``keep``."""
+    for iid, path in (_figure1_files(out) if files is None else files).items():
+        if iid not in keep:
+            log.info("Figure 1 of %s removed: the image is no longer chosen", iid)
+            path.unlink()
+            path.with_suffix(".png").unlink(missing_ok=True)
+
+
+def _check_figure1(spec: int | Sequence[str]) -> int | tuple[str, ...]:
+    if isinstance(spec, bool):
+        raise ExperimentError(f"figure1_ids must be a count >= 0 or a list of image ids, got {spec!r}")
+    if isinstance(spec, int):
+        if spec < 0:
+            raise ExperimentError(f"figure1_ids must be a count >= 0 or a list of image ids, got {spec}")
+        return spec
+    if isinstance(spec, str):
+        spec = [spec]
+    return tuple(dict.fromkeys(str(s) for s in spec))
+
+
+def _check_label_names(names: Sequence[str] | None, model: Any, num_classes: int) -> tuple[str, ...]:
+    """The names of all ``num_classes`` output classes: ``names``, else the model's own, else the defaults."""
+    if isinstance(names, str):
+        raise ExperimentError("label_names takes one name per output class (a list), not one string")
+    if names is None:
+        names = getattr(model, "class_names", None)
+        if names is not None and len(names) != num_classes:
+            names = None  # the model's checks refuse such a model on its first call; the defaults here
+    try:
+        return _labels.label_names(num_classes, names)
+    except ValueError as err:
+        raise ExperimentError(f"label_names: {err}") from None
 
 
 def _check_goal(goal: str, class_ids: int | Sequence[int] | None) -> tuple[Goal, tuple[int, ...]]:
@@ -532,6 +771,8 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
         return names
     old = read_config(out).get("experiment", {})
     new = json.loads(json.dumps(experiment))
+    if "label_names" not in old and new["label_names"] == list(_labels.label_names(new["num_classes"])):
+        old = {**old, "label_names": new["label_names"]}  # written before runs recorded them: the defaults
     if rundir.config_diff(old, new, ignore=_PER_ATTACK):
         raise ExperimentError(
             f"{out} holds results of a different configuration ({_diff(old, experiment, _PER_ATTACK)}); replace "
@@ -603,43 +844,6 @@ def _probe_model(
     raise ExperimentError(f"none of the {n} images can be read")
 
 
-class _Figure1Picker:
-    """Which images get Figure 1 data: the named ids, or the first N images that contain the class (counting those
-    saved by an earlier, interrupted run)."""
-
-    def __init__(self, spec: int | Sequence[str], out: Path) -> None:
-        self.out = out
-        if isinstance(spec, int):
-            if spec < 0:
-                raise ExperimentError(f"figure1_ids must be a count >= 0 or a list of image ids, got {spec}")
-            self.ids: set[str] | None = None
-            self.n = spec
-            self.saved = {self._id_of(p) for p in out.glob(f"{rundir.FIGURE1_PREFIX}*.npz")}
-        else:
-            self.ids = {str(s) for s in spec}
-            self.n = len(self.ids)
-            self.saved = set()
-
-    @staticmethod
-    def _id_of(path: Path) -> str:
-        try:
-            with np.load(path) as z:
-                return str(z["image_id"])
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            return path.stem
-
-    def take(self, image_id: str) -> bool:
-        """Whether ``image_id`` gets Figure 1 data; a count-based pick reserves its place at once."""
-        if self.ids is not None:
-            return image_id in self.ids
-        if image_id in self.saved:
-            return True
-        if len(self.saved) < self.n:
-            self.saved.add(image_id)
-            return True
-        return False
-
-
 class _BatchRunner:
     def __init__(
         self,
@@ -652,9 +856,9 @@ class _BatchRunner:
         batch_size: int,
         out: Path,
         save_images: bool,
-        fig1: _Figure1Picker,
         num_classes: int,
         reference: str | None,
+        label_names: Sequence[str],
     ) -> None:
         self.model = model
         self.device = device
@@ -665,10 +869,21 @@ class _BatchRunner:
         self.batch_size = batch_size
         self.out = out
         self.save_images = save_images
-        self.fig1 = fig1
-        self.k_fig = eps.index(figure1_eps(eps))
         self.num_classes = num_classes
         self.reference = reference
+        self.label_names = list(label_names)
+        self.pixels: dict[int, int] = {}  # image index -> H * W, for the images read in this run
+
+    def pixels_of(self, dataset: Any, index: int) -> int:
+        """H * W of image ``index``: known if this run read it, else its header (``image_size``) or the image."""
+        if index not in self.pixels:
+            sizer = getattr(dataset, "image_size", None)
+            if callable(sizer):
+                h, w = sizer(index)
+            else:
+                h, w = (int(v) for v in torch.as_tensor(dataset[index][0]).shape[-2:])
+            self.pixels[index] = int(h) * int(w)
+        return self.pixels[index]
 
     def _status_rows(
         self, index: int, image_id: str, status: str, class_pixels: int | None, attacks: list[str]
@@ -686,6 +901,16 @@ class _BatchRunner:
                     rows.append(row)
         return rows
 
+    def _read(self, dataset: Any, i: int, image_id: str) -> tuple[Tensor, Tensor]:
+        image, label = dataset[i]
+        if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ExperimentError(
+                f"data set item {i} ({image_id}) is not a uint8 (3, H, W) image tensor: the data set breaks the "
+                "segattack.data contract"
+            )
+        self.pixels[i] = int(image.shape[1]) * int(image.shape[2])
+        return image, torch.as_tensor(label)
+
     def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
         """Rows of the images in ``todo`` for the attacks listed there (those not finished before)."""
         t0 = time.perf_counter()
@@ -694,17 +919,12 @@ class _BatchRunner:
         groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
         for i in indices:
             try:
-                image, label = dataset[i]
+                image, label = self._read(dataset, i, ids[i])
             except UnreadableImageError as err:
                 log.warning("skipping unreadable image %s: %s", ids[i], err)
                 rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
                 continue
-            if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-                raise ExperimentError(
-                    f"data set item {i} ({ids[i]}) is not a uint8 (3, H, W) image tensor: the data set breaks the "
-                    "segattack.data contract"
-                )
-            groups.setdefault(tuple(image.shape), []).append((i, image, torch.as_tensor(label)))
+            groups.setdefault(tuple(image.shape), []).append((i, image, label))
         for items in groups.values():
             rows.update(self._run_group(items, ids, todo))
         elapsed = time.perf_counter() - t0
@@ -742,19 +962,15 @@ class _BatchRunner:
         if self.reference == "truth":
             truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
         ok_ids = [ids[items[b][0]] for b in ok]
-        first = self.attacks[0].name
-        fig = {j for j, iid in enumerate(ok_ids) if first in todo[items[ok[j]][0]] and self.fig1.take(iid)}
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
         for spec in self.attacks:
             sub = [j for j, b in enumerate(ok) if spec.name in todo[items[b][0]]]
             if not sub:
                 continue
             pick = torch.tensor(sub, device=self.device)
-            figs = [n for n, j in enumerate(sub) if j in fig] if spec.name == first else []
             outcome = attack_batch(
                 self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
                 pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
-                keep=("full", "posthoc") if figs else (),
             )  # fmt: skip
             self._rows(spec, outcome, xs[pick], [ok[j] for j in sub], items, ids, per)
             sub_ids = [ok_ids[j] for j in sub]
@@ -765,9 +981,6 @@ class _BatchRunner:
                         for n, iid in enumerate(sub_ids):
                             path = self.out / folder / f"eps{_number(e)}" / m / f"{output_name(iid)}.png"
                             _save_png(path, to_uint8(outcome.advs[m][k, n], xs[pick][n], e))
-            for n in figs:
-                j = sub[n]
-                self._save_figure1(ok_ids[j], xs[j], outcome.labels[n], ps[j], outcome.advs, outcome.preds, n)
         rows.update(per)
         return rows
 
@@ -802,33 +1015,101 @@ class _BatchRunner:
                     )
                     per[i].append(row)
 
-    def _save_figure1(
-        self,
-        image_id: str,
-        x: Tensor,
-        target: Tensor,
-        pred: Tensor,
-        advs: Mapping[str, Tensor],
-        preds: Mapping[str, Tensor],
-        j: int,
-    ) -> None:
-        k = self.k_fig
-        nc = self.num_classes
-        arrays: dict[str, Any] = {
-            "image_id": np.array(image_id),
-            "attack": np.array(self.attacks[0].name),
-            "eps": np.array(self.eps[k]),
+    # -- Figure 1 -------------------------------------------------------------------------------------------------
+
+    def _figure1_meta(self, pick: Figure1Pick) -> dict[str, Any]:
+        spec = self.attacks[0]
+        return {
+            "image_id": np.array(pick.image_id),
+            "attack": np.array(spec.name),
+            "attack_options": np.array(json.dumps(spec.describe()["options"], sort_keys=True)),
+            "eps": np.array(figure1_eps(self.eps)),
             "class_ids": np.array(getattr(self.goal, "class_ids", ())),
-            "image": to_uint8(x),
-            "adv": to_uint8(advs["full"][k, j]),
-            "adv_restricted": to_uint8(advs["posthoc"][k, j]),
-            "target": _labels_np(target, nc),
-            "pred": _labels_np(pred, nc),
-            "pred_adv": _labels_np(preds["full"][k, j], nc),
-            "pred_restricted": _labels_np(preds["posthoc"][k, j], nc),
+            "label_names": np.array(self.label_names, dtype=str),
+            "reason": np.array(pick.reason),
         }
-        if "during" in advs:
-            arrays["adv_during"] = to_uint8(advs["during"][k, j])
-            arrays["pred_during"] = _labels_np(preds["during"][k, j], nc)
+
+    def _figure1_current(self, path: Path, pick: Figure1Pick) -> dict[str, np.ndarray] | None:
+        """The arrays of an existing Figure 1 file if they are those of ``pick`` now (same attack, options, budget,
+        classes and modes), else None (drawn again)."""
+        try:
+            with np.load(path) as z:
+                data = {k: z[k] for k in z.files}
+        except _NPZ_ERRORS:
+            return None
+        want = self._figure1_meta(pick)
+        keys = set(FIGURE1_KEYS) | ({"adv_during", "pred_during"} if "during" in self.modes else set())
+        if not keys <= data.keys() or ("adv_during" in data) != ("during" in self.modes):
+            return None
+        for k in ("image_id", "attack", "attack_options", "eps", "class_ids", "label_names"):
+            if not np.array_equal(data[k], want[k]):
+                return None
+        return data
+
+    def update_figure1(self, dataset: Any, picks: Sequence[Figure1Pick]) -> None:
+        """Bring the Figure 1 files up to date with ``picks``: remove those of images no longer chosen (and corrupt
+        ones), keep those still current (a changed reason is rewritten), attack the others again and write them."""
+        files = _figure1_files(self.out)
+        _remove_figure1(self.out, keep={p.image_id for p in picks}, files=files)
+        redo: list[Figure1Pick] = []
+        for pick in picks:
+            path = files.get(pick.image_id)
+            data = self._figure1_current(path, pick) if path is not None else None
+            if data is None:
+                redo.append(pick)
+            elif str(data["reason"]) != pick.reason:
+                data["reason"] = np.array(pick.reason)
+                self._write_figure1(pick.image_id, data)
+        if not redo:
+            return
+        e = figure1_eps(self.eps)
+        log.info("Figure 1: attacking %d image(s) again at eps %s: %s", len(redo), _number(e),
+                 ", ".join(p.image_id for p in redo))  # fmt: skip
+        groups: dict[tuple[int, ...], list[tuple[Figure1Pick, Tensor]]] = {}
+        for pick in redo:
+            try:
+                image, _ = self._read(dataset, pick.index, pick.image_id)
+            except UnreadableImageError as err:
+                log.warning("Figure 1 of %s left out: the image cannot be read now: %s", pick.image_id, err)
+                continue
+            groups.setdefault(tuple(image.shape), []).append((pick, image))
+        for members in groups.values():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                self._figure1_batch([p for p, _ in chunk], torch.stack([img for _, img in chunk]))
+
+    def _figure1_batch(self, picks: list[Figure1Pick], images: Tensor) -> None:
+        x = images.to(self.device, torch.float32) / 255
+        e = figure1_eps(self.eps)
+        outcome = attack_batch(
+            self.model, x, attack=self.attacks[0], goal=self.goal, eps_levels=[e], modes=self.modes,
+            batch_size=self.batch_size, keep=("full", "posthoc"),
+        )  # fmt: skip
+        mode = "full" if "full" in self.modes else self.modes[0]
+        measured = measure(self.goal, outcome, mode, 0, num_classes=self.num_classes)
+        nc = self.num_classes
+        for j, pick in enumerate(picks):
+            fooled = float(measured[j]["fooled"])
+            if pick.fooled is not None and abs(fooled - pick.fooled) > 1e-9:
+                log.info("Figure 1 of %s: attacked again, %s of the class pixels are hidden against %s in the results "
+                         "(an attack with random starts, or GPU kernels that add in varying order); the figure "
+                         "shows the new attack", pick.image_id, _pct(fooled), _pct(pick.fooled))  # fmt: skip
+            arrays: dict[str, Any] = {
+                **self._figure1_meta(pick),
+                "image": to_uint8(x[j]),
+                "adv": to_uint8(outcome.advs["full"][0, j]),
+                "adv_restricted": to_uint8(outcome.advs["posthoc"][0, j]),
+                "target": _labels_np(outcome.labels[j], nc),
+                "pred": _labels_np(outcome.pred[j], nc),
+                "pred_adv": _labels_np(outcome.preds["full"][0, j], nc),
+                "pred_restricted": _labels_np(outcome.preds["posthoc"][0, j], nc),
+            }
+            if "during" in outcome.advs:
+                arrays["adv_during"] = to_uint8(outcome.advs["during"][0, j])
+                arrays["pred_during"] = _labels_np(outcome.preds["during"][0, j], nc)
+            self._write_figure1(pick.image_id, arrays)
+
+    def _write_figure1(self, image_id: str, arrays: Mapping[str, Any]) -> None:
         with rundir.atomic_open(figure1_path(self.out, image_id)) as fh:
             np.savez_compressed(fh, **arrays)
+        figure1_path(self.out, image_id, ".png").unlink(missing_ok=True)  # drawn again by the report

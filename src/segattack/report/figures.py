@@ -6,13 +6,16 @@ drawn without pyplot, so importing this module chooses no backend and leaves the
   restricted to the class pixels (right), as Fischer et al. (2017), Figure 2.
 - ``attacks_figure``: one curve per attack on shared axes: hidden and kept against eps (hide goal), or mIoU and
   pixel accuracy under attack against eps (untargeted goal).
-- ``figure1``: the 11 panels of Fischer et al. (2017), Figure 1, for one image, from its ``figure1_<id>.npz``.
+- ``figure1``: the 11 panels of Fischer et al. (2017), Figure 1, for one image, from its ``figure1_<id>.npz``,
+  in the colours and names of the model's classes (``label_colors``), with why the image was chosen.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,15 +23,18 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.artist import Artist
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ..data.labels import CLASS_NAMES, colorize
+from ..data.labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, is_void, label_names
 from ..rundir import atomic_open
 from .summary import class_phrase
 
-__all__ = ["figure2", "figure1", "panels_figure", "attacks_figure", "FOOLED_COLOR", "PRESERVED_COLOR"]
+__all__ = [
+    "figure2", "figure1", "panels_figure", "attacks_figure", "label_colors", "FOOLED_COLOR", "PRESERVED_COLOR",
+]  # fmt: skip
 
 FOOLED_COLOR = "#8b0000"  # dark red, as the paper
 PRESERVED_COLOR = "#a9a9a9"  # light grey, as the paper
@@ -209,21 +215,153 @@ def _difference(pred: np.ndarray, other: np.ndarray, hidden: np.ndarray) -> np.n
     return out
 
 
+_CITYSCAPES_COLORS = {n: c for n, c in zip(CLASS_NAMES, CLASS_COLORS, strict=True)}
+
+
+def _hashed_color(name: str) -> tuple[int, int, int]:
+    """A colour of its own for a class name, from its SHA-256, kept away from black and white."""
+    b = hashlib.sha256(name.encode("utf-8")).digest()
+    r, g, bl = (40 + v * 176 // 255 for v in b[:3])
+    return (r, g, bl)
+
+
+def label_colors(label_names: Sequence[str]) -> np.ndarray:
+    """(K, 3) uint8 colours for the classes named ``label_names`` (in output order).
+
+    A Cityscapes name (any case, ``_`` for a space) takes its Cityscapes colour; a void class (``void``,
+    ``unlabeled``, ``unlabelled``, ``ignore``) is black; the other classes take matplotlib's ``tab20`` colours in
+    order, then a colour from a hash of their name. The same names always give the same colours.
+
+    >>> label_colors(["person", "void", "cat"]).tolist()
+    [[220, 20, 60], [0, 0, 0], [31, 119, 180]]
+    """
+    tab = matplotlib.colormaps["tab20"]
+    out = np.zeros((len(label_names), 3), np.uint8)
+    others = 0
+    for k, name in enumerate(label_names):
+        key = str(name).strip().lower().replace("_", " ")
+        if is_void(name):
+            continue
+        if key in _CITYSCAPES_COLORS:
+            out[k] = _CITYSCAPES_COLORS[key]
+        elif others < tab.N:
+            out[k] = np.round(np.asarray(tab(others)[:3]) * 255).astype(np.uint8)
+            others += 1
+        else:
+            out[k] = _hashed_color(str(name))
+    return out
+
+
+def _colorize(label: np.ndarray, colors: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 in ``colors``; ids outside them (ignore, 255) black."""
+    label = np.asarray(label).astype(np.int64)
+    inside = (label >= 0) & (label < len(colors))
+    out = np.zeros((*label.shape, 3), np.uint8)
+    out[inside] = colors[label[inside]]
+    return out
+
+
+def _figure1_names(data: Mapping[str, Any], present: Sequence[int]) -> list[str]:
+    """The class names of a Figure 1 file: its ``label_names``, or (files written before they were recorded) the
+    Cityscapes names, with plain indices for ids beyond them (but 255, ignore)."""
+    if "label_names" in data:
+        return [str(n) for n in np.atleast_1d(data["label_names"]).tolist()]
+    names = list(label_names(None))
+    top = max((k for k in present if k != IGNORE_INDEX), default=-1)
+    return names + [str(k) for k in range(len(names), top + 1)]
+
+
+def _legend_handles(names: Sequence[str], colors: np.ndarray, present: Sequence[int]) -> list[Artist]:
+    handles: list[Artist] = []
+    seen: set[tuple[str, tuple[int, ...]]] = set()
+    for k in present:
+        if not 0 <= k < len(names):
+            continue
+        label = "void" if is_void(names[k]) else names[k]
+        key = (label, tuple(int(v) for v in colors[k]))
+        if key in seen:
+            continue
+        seen.add(key)
+        handles.append(Patch(facecolor=colors[k] / 255, edgecolor="0.6", linewidth=0.5, label=label))
+    handles += [
+        Line2D([], [], ls="", marker="s", color="#8b0000", label="(j,k) class pixel changed"),
+        Line2D([], [], ls="", marker="s", color="black", label="(j,k) other pixel changed"),
+    ]
+    return handles
+
+
+_LEGEND_FONT = 7
+_LEGEND_PAD = 0.12  # inches between the legend and the figure's bottom edge, and between it and the grid
+
+
+def _crowded(fig: Figure, renderer: Any) -> bool:
+    """Whether a panel's title runs into another panel (tight_layout lays out cells, and images with a fixed aspect
+    sit inside them, so a figure too short for its titles can still overlap)."""
+    axes = [ax for ax in fig.axes if ax.axison]
+    boxes = [ax.get_window_extent(renderer) for ax in axes]
+    for ax in axes:
+        title = ax.title.get_window_extent(renderer)
+        if any(other is not ax and title.overlaps(box) for other, box in zip(axes, boxes, strict=True)):
+            return True
+    return False
+
+
+def _legend_below(fig: Figure, handles: list[Artist], height: float) -> None:
+    """Put the legend below the whole grid, as many columns as fit the figure's width, and make the figure taller
+    by what it needs (measured with the Agg renderer), so that it overlaps no panel and no title; the grid itself
+    grows while a title runs into a panel."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    renderer = canvas.get_renderer()
+    width_px = fig.get_figwidth() * fig.dpi * 0.98
+    ncol = len(handles)
+    while True:
+        legend = fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=_LEGEND_FONT, frameon=False,
+                            bbox_to_anchor=(0.5, 0.0), borderaxespad=0.0)  # fmt: skip
+        box = legend.get_window_extent(renderer)
+        if box.width <= width_px or ncol == 1:
+            break
+        legend.remove()
+        ncol = max(1, min(ncol - 1, int(ncol * width_px / box.width)))
+    reserve = box.height / fig.dpi + 2 * _LEGEND_PAD
+    for _ in range(8):
+        total = height + reserve
+        fig.set_size_inches(fig.get_figwidth(), total)
+        legend.set_bbox_to_anchor((0.5, _LEGEND_PAD / total), transform=fig.transFigure)
+        with warnings.catch_warnings():  # "cannot make Axes height small enough": grown below
+            warnings.simplefilter("ignore", UserWarning)
+            fig.tight_layout(rect=(0, reserve / total, 1, 1))
+        canvas.draw()
+        if not _crowded(fig, canvas.get_renderer()):
+            break
+        height += 0.4
+
+
 def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figure:
     """The 11 panels of the paper's Figure 1 from arrays (as saved in ``figure1_<id>.npz``):
 
     ``image``, ``adv``, ``adv_restricted`` (H, W, 3) uint8; ``target``, ``pred``, ``pred_adv``, ``pred_restricted``
-    (H, W) class ids; ``class_ids``; ``eps`` (levels). Layout: left column original / target / prediction, middle
-    the perturbation on the whole image, right the perturbation restricted to the class pixels.
+    (H, W) class ids; ``class_ids``; ``eps`` (levels); optional ``label_names`` (the names of all the model's
+    classes; the Cityscapes names by default), ``reason`` (why the image was chosen, a second title line),
+    ``image_id`` and ``attack``. Layout: left column original / target / prediction, middle the perturbation on
+    the whole image, right the perturbation restricted to the class pixels; the legend of the classes present
+    below the grid.
     """
     image, adv, adv_r = data["image"], data["adv"], data["adv_restricted"]
     pred = np.asarray(data["pred"])
-    hidden = np.isin(pred, np.asarray(data["class_ids"]))
+    class_ids = np.atleast_1d(np.asarray(data["class_ids"]))
+    hidden = np.isin(pred, class_ids)
     pred_adv, pred_r = np.asarray(data["pred_adv"]), np.asarray(data["pred_restricted"])
+    target = np.asarray(data["target"])
+    present = sorted(
+        set(np.unique(pred).tolist()) | set(np.unique(pred_adv).tolist()) | set(np.unique(pred_r).tolist())
+        | set(np.unique(target).tolist())
+    )  # fmt: skip
+    names = _figure1_names(data, present)
+    colors = label_colors(names)
 
     def changed(p: np.ndarray) -> str:
         n = int(hidden.sum())
-        fooled = 100 * float((hidden & ~np.isin(p, data["class_ids"])).sum()) / max(n, 1)
+        fooled = 100 * float((hidden & ~np.isin(p, class_ids)).sum()) / max(n, 1)
         kept = 100 * float(((p == pred) & ~hidden).sum()) / max(int((~hidden).sum()), 1)
         return f"{fooled:.0f}% hidden, {kept:.1f}% kept"
 
@@ -233,44 +371,36 @@ def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figur
         (0, 2, "(c) adv. restricted", adv_r),
         (1, 1, "(d) adv. noise (×8)", _noise(adv, image)),
         (1, 2, "(e) adv. restricted noise (×8)", _noise(adv_r, image)),
-        (2, 0, "(f) adv. target", colorize(data["target"])),
-        (2, 1, "(g) pred. on adv.", colorize(pred_adv)),
-        (2, 2, "(h) pred. on restricted adv.", colorize(pred_r)),
-        (3, 0, "(i) prediction", colorize(pred)),
+        (2, 0, "(f) adv. target", _colorize(target, colors)),
+        (2, 1, "(g) pred. on adv.", _colorize(pred_adv, colors)),
+        (2, 2, "(h) pred. on restricted adv.", _colorize(pred_r, colors)),
+        (3, 0, "(i) prediction", _colorize(pred, colors)),
         (3, 1, f"(j) pred. vs. pred. on adv.\n{changed(pred_adv)}", _difference(pred, pred_adv, hidden)),
         (3, 2, f"(k) pred. vs. pred. rest. adv.\n{changed(pred_r)}", _difference(pred, pred_r, hidden)),
     ]
+    if title is None:
+        cls = class_phrase([names[int(k)] if 0 <= int(k) < len(names) else str(int(k)) for k in class_ids])
+        eps = float(data["eps"])
+        attack = str(data.get("attack", "illm"))
+        by = "" if attack == "illm" else f" with {attack}"
+        title = f"{data.get('image_id', '')}: hiding {cls}{by} at eps = {eps:g} levels ({eps:g}/255)"
+        reason = str(data["reason"]) if "reason" in data else ""
+        if reason:
+            title += f"\n{reason}"
     h, w = pred.shape
-    fig = Figure(figsize=(3 * 3.4, 4 * 3.4 * h / w + 1.6))
+    height = 4 * 3.4 * h / w + 1.6 + 0.3 * title.count("\n")  # each further title line: room, or panels crowd
+    fig = Figure(figsize=(3 * 3.4, height))
+    FigureCanvasAgg(fig)
     axes = fig.subplots(4, 3)
-    axes[1, 0].axis("off")
+    axes[1, 0].axis("off")  # the paper's empty cell (its legend goes below the grid, where any number fits)
     for r, c, name, img in panels:
         axes[r, c].imshow(img, interpolation="nearest")
         axes[r, c].set_title(name, fontsize=9)
         axes[r, c].set_xticks([])
         axes[r, c].set_yticks([])
-    present = sorted(set(np.unique(pred).tolist()) | set(np.unique(pred_adv).tolist()))
-    handles: list[Artist] = [
-        Patch(color=np.asarray(colorize(np.array([[k]])))[0, 0] / 255, label=_name(k)) for k in present if k < 255
-    ]
-    handles += [
-        Line2D([], [], ls="", marker="s", color="#8b0000", label="(j,k) class pixel changed"),
-        Line2D([], [], ls="", marker="s", color="black", label="(j,k) other pixel changed"),
-    ]
-    axes[1, 0].legend(handles=handles, loc="center", fontsize=7, frameon=False, ncol=1)
-    if title is None:
-        cls = class_phrase([_name(int(k)) for k in np.atleast_1d(data["class_ids"])])
-        eps = float(data["eps"])
-        attack = str(data.get("attack", "illm"))
-        by = "" if attack == "illm" else f" with {attack}"
-        title = f"{data.get('image_id', '')}: hiding {cls}{by} at eps = {eps:g} levels ({eps:g}/255)"
     fig.suptitle(title)
-    fig.tight_layout()
+    _legend_below(fig, _legend_handles(names, colors, present), height)
     return fig
-
-
-def _name(k: int) -> str:
-    return CLASS_NAMES[k] if 0 <= k < len(CLASS_NAMES) else str(k)
 
 
 def figure1(npz_path: str | os.PathLike[str], out_path: str | os.PathLike[str] | None = None) -> Path:
