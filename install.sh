@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install segattack (editable) into the active Python environment.
 #   ./install.sh          the library and the `segattack` command
-#   ./install.sh test     plus the test tools (pytest, hypothesis, ruff, mypy)
+#   ./install.sh test     plus the test tools (pytest, hypothesis, ruff, mypy) and, where it is missing and this
+#                         script runs as root on a system with apt-get, Debian's `chromium` (the report test opens
+#                         report.html in headless Chromium; without it that test is skipped)
 # An installed torch is kept as it is. Without one, torch 2.13.0 is installed first: on the project's
 # build machines pip finds the CPU build on local disk; elsewhere install the torch build you want first.
 set -euo pipefail
@@ -11,3 +13,21 @@ if ! python -c "import torch" 2>/dev/null; then
     python -m pip install "torch==2.13.0"
 fi
 python -m pip install -e ".${extras:+[$extras]}"
+
+install_chromium() {
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get install -y -qq --no-install-recommends -o Dpkg::Use-Pty=0 chromium)
+    if ! "${apt[@]}" >/dev/null 2>&1; then
+        apt-get update -qq >/dev/null 2>&1 || true
+        if ! "${apt[@]}" >/dev/null 2>&1; then
+            echo "install.sh: could not install chromium (the browser test will be skipped)" >&2
+            return 0
+        fi
+    fi
+    echo "install.sh: installed $(chromium --version 2>/dev/null || echo chromium)"
+}
+
+if [[ "$extras" == *test* ]] && ! command -v chromium >/dev/null 2>&1 \
+        && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    install_chromium
+fi

@@ -1,5 +1,12 @@
 """``report.html``: one self-contained page (images embedded) per experiment directory; and ``write_report``, which
-redraws every figure, ``summary.csv`` and the page from the result files alone."""
+redraws every figure, ``summary.csv`` and the page from the result files alone.
+
+The page, top to bottom: the headline (hidden and kept at the eps nearest 10, whole image and restricted, and the
+number of images; for the untargeted goal mIoU and accuracy under attack), the model, the data and the run's cost,
+Figure 2, the attacks compared (with several), the summary table per eps and mode, Figure 1, the gallery of
+per-image thumbnails (worst first) and the configuration. Everything is inline (images as ``data:`` URIs, CSS in a
+``<style>``, no script, no font or file from elsewhere), and the layout follows the width of the screen.
+"""
 
 from __future__ import annotations
 
@@ -15,30 +22,89 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..rundir import FIGURE1_PREFIX, REPORT_FILE, RESULTS_FILE, read_config, write_text
+from ..rundir import FIGURE1_PREFIX, REPORT_FILE, RESULTS_FILE, read_config, read_rows, write_text
 from .figures import attacks_figure, figure1, figure2
-from .summary import MODE_TITLES, attack_sentences, class_phrase, sentences, summarize_results
+from .gallery import GALLERY_CSS, GalleryItem, gallery_html, read_gallery
+from .summary import (
+    MODE_TITLES,
+    WORST,
+    attack_sentences,
+    attack_time,
+    class_phrase,
+    headline,
+    sentences,
+    summarize_results,
+)
 
 __all__ = ["write_report", "render_html", "Report"]
 
 log = logging.getLogger(__name__)
 
+_CSS = (
+    "*{box-sizing:border-box}html{-webkit-text-size-adjust:100%;text-size-adjust:100%}"
+    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;max-width:1100px;"
+    "margin:0 auto;padding:12px 16px 40px;color:#222;background:#fafafa;line-height:1.45}"
+    "h1{font-size:1.55em;margin:.4em 0 .1em;line-height:1.2}h1 small{display:block;font-size:.55em;color:#666;"
+    "font-weight:400;margin-top:.25em}"
+    "h2{font-size:1.2em;margin:1.8em 0 .6em;padding-bottom:.2em;border-bottom:1px solid #ddd}"
+    "img{max-width:100%;height:auto}code{font-size:.92em}"
+    "nav{display:flex;flex-wrap:wrap;gap:6px;margin:.6em 0 1em;font-size:.9em}"
+    "nav a{padding:2px 10px;border:1px solid #ccc;border-radius:999px;color:#333;text-decoration:none;"
+    "background:#fff}"
+    ".headline{background:#fff;border:1px solid #ddd;border-radius:10px;padding:12px 16px 14px}"
+    ".headline .lede{margin:0 0 8px;color:#444}"
+    ".modes{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:10px 24px}"
+    ".mode h3{font-size:.8em;font-weight:600;margin:0 0 2px;color:#555;text-transform:uppercase;letter-spacing:.04em}"
+    ".stats{display:flex;flex-wrap:wrap;gap:4px 22px}.stat{min-width:110px}"
+    ".stat .v{font-size:2.3em;font-weight:700;line-height:1.1;font-variant-numeric:tabular-nums}"
+    ".stat.hidden .v{color:#8b0000}.stat .pm{color:#777;font-size:.95em;margin-left:3px}"
+    ".stat .k{display:block;font-size:.85em;color:#444}"
+    ".headline .count{margin:10px 0 0;font-size:.95em}.headline .none{font-size:1.1em;margin:.3em 0}"
+    ".def{font-size:.88em;color:#555;margin:.8em 0 0}"
+    ".facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 14px;margin:1em 0 0;"
+    "font-size:.95em}.facts dt{font-weight:600;color:#444}.facts dd{margin:0;overflow-wrap:anywhere}"
+    ".facts .sub{color:#666}"
+    "@media (max-width:600px){body{padding:8px 10px 32px}.facts{grid-template-columns:minmax(0,1fr);gap:0}"
+    ".facts dt{margin-top:8px}.stat .v{font-size:1.9em}}"
+    ".scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}"
+    "table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums;background:#fff}"
+    "td,th{border:1px solid #e2e2e2;padding:3px 7px;text-align:right}td{white-space:nowrap}"
+    "th{background:#f1f1f1;font-weight:600;vertical-align:bottom;min-width:3.5em}"
+    "td:first-child,th:first-child{position:sticky;left:0;background:#f7f7f7}"
+    "td.l,th.l{text-align:left}tr.group td{border-top:2px solid #bbb}td small{color:#777}"
+    "figure.fig{margin:0 0 1.4em;background:#fff;border:1px solid #e2e2e2;padding:6px}"
+    "figure.fig figcaption{font-size:.9em;color:#333;padding:4px 2px 0}"
+    "details{margin:.6em 0}summary{cursor:pointer;color:#333}"
+    "pre{background:#f3f3f3;padding:1em;overflow-x:auto;font-size:.8em;max-width:100%}"
+    ".note{font-size:.9em;color:#555}ul.words li{margin:.2em 0}"
+)
+
 
 class Report:
-    """What ``write_report`` produced: the page, the figures, the summary rows and the sentences."""
+    """What ``write_report`` produced: the page, the figures, the summary rows, the sentences and the gallery."""
 
     def __init__(
-        self, html_path: Path, figures: list[Path], summary: list[dict[str, Any]], sentences: list[str]
+        self,
+        html_path: Path,
+        figures: list[Path],
+        summary: list[dict[str, Any]],
+        sentences: list[str],
+        gallery: list[GalleryItem] | None = None,
     ) -> None:
         self.html_path = html_path
         self.figures = figures
         self.summary = summary
         self.sentences = sentences
+        self.gallery = gallery or []
 
 
 def _img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
 
 
 def _cell(v: Any, pct: bool = False) -> str:
@@ -49,6 +115,274 @@ def _cell(v: Any, pct: bool = False) -> str:
     return html.escape(str(v))
 
 
+def _pm(mean: Any, std: Any) -> str:
+    """``97.9 <small>± 4.8</small>`` (percent), ``–`` for NaN."""
+    if not isinstance(mean, float | int) or math.isnan(mean):
+        return "–"
+    s = "" if not isinstance(std, float | int) or math.isnan(std) else f" <small>± {100 * std:.1f}</small>"
+    return f"{100 * mean:.1f}{s}"
+
+
+def _num(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _levels(eps: Any) -> str:
+    e = _num(eps)
+    return _esc(eps) if math.isnan(e) else f"{e:g}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(round(seconds), 60)
+    if m < 60:
+        return f"{m} min {s:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+_MODE_SHORT = {"full": "whole image", "posthoc": "restricted post hoc", "during": "restricted during"}
+
+
+def _stat(value: Any, std: Any, label: str, cls: str = "") -> str:
+    v = _num(value)
+    if math.isnan(v):
+        return ""
+    s = _num(std)
+    pm = "" if math.isnan(s) else f'<span class="pm">± {100 * s:.1f}</span>'
+    return (
+        f'<div class="stat {cls}"><span class="v">{100 * v:.1f}%</span>{pm}'
+        f'<span class="k">{html.escape(label)}</span></div>'
+    )
+
+
+def _headline_hide(summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequence[str]) -> str:
+    head = headline(summary, goal="hide")
+    rows: Mapping[str, Mapping[str, Any]] = head.get("rows", {})
+    if not rows or not any(r.get("fooled_count") for r in rows.values()):
+        text = lines[0] if lines else f"no image with {cls} pixels was attacked"
+        return f'<section class="headline"><p class="none">{html.escape(text[:1].upper() + text[1:])}.</p></section>'
+    eps = _levels(head["eps"])
+    by = "" if len({r.get("attack") for r in summary}) <= 1 else f", attack <b>{_esc(head['attack'])}</b>"
+    parts = [
+        '<section class="headline" id="headline">',
+        f'<p class="lede">At <b>eps = {eps}</b> ({eps}/255 in L-inf){by}:</p><div class="modes">',
+    ]
+    for mode, r in rows.items():
+        title = {"full": "whole image", "posthoc": f"restricted to {cls} pixels (post hoc)"}.get(
+            mode, f"restricted to {cls} pixels during the attack"
+        )
+        if not r.get("fooled_count"):
+            parts.append(f'<div class="mode"><h3>{html.escape(title)}</h3><p>no image with {_esc(cls)} pixels</p>')
+            parts.append("</div>")
+            continue
+        parts.append(
+            f'<div class="mode"><h3>{html.escape(title)}</h3><div class="stats">'
+            + _stat(r["fooled_mean"], r["fooled_std"], f"of {cls} pixels hidden", "hidden")
+            + _stat(r["preserved_mean"], r["preserved_std"], "of background kept", "kept")
+            + "</div></div>"
+        )
+    parts.append("</div>")
+    first = next(iter(rows.values()))
+    n_ok = int(first.get("fooled_count") or 0)
+    apart = [
+        f"{first.get(k, 0)} {what}"
+        for k, what in (("absent", f"without {cls}"), ("all_hidden", f"all {cls}"), ("unreadable", "unreadable"))
+        if first.get(k)
+    ]
+    tail = f" ({', '.join(apart)}: counted apart)" if apart else ""
+    parts.append(
+        f'<p class="count"><b>{n_ok}</b> image{"s" if n_ok != 1 else ""} with {_esc(cls)} pixels, of '
+        f"{first.get('images', n_ok)}{html.escape(tail)}; mean ± population std over images.</p>"
+    )
+    parts.append(
+        '<p class="def"><b>hidden</b>: share of the pixels the model predicts as '
+        f"{_esc(cls)} on the clean image that it no longer predicts as {_esc(cls)} on the adversarial one. "
+        "<b>kept</b>: share of the other pixels whose prediction is unchanged. eps is the L-inf budget in 8-bit "
+        "levels. Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
+        "Segmentation</i>.</p></section>"
+    )
+    return "".join(parts)
+
+
+def _headline_untargeted(summary: Sequence[Mapping[str, Any]], against: str) -> str:
+    head = headline(summary, goal="untargeted")
+    row = head.get("rows", {}).get("full")
+    if row is None or not row.get("accuracy_count"):
+        return '<section class="headline"><p class="none">No image was attacked.</p></section>'
+    eps = _levels(head["eps"])
+    who = "the worst of all attacks, per image" if head["attack"] == WORST else f"attack {head['attack']}"
+    stats = (
+        _stat(row["miou"], math.nan, "mIoU under attack", "hidden")
+        + _stat(row["clean_miou"], math.nan, "mIoU of the clean model", "kept")
+        + _stat(row["accuracy_mean"], row["accuracy_std"], "pixel accuracy under attack", "hidden")
+        + _stat(row["clean_accuracy_mean"], row["clean_accuracy_std"], "clean pixel accuracy", "kept")
+    )
+    n = int(row["accuracy_count"])
+    return (
+        f'<section class="headline" id="headline"><p class="lede">At <b>eps = {eps}</b> ({eps}/255 in L-inf), '
+        f'{html.escape(who)}:</p><div class="stats">{stats}</div><p class="count"><b>{n}</b> '
+        f"image{'s' if n != 1 else ''}, against {html.escape(against)}; accuracy: mean ± population std over "
+        "images.</p>"
+        '<p class="def">Untargeted attacks: each tries to change the prediction away from the labels. eps is the '
+        f"L-inf budget in 8-bit levels; <b>accuracy</b> = share of the labelled pixels predicted as {against}; "
+        "<b>mIoU</b> from the confusion matrices summed over the data set (the Cityscapes rule). <b>worst of "
+        "all</b>: per image, the attack with the lowest accuracy.</p></section>"
+    )
+
+
+def _passes(exp: Mapping[str, Any]) -> str:
+    passes = exp.get("passes")
+    eps = exp.get("eps_levels") or []
+    if not isinstance(passes, Mapping) or not passes:
+        return ""
+    options = {a.get("name"): a.get("options", {}) for a in exp.get("attacks", []) if isinstance(a, Mapping)}
+    out = []
+    for name, per_eps in passes.items():
+        if not isinstance(per_eps, list):
+            continue
+        text = f"<b>{_esc(name)}</b> " + " / ".join(_esc(p) for p in per_eps)
+        if len(eps) == len(per_eps) and len(eps) > 1:
+            text += " at eps " + " / ".join(_levels(e) for e in eps)
+        elif len(eps) == 1:
+            text += f" at eps {_levels(eps[0])}"
+        total = _sweep_total(str(name), eps, options.get(name) or {})
+        if total:
+            text += f", {html.escape(total)}"
+        out.append(text)
+    if not out:
+        return ""
+    during = ""
+    if "during" in exp.get("modes", []):
+        during = " The restriction during the attack runs each attack once more."
+    return "Passes per image (forward+backward): " + "; ".join(out) + "." + during
+
+
+def _sweep_total(name: str, eps: Sequence[Any], options: Mapping[str, Any]) -> str:
+    """``15 in all: the budgets share a prefix`` where the attack's sweep shares one (``illm``); else ``""``. Pure
+    arithmetic from the attack registry; anything it cannot say (an attack not importable here) is left out."""
+    try:
+        from ..attacks import registry
+
+        plan = registry.plan(name, [float(e) for e in eps], **dict(options))
+    except Exception:  # noqa: BLE001 - the report never fails on a registry it cannot consult
+        return ""
+    if getattr(plan, "shared", False) and plan.forward is not None and len(eps) > 1:
+        return f"{plan.forward} in all (the budgets share a prefix)"
+    return ""
+
+
+def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: str) -> str:
+    exp: Mapping[str, Any] = config.get("experiment", {})
+    run: Mapping[str, Any] = config.get("run", {}) or {}
+    items: list[tuple[str, str]] = []
+    model = exp.get("model")
+    sha = exp.get("model_sha256")
+    model_txt = f"<code>{_esc(model)}</code>" if model else "given from Python"
+    if exp.get("weights"):
+        model_txt += f", weights <code>{_esc(exp['weights'])}</code>"
+    if sha:
+        model_txt += f' <span class="sub">(sha256 {_esc(str(sha)[:12])}…)</span>'
+    items.append(("Model", model_txt))
+    data = exp.get("data")
+    data_txt = f"<code>{_esc(data)}</code>, " if data else ""
+    n = exp.get("images")
+    data_txt += f"{_esc(n)} images" if n is not None else "images"
+    size = exp.get("size")
+    if isinstance(size, list) and len(size) == 2:
+        data_txt += f" at {_esc(size[0])}×{_esc(size[1])}"
+    if exp.get("goal") != "untargeted":
+        ids = exp.get("class_ids", [])
+        data_txt += f"; hiding <b>{_esc(cls)}</b>" + (f" (train id {', '.join(_esc(i) for i in ids)})" if ids else "")
+    items.append(("Data", data_txt))
+    attacks = [a for a in exp.get("attacks", []) if isinstance(a, Mapping)]
+    if attacks:
+        descr = []
+        for a in attacks:
+            opts = ", ".join(f"{_esc(k)}={_esc(v)}" for k, v in (a.get("options") or {}).items())
+            descr.append(f"<b>{_esc(a.get('name'))}</b>" + (f" ({opts})" if opts else ""))
+        eps = exp.get("eps_levels") or []
+        modes = ", ".join(_MODE_SHORT.get(m, m) for m in exp.get("modes", []))
+        items.append(("Attack", ", ".join(descr) + f"; eps {', '.join(_levels(e) for e in eps)} levels" + f"; {modes}"))
+    seconds, attacked = attack_time(rows)
+    cost = []
+    if attacked:
+        cost.append(
+            f"<b>{_duration(seconds)}</b> for {attacked} image{'s' if attacked != 1 else ''} "
+            f"({_duration(seconds / attacked)} per image, every eps and mode; the rows' <code>time_s</code> summed, "
+            "loading the model not counted)"
+        )
+    passes = _passes(exp)
+    if passes:
+        cost.append(passes)
+    if cost:
+        items.append(("Cost", "<br>".join(cost)))
+    if run:
+        bits = []
+        if run.get("device"):
+            bits.append(f"device <b>{_esc(run['device'])}</b>")
+        if run.get("batch_size") is not None:
+            bits.append(f"batch {_esc(run['batch_size'])}")
+        if run.get("seed") is not None:
+            bits.append(f"seed {_esc(run['seed'])}")
+        versions = run.get("versions") or {}
+        if isinstance(versions, Mapping) and versions:
+            bits.append(" ".join(f"{_esc(k)} {_esc(v)}" for k, v in versions.items()))
+        if run.get("written"):
+            bits.append(f'<span class="sub">written {_esc(run["written"])}</span>')
+        if bits:
+            items.append(("Run", " · ".join(bits)))
+    return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
+    several = len({r.get("attack") for r in summary}) > 1
+    if untargeted:
+        heads = ["attack", "eps", "images", "mIoU %", "clean mIoU %", "accuracy %", "PSNR&nbsp;dB", "max L&#8209;inf"]
+    else:
+        heads = [
+            "eps", "mode", "hidden %", "kept %", "target hit %", "images", "with class", "absent", "all hidden",
+            "unreadable", "PSNR&nbsp;dB", "max L&#8209;inf",
+        ]  # fmt: skip
+        if several:
+            heads.insert(0, "attack")
+    left = {"attack", "mode"}
+    out = ['<div class="scroll"><table><thead><tr>']
+    out.append("".join(f'<th class="l">{h}</th>' if h in left else f"<th>{h}</th>" for h in heads))
+    out.append("</tr></thead><tbody>")
+    prev: tuple[Any, Any] | None = None
+    for r in summary:
+        key = (r.get("attack"), None if untargeted else r["eps"])
+        group = ' class="group"' if prev is not None and key != prev else ""
+        prev = key
+        if untargeted:
+            cells = [
+                f'<td class="l">{_esc(r.get("attack", ""))}</td>', f"<td>{_cell(r['eps'])}</td>",
+                f"<td>{_cell(r['images'])}</td>", f"<td>{_cell(r['miou'], True)}</td>",
+                f"<td>{_cell(r['clean_miou'], True)}</td>", f"<td>{_pm(r['accuracy_mean'], r['accuracy_std'])}</td>",
+                f"<td>{_cell(r['psnr_mean'])}</td>", f"<td>{_cell(r['linf_max'])}</td>",
+            ]  # fmt: skip
+        else:
+            cells = [
+                f"<td>{_cell(r['eps'])}</td>", f'<td class="l">{_esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>',
+                f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td>",
+                f"<td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>",
+                f"<td>{_cell(r['target_hit_mean'], True)}</td>", f"<td>{_cell(r['images'])}</td>",
+                f"<td>{_cell(r['ok'])}</td>", f"<td>{_cell(r['absent'])}</td>", f"<td>{_cell(r['all_hidden'])}</td>",
+                f"<td>{_cell(r['unreadable'])}</td>", f"<td>{_cell(r['psnr_mean'])}</td>",
+                f"<td>{_cell(r['linf_max'])}</td>",
+            ]  # fmt: skip
+            if several:
+                cells.insert(0, f'<td class="l">{_esc(r.get("attack", ""))}</td>')
+        out.append(f"<tr{group}>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
 def render_html(
     config: Mapping[str, Any],
     summary: Sequence[Mapping[str, Any]],
@@ -57,85 +391,140 @@ def render_html(
     figure1_pngs: Sequence[Path],
     attacks_png: Path | None = None,
     attack_lines: Sequence[str] = (),
+    *,
+    rows: Sequence[Mapping[str, Any]] = (),
+    figure1_captions: Mapping[Path, str] | None = None,
+    gallery: Sequence[GalleryItem] = (),
+    gallery_limit: int | None = None,
 ) -> str:
-    """The page as a string (images embedded as base64 PNG)."""
+    """The page as a string (images embedded as base64 PNG, no script, nothing fetched from elsewhere).
+
+    ``lines`` and ``attack_lines`` are the sentences of ``sentences`` and ``attack_sentences``; ``rows`` the result
+    rows (for the run's wall time); ``figure1_captions`` a caption per Figure 1 PNG (the image id, and the reason it
+    was chosen where its npz gives one); ``gallery`` the cards of ``read_gallery`` (at most ``gallery_limit``, by
+    default ``gallery.GALLERY_LIMIT``)."""
     exp = config.get("experiment", {})
-    cls = class_phrase(exp.get("class_names", ["person"]))
+    names = exp.get("class_names", ["person"])
+    cls = class_phrase(names)
     untargeted = exp.get("goal") == "untargeted"
-    head = (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>segattack report</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-        "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-        "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:85%}"
-        "</style></head><body>"
-    )
+    against = "the clean prediction" if exp.get("reference") == "prediction" else "the ground truth"
     title = "Robustness under attack" if untargeted else f"Hiding {html.escape(cls)} pixels"
-    parts = [head, f"<h1>{title}: adversarial examples for semantic segmentation</h1>"]
-    if untargeted:
-        against = "the clean prediction" if exp.get("reference") == "prediction" else "the ground truth"
+    show_fig2 = figure2_png is not None and figure2_png.exists() and not untargeted
+    show_attacks = bool(attack_lines) or (attacks_png is not None and attacks_png.exists())
+    fig1 = [p for p in figure1_pngs if p.exists()]
+    attacks = list(dict.fromkeys(r.get("attack") for r in summary))
+    several = len(attacks) > 1
+    sections = [
+        ("figure2", "Figure 2", show_fig2),
+        ("attacks", "Attacks compared", show_attacks),
+        ("summary", "Summary", True),
+        ("figure1", "Figure 1", bool(fig1)),
+        ("gallery", "Gallery", bool(gallery)),
+        ("config", "Configuration", True),
+    ]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>segattack report: {title}</title><style>{_CSS}{GALLERY_CSS}</style></head><body>",
+        f"<h1>{title}<small>adversarial examples for semantic segmentation · segattack report</small></h1>",
+        "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t, show in sections if show) + "</nav>",
+        _headline_untargeted(summary, against) if untargeted else _headline_hide(summary, cls, lines),
+        _facts(config, rows, cls),
+    ]
+    if show_fig2 and figure2_png is not None:
         parts.append(
-            "<p>Untargeted attacks: each tries to change the prediction away from the labels. eps is the L-inf budget "
-            f"in 8-bit levels; <b>accuracy</b> = share of the labelled pixels predicted as {against} (mean ± "
-            "population std over images); <b>mIoU</b> from the confusion matrices summed over the data set (the "
-            f"Cityscapes rule); eps 0 is the clean model. <b>worst of all</b>: per image, the attack with the lowest "
+            f'<h2 id="figure2">Figure 2</h2><figure class="fig">{_img_tag(figure2_png, "Figure 2")}<figcaption>'
+            f"Share of {html.escape(cls)} pixels hidden (dark red) and of background kept (grey) against eps, mean "
+            "and ± 1 std over images: perturbation on the whole image (left) and restricted to the "
+            f"{html.escape(cls)} pixels (right)"
+            + (f"; attack {html.escape(str(attacks[0]))} (the others: <a href='#attacks'>below</a>)" if several else "")
+            + ".</figcaption></figure>"
+        )
+    if show_attacks:
+        parts.append('<h2 id="attacks">Attacks compared</h2>')
+        if attack_lines:
+            parts.append('<ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in attack_lines) + "</ul>")
+        if attacks_png is not None and attacks_png.exists():
+            parts.append(f'<figure class="fig">{_img_tag(attacks_png, "attacks compared")}</figure>')
+    parts.append('<h2 id="summary">Summary per eps and mode</h2>')
+    parts.append(_table(summary, untargeted))
+    modes = exp.get("modes", [])
+    if untargeted:
+        parts.append(
+            '<p class="note"><b>accuracy</b>: mean over images, ± the population std; <b>mIoU</b>: from the '
+            "confusion matrices summed over the data set; <b>worst of all</b>: per image, the attack with the lowest "
             "accuracy.</p>"
         )
     else:
         parts.append(
-            "<p>Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
-            "Segmentation</i>. eps is the L-inf budget in 8-bit levels (eps=10 means 10/255); <b>hidden</b> = share "
-            f"of the {html.escape(cls)} pixels of the clean prediction no longer predicted as {html.escape(cls)}; "
-            "<b>kept</b> = share of the other pixels whose prediction is unchanged; mean ± population std over images "
-            "that contain the class. With several attacks, <b>worst of all</b> takes per image the attack that hid "
-            "the most.</p>"
+            '<p class="note">'
+            + "".join(
+                f"<b>{html.escape(_MODE_SHORT.get(m, m))}</b>: {html.escape(MODE_TITLES[m])}<br>"
+                for m in modes
+                if m in MODE_TITLES
+            )
+            + "<b>hidden</b>, <b>kept</b>: means over the images with the class, ± the population std; <b>with "
+            "class</b>: images attacked; <b>absent</b>, <b>all hidden</b>, <b>unreadable</b>: counted apart, never "
+            "averaged in."
+            + (" <b>worst of all</b>: per image, the attack that hid the most." if several else "")
+            + "</p>"
         )
-    if lines and not untargeted:
-        parts.append("<h2>Results</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>")
-    if attack_lines:
-        parts.append("<h2>Attacks compared</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in attack_lines))
-        parts.append("</ul>")
-    if attacks_png is not None and attacks_png.exists():
-        parts.append(_img_tag(attacks_png, "attacks compared"))
-    if figure2_png is not None and figure2_png.exists() and not untargeted:
-        parts.append("<h2>Figure 2</h2>" + _img_tag(figure2_png, "Figure 2"))
-    parts.append("<h2>Summary per eps and mode</h2><table><tr>")
-    if untargeted:
-        heads = ["attack", "eps", "images", "mIoU %", "clean mIoU %", "accuracy %", "± std", "PSNR dB", "max L-inf"]
-    else:
-        heads = [
-            "attack", "eps", "mode", "images", "with class", "absent", "all hidden", "unreadable", "hidden %", "± std",
-            "kept %", "± std", "target hit %", "PSNR dB", "max L-inf",
-        ]  # fmt: skip
-    parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
-    for r in summary:
-        if untargeted:
-            cells = [
-                _cell(r.get("attack", "")), _cell(r["eps"]), _cell(r["images"]), _cell(r["miou"], True),
-                _cell(r["clean_miou"], True), _cell(r["accuracy_mean"], True), _cell(r["accuracy_std"], True),
-                _cell(r["psnr_mean"]), _cell(r["linf_max"]),
-            ]  # fmt: skip
-        else:
-            cells = [
-                _cell(r.get("attack", "")), _cell(r["eps"]), _cell(r["mode"]), _cell(r["images"]), _cell(r["ok"]),
-                _cell(r["absent"]), _cell(r["all_hidden"]), _cell(r["unreadable"]), _cell(r["fooled_mean"], True),
-                _cell(r["fooled_std"], True), _cell(r["preserved_mean"], True), _cell(r["preserved_std"], True),
-                _cell(r["target_hit_mean"], True), _cell(r["psnr_mean"]), _cell(r["linf_max"]),
-            ]  # fmt: skip
-        parts.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    parts.append("</table>")
-    modes = exp.get("modes", [])
-    parts.append("<p>" + "<br>".join(f"<b>{html.escape(m)}</b>: {html.escape(MODE_TITLES[m])}" for m in modes) + "</p>")
-    if figure1_pngs:
-        parts.append(f"<h2>Figure 1 (eps = {html.escape(str(exp.get('figure1_eps', '')))})</h2>")
-        parts.extend(f"<p>{_img_tag(p, p.stem)}</p>" for p in figure1_pngs)
-    parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)) + "</pre>")
+    words = [*lines] if not untargeted else []
+    if words:
+        parts.append(
+            '<details><summary>The same in sentences</summary><ul class="words">'
+            + "".join(f"<li>{html.escape(s)}</li>" for s in words)
+            + "</ul></details>"
+        )
+    if fig1:
+        captions = figure1_captions or {}
+        parts.append(
+            f'<h2 id="figure1">Figure 1 <small>(eps = {html.escape(str(exp.get("figure1_eps", "")))})</small></h2>'
+        )
+        for p in fig1:
+            cap = captions.get(p) or p.stem.removeprefix(FIGURE1_PREFIX)
+            parts.append(
+                f'<figure class="fig">{_img_tag(p, p.stem)}<figcaption>{html.escape(cap)}</figcaption></figure>'
+            )
+    if gallery:
+        first = gallery[0]
+        parts.append(
+            f'<h2 id="gallery">Gallery <small>(eps = {first.eps:g}, {html.escape(first.attack)}, whole image; '
+            "worst first)</small></h2>"
+        )
+        kw = {} if gallery_limit is None else {"limit": gallery_limit}
+        parts.append(gallery_html(gallery, class_names=names, **kw))
+    parts.append(
+        '<h2 id="config">Configuration</h2><details><summary><code>config.json</code></summary><pre>'
+        + html.escape(json.dumps(config, indent=2))
+        + "</pre></details>"
+    )
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
+def _figure1_caption(npz: Path) -> str:
+    """``<image id>: <reason>`` from a ``figure1_<id>.npz`` (its ``reason`` where it gives one), else the id."""
+    import numpy as np
+
+    image_id = npz.stem.removeprefix(FIGURE1_PREFIX)
+    reason = ""
+    try:
+        with np.load(npz) as z:
+            if "image_id" in z.files:
+                image_id = str(z["image_id"])
+            if "reason" in z.files:
+                r = z["reason"]
+                reason = r.item().decode("utf-8", "replace") if r.dtype.kind == "S" else str(r)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    return f"{image_id}: {reason.strip()}" if reason.strip() else image_id
+
+
 def write_report(out_dir: str | os.PathLike[str]) -> Report:
     """Redraw everything from the result files in ``out_dir``: ``summary.csv``, ``figure2.png/.svg/.pdf``,
-    ``figure1_<id>.png`` for every ``figure1_<id>.npz``, and ``report.html``. Never runs a model.
+    ``figure1_<id>.png`` for every ``figure1_<id>.npz``, and ``report.html`` (with the gallery of the thumbnails
+    under ``thumbs/`` where the run wrote them). Never runs a model.
 
     Raises ``RunDirError`` if ``out_dir`` holds no results. A Figure 1 file that cannot be read is skipped with
     a warning (``segattack run`` on the same directory writes it again).
@@ -147,6 +536,7 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
     exp = config.get("experiment", {})
     names = exp.get("class_names", ["person"])
     summary = summarize_results(out)
+    rows = read_rows(out)
     goal = exp.get("goal", "hide")
     attack_names = {r.get("attack") for r in summary}
     figures: list[Path] = []
@@ -158,13 +548,21 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
         figures += attacks_figure(summary, out / "attacks", goal=goal, class_names=names)
         attacks_png = out / "attacks.png"
         lines_a = attack_sentences(summary, goal=goal, class_names=names, reference=exp.get("reference"))
-    fig1 = []
+    fig1: list[Path] = []
+    captions: dict[Path, str] = {}
     for npz in sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")):
         try:
-            fig1.append(figure1(npz))
+            png = figure1(npz)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             log.warning("cannot draw Figure 1 from %s: %s", npz, err)
+            continue
+        fig1.append(png)
+        captions[png] = _figure1_caption(npz)
     lines = sentences(summary, class_names=names) if goal != "untargeted" else []
-    page = render_html(config, summary, lines, out / "figure2.png", fig1, attacks_png, lines_a)
+    gallery = read_gallery(out, rows) if goal != "untargeted" else []
+    page = render_html(
+        config, summary, lines, out / "figure2.png", fig1, attacks_png, lines_a,
+        rows=rows, figure1_captions=captions, gallery=gallery,
+    )  # fmt: skip
     write_text(out / REPORT_FILE, page)
-    return Report(out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a])
+    return Report(out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a], gallery)

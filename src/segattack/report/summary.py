@@ -23,6 +23,8 @@ __all__ = [
     "WORST",
     "worst_rows",
     "attack_sentences",
+    "headline",
+    "attack_time",
 ]
 
 #: Per-image quantities summarised per (attack, eps, mode): mean, std (population), count, missing.
@@ -262,3 +264,36 @@ def attack_sentences(
             f"{_pct(row['preserved_mean'], row['preserved_std'])} of background kept ({row['fooled_count']} images)"
         )
     return out
+
+
+def headline(summary: Sequence[Mapping[str, Any]], *, goal: str = "hide") -> dict[str, Any]:
+    """What a report leads with: the budget (eps nearest 10, the larger on a tie), the attack, and the summary row of
+    every mode at that budget (``rows``: mode -> summary row, in ``MODES`` order).
+
+    Hide goal: the first attack (the one ``sentences`` and Figure 2 show). Untargeted: the per-image worst case
+    over the attacks when several ran (``WORST``), else the one attack. ``{}`` for an empty summary.
+    """
+    if not summary:
+        return {}
+    attacks = list(dict.fromkeys(r.get("attack", DEFAULT_ATTACK) for r in summary))
+    attack = WORST if goal == "untargeted" and WORST in attacks else attacks[0]
+    rows = [r for r in summary if r.get("attack", DEFAULT_ATTACK) == attack]
+    eps = _nearest10(rows)
+    by_mode = {r["mode"]: r for r in sorted(rows, key=lambda r: MODES.index(r["mode"])) if r["eps"] == eps}
+    return {"eps": eps, "attack": attack, "rows": by_mode}
+
+
+def attack_time(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int]:
+    """The run's attack wall time in seconds from the rows' ``time_s``, and the number of images it covers.
+
+    ``time_s`` is an image's share of its batch's wall time (every budget, mode and attack of that batch), written
+    on each of the image's rows; so per image the distinct values are summed (a resumed run that added an attack
+    adds its own share), then over images. Rows without a time (NaN) or of images not attacked (0) add nothing.
+    """
+    per_image: dict[Any, set[float]] = {}
+    for r in rows:
+        t = _num(r.get("time_s"))
+        if math.isnan(t) or t <= 0:
+            continue
+        per_image.setdefault(r.get("index", r.get("image_id")), set()).add(t)
+    return sum(sum(ts) for ts in per_image.values()), len(per_image)

@@ -1,0 +1,353 @@
+"""Per-image thumbnails for the report's gallery: written while a run attacks an image, read back by the report.
+
+A report never runs a model, so the pictures of the gallery have to be written by the run itself: for every attacked
+image (at the Figure-1 budget, perturbation on the whole image) ``write_thumbnails`` stores four small PNGs,
+
+    DIR/thumbs/<output_name(image_id)>/image.png      the original image
+    DIR/thumbs/<output_name(image_id)>/adv.png        the adversarial image
+    DIR/thumbs/<output_name(image_id)>/pred.png       the clean prediction, in Cityscapes colours
+    DIR/thumbs/<output_name(image_id)>/pred_adv.png   the prediction on the adversarial image
+
+downscaled to at most ``max_width`` pixels wide (aspect kept; label maps by nearest neighbour, so no colour is
+blended). ``read_gallery`` pairs them with the result rows and sorts the images worst first (lowest share of class
+pixels hidden); ``gallery_html`` draws them as a grid of cards. An image without its four thumbnails (older runs, a
+run stopped while writing them) is left out of the gallery.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data.labels import CLASS_NAMES, colorize
+from ..rundir import DEFAULT_ATTACK, atomic_open, output_name, read_config
+
+__all__ = [
+    "THUMBS_DIR",
+    "THUMB_KINDS",
+    "GALLERY_LIMIT",
+    "GALLERY_CSS",
+    "GalleryItem",
+    "thumbnail_dir",
+    "write_thumbnails",
+    "read_gallery",
+    "gallery_html",
+]
+
+log = logging.getLogger(__name__)
+
+#: The folder of an experiment directory that holds the thumbnails.
+THUMBS_DIR = "thumbs"
+#: The thumbnails of one image (file stems under ``thumbs/<output_name(id)>/``) and their captions, in card order.
+THUMB_KINDS: dict[str, str] = {
+    "image": "original image",
+    "adv": "adv. example",
+    "pred": "prediction",
+    "pred_adv": "pred. on adv.",
+}
+#: At most this many cards are drawn by default (the worst images); every thumbnail stays on disk.
+GALLERY_LIMIT = 60
+_CLASSES_KEY = "segattack:classes"  # PNG text chunk of the prediction thumbnails: "id=name;id=name" present
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def thumbnail_dir(out_dir: str | os.PathLike[str], image_id: str) -> Path:
+    """``DIR/thumbs/<output_name(image_id)>``: where the thumbnails of one image go."""
+    return Path(out_dir) / THUMBS_DIR / output_name(image_id)
+
+
+def _image_array(name: str, a: Any) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"write_thumbnails: {name} must be an (H, W, 3) uint8 image, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"write_thumbnails: {name} must be uint8 (8-bit levels), got {arr.dtype}")
+    return arr
+
+
+def _label_array(name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.shape != shape:
+        raise ValueError(f"write_thumbnails: {name} must be an (H, W) label map of shape {shape}, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"write_thumbnails: {name} must hold integer class ids, got {arr.dtype}")
+    return arr
+
+
+def _thumb_size(h: int, w: int, max_width: int) -> tuple[int, int]:
+    if w <= max_width:
+        return w, h
+    return max_width, max(1, round(h * max_width / w))
+
+
+def _classes_text(labels: Sequence[np.ndarray], names: Sequence[str]) -> str:
+    present = sorted(set().union(*(np.unique(x).tolist() for x in labels)))
+    return ";".join(f"{k}={names[k] if 0 <= k < len(names) else k}" for k in present if k != 255)
+
+
+def write_thumbnails(
+    out_dir: str | os.PathLike[str],
+    image_id: str,
+    *,
+    image: Any,
+    adv: Any,
+    pred: Any,
+    pred_adv: Any,
+    label_names: Sequence[str] | None = None,
+    max_width: int = 256,
+) -> dict[str, Path]:
+    """Write the four gallery thumbnails of one image under ``DIR/thumbs/<output_name(image_id)>/``.
+
+    ``image`` and ``adv`` are (H, W, 3) uint8 arrays, ``pred`` and ``pred_adv`` (H, W) integer class ids (as in
+    ``figure1_<id>.npz``); predictions are drawn in Cityscapes colours (``segattack.data.labels.colorize``).
+    Everything is downscaled to at most ``max_width`` pixels wide, keeping the aspect ratio (images with a box
+    filter, label maps by nearest neighbour). ``label_names`` (class names by id; the Cityscapes names by default)
+    name the classes present, which the prediction PNGs carry for the gallery's legend. Each file is written
+    atomically; returns ``{kind: path}`` for the kinds of ``THUMB_KINDS``.
+    """
+    from PIL import Image, PngImagePlugin
+
+    if isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 1:
+        raise ValueError(f"write_thumbnails: max_width must be a positive integer, got {max_width!r}")
+    img = _image_array("image", image)
+    adv_a = _image_array("adv", adv)
+    if adv_a.shape != img.shape:
+        raise ValueError(f"write_thumbnails: adv has shape {adv_a.shape}, the image {img.shape}")
+    h, w = img.shape[:2]
+    labels = [_label_array("pred", pred, (h, w)), _label_array("pred_adv", pred_adv, (h, w))]
+    size = _thumb_size(h, w, max_width)
+    info = PngImagePlugin.PngInfo()
+    info.add_text(_CLASSES_KEY, _classes_text(labels, label_names if label_names is not None else CLASS_NAMES))
+    pictures: dict[str, tuple[Any, PngImagePlugin.PngInfo | None]] = {}
+    for kind, arr in (("image", img), ("adv", adv_a)):
+        pil = Image.fromarray(np.ascontiguousarray(arr))
+        pictures[kind] = (pil.resize(size, Image.Resampling.BOX) if size != (w, h) else pil, None)
+    for kind, lab in zip(("pred", "pred_adv"), labels, strict=True):
+        pil = Image.fromarray(np.ascontiguousarray(colorize(lab)))
+        pictures[kind] = (pil.resize(size, Image.Resampling.NEAREST) if size != (w, h) else pil, info)
+    folder = thumbnail_dir(out_dir, image_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for kind in THUMB_KINDS:
+        pil, meta = pictures[kind]
+        path = folder / f"{kind}.png"
+        with atomic_open(path) as fh:
+            pil.save(fh, format="PNG", optimize=True, pnginfo=meta)
+        paths[kind] = path
+    return paths
+
+
+@dataclass
+class GalleryItem:
+    """One card of the gallery: an image's numbers (from its result row) and its thumbnails."""
+
+    image_id: str
+    index: int
+    attack: str
+    eps: float
+    fooled: float  # share of the class pixels hidden, in [0, 1]
+    preserved: float  # share of the other pixels whose prediction is unchanged, in [0, 1]
+    class_pixels: int
+    paths: dict[str, Path] = field(default_factory=dict)  # kind (THUMB_KINDS) -> PNG
+    classes: dict[int, str] = field(default_factory=dict)  # classes in either prediction: id -> name
+
+
+def _num(v: Any) -> float:
+    try:
+        return math.nan if v is None else float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _nearest10(values: Sequence[float]) -> float | None:
+    return min(values, key=lambda e: (abs(e - 10), -e)) if values else None
+
+
+def _is_png(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    return data.startswith(_PNG_SIGNATURE) and b"IEND" in data[-16:]
+
+
+def _read_classes(path: Path) -> dict[int, str]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            text = getattr(im, "text", {}).get(_CLASSES_KEY, "")
+    except (OSError, ValueError):
+        return {}
+    out: dict[int, str] = {}
+    for part in str(text).split(";"):
+        k, sep, name = part.partition("=")
+        if sep and k.strip().lstrip("-").isdigit():
+            out[int(k)] = name
+    return out
+
+
+def read_gallery(
+    out_dir: str | os.PathLike[str],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    eps: float | None = None,
+    attack: str | None = None,
+    mode: str = "full",
+) -> list[GalleryItem]:
+    """The gallery of an experiment directory: the rows of attacked images (status ``ok``) at budget ``eps``
+    (default: the configuration's ``figure1_eps``, else the eps of the rows nearest 10), for ``attack`` (default:
+    the run's first attack) and ``mode``, each paired with its thumbnails under ``DIR/thumbs/``; sorted worst first
+    (lowest ``fooled``, then lowest ``preserved``, then image index). An image whose four thumbnails are not all
+    there (or not PNG files) is left out. Reads files only."""
+    out = Path(out_dir)
+    if not (out / THUMBS_DIR).is_dir():
+        return []
+    experiment: Mapping[str, Any] = {}
+    try:
+        experiment = read_config(out).get("experiment", {})
+    except Exception:  # noqa: BLE001 - a gallery without a configuration still pairs rows and thumbnails
+        experiment = {}
+    if attack is None:
+        names = [str(a["name"]) for a in experiment.get("attacks", []) if isinstance(a, Mapping) and a.get("name")]
+        attack = names[0] if names else next((str(r.get("attack") or DEFAULT_ATTACK) for r in rows), DEFAULT_ATTACK)
+    name: str = attack
+    chosen = [r for r in rows if str(r.get("attack") or DEFAULT_ATTACK) == name and r.get("mode") == mode]
+    if eps is None:
+        fig_eps = _num(experiment.get("figure1_eps"))
+        row_eps = sorted({_num(r.get("eps")) for r in chosen} - {math.nan})
+        eps = fig_eps if not math.isnan(fig_eps) and fig_eps in row_eps else _nearest10(row_eps)
+    if eps is None:
+        return []
+    items: list[GalleryItem] = []
+    seen: set[str] = set()
+    for r in chosen:
+        image_id = str(r.get("image_id", r.get("index", "")))
+        if r.get("status") != "ok" or _num(r.get("eps")) != float(eps) or image_id in seen:
+            continue
+        folder = thumbnail_dir(out, image_id)
+        paths = {kind: folder / f"{kind}.png" for kind in THUMB_KINDS}
+        if not all(p.is_file() for p in paths.values()):
+            continue
+        if not all(_is_png(p) for p in paths.values()):
+            log.warning("skipping the thumbnails of %s in %s: not all are PNG files", image_id, folder)
+            continue
+        seen.add(image_id)
+        items.append(
+            GalleryItem(
+                image_id=image_id,
+                index=int(r.get("index", -1)),
+                attack=name,
+                eps=float(eps),
+                fooled=_num(r.get("fooled")),
+                preserved=_num(r.get("preserved")),
+                class_pixels=int(_num(r.get("class_pixels")) if not math.isnan(_num(r.get("class_pixels"))) else 0),
+                paths=paths,
+                classes=_read_classes(paths["pred"]) | _read_classes(paths["pred_adv"]),
+            )
+        )
+
+    def low(v: float) -> float:
+        return -1.0 if math.isnan(v) else v
+
+    items.sort(key=lambda it: (low(it.fooled), low(it.preserved), it.index, it.image_id))
+    return items
+
+
+def _pct(v: float) -> str:
+    return "–" if math.isnan(v) else f"{100 * v:.1f}%"
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _hex(k: int) -> str:
+    r, g, b = (int(c) for c in colorize(np.array([[k]]))[0, 0])
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+#: CSS of the gallery (``gallery_html`` leaves it out; the report's page carries it).
+GALLERY_CSS = (
+    ".gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,310px),1fr));gap:12px;margin:0;"
+    "padding:0;"
+    "list-style:none}"
+    ".card{border:1px solid #ddd;border-radius:8px;overflow:hidden;background:#fff}"
+    ".card .thumbs{display:grid;grid-template-columns:1fr 1fr;gap:2px;background:#eee}"
+    ".card figure{margin:0;position:relative}.card figure img{display:block;width:100%;height:auto}"
+    ".card figcaption{position:absolute;left:0;bottom:0;background:rgba(0,0,0,.5);color:#fff;font-size:10px;"
+    "line-height:1.35;padding:0 4px;border-top-right-radius:4px;white-space:nowrap}"
+    ".card .nums{padding:6px 8px 7px;font-size:13px;line-height:1.45}.card .nums b{font-size:15px}"
+    ".card .id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;color:#555;overflow-wrap:anywhere}"
+    ".card .bar{height:4px;background:#e4e4e4}.card .bar span{display:block;height:100%;background:#8b0000}"
+    ".legend{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px;margin:0 0 10px;padding:0;list-style:none}"
+    ".legend i{display:inline-block;width:11px;height:11px;border:1px solid #999;margin-right:4px;"
+    "vertical-align:-1px}"
+)
+
+
+def gallery_html(
+    items: Sequence[GalleryItem],
+    *,
+    class_names: Sequence[str] = ("person",),
+    limit: int | None = GALLERY_LIMIT,
+) -> str:
+    """The gallery as HTML: a legend of the classes present, then a grid of cards (the four thumbnails, inlined as
+    ``data:`` URIs, with hidden %, kept %, class pixels and the image id), in the order of ``items``; at most
+    ``limit`` cards (all with ``None``), with a note saying how many were left out. ``""`` without items. Style:
+    ``GALLERY_CSS``."""
+    if not items:
+        return ""
+    cls = html.escape("/".join(class_names) if class_names else "class")
+    shown = list(items) if limit is None else list(items)[: max(0, limit)]
+    classes: dict[int, str] = {}
+    for it in shown:
+        classes.update(it.classes)
+    parts: list[str] = []
+    if classes:
+        parts.append(
+            '<ul class="legend">'
+            + "".join(
+                f'<li><i style="background:{_hex(k)}"></i>{html.escape(classes[k])}</li>' for k in sorted(classes)
+            )
+            + "</ul>"
+        )
+    parts.append('<ul class="gallery">')
+    for it in shown:
+        figs = "".join(
+            f'<figure><img alt="{html.escape(f"{it.image_id}: {cap}")}" '
+            f'width="{_png_size(it.paths[kind])[0]}" height="{_png_size(it.paths[kind])[1]}" '
+            f'src="{_data_uri(it.paths[kind])}"><figcaption>{html.escape(cap)}</figcaption></figure>'
+            for kind, cap in THUMB_KINDS.items()
+        )
+        width = 0.0 if math.isnan(it.fooled) else max(0.0, min(100.0, 100 * it.fooled))
+        parts.append(
+            f'<li class="card"><div class="thumbs">{figs}</div>'
+            f'<div class="bar" title="{cls} pixels hidden: {_pct(it.fooled)}"><span style="width:{width:.1f}%">'
+            f'</span></div><div class="nums"><b>{_pct(it.fooled)}</b> {cls} pixels hidden<br>'
+            f"<b>{_pct(it.preserved)}</b> background kept<br>{it.class_pixels:,} {cls} pixels in the clean "
+            f'prediction<div class="id">{html.escape(it.image_id)}</div></div></li>'
+        )
+    parts.append("</ul>")
+    if len(shown) < len(items):
+        parts.append(
+            f'<p class="note">The {len(shown)} images with the fewest {cls} pixels hidden are shown, of '
+            f"{len(items)}; the thumbnails of all of them are in <code>{THUMBS_DIR}/</code>.</p>"
+        )
+    return "\n".join(parts)
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (so the page reserves the space before the image is decoded)."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
