@@ -86,11 +86,11 @@ def test_report_redraws_from_results_alone(finished: Path, tmp_path: Path, monke
 
 
 def test_resume_after_ctrl_c(pngs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from segattack.commands import _common
+    from segattack.commands.progress import RunProgress
 
     assert main(run_args(pngs, tmp_path / "ref")) == 0
     calls = {"n": 0}
-    original = _common.ProgressBar.__call__
+    original = RunProgress.__call__
 
     def interrupting(self: Any, p: Any) -> None:
         original(self, p)
@@ -99,7 +99,7 @@ def test_resume_after_ctrl_c(pngs: Path, tmp_path: Path, monkeypatch: pytest.Mon
             raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(_common.ProgressBar, "__call__", interrupting)
+        m.setattr(RunProgress, "__call__", interrupting)
         assert main(run_args(pngs, tmp_path / "run")) == 130
     assert len(read_rows(tmp_path / "run")) == 2 * 3 * 2  # the finished images are kept
     assert main(run_args(pngs, tmp_path / "run")) == 0

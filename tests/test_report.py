@@ -83,7 +83,9 @@ def test_report_files(run_dir: Path) -> None:
     assert (run_dir / "figure2.pdf").read_bytes().startswith(b"%PDF")
     assert "<svg" in (run_dir / "figure2.svg").read_text()
     page = (run_dir / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2  # Figure 2 and one Figure 1, embedded
+    thumbs = {r["image_id"] for r in read_rows(run_dir) if r["status"] == "ok"}  # 4 gallery thumbnails each
+    assert len(thumbs) == 2
+    assert page.count("data:image/png;base64,") == 2 + 4 * len(thumbs)  # Figure 2, one Figure 1, the gallery
     assert not re.search(r"""src=["'](?!data:)""", page)  # nothing fetched from elsewhere: self-contained
     assert len(report.sentences) == 3 and report.sentences[2].startswith("at eps=4, ")
     assert all(s in page for s in report.sentences[0].split("±")[:1])

@@ -974,6 +974,8 @@ class _BatchRunner:
             )  # fmt: skip
             self._rows(spec, outcome, xs[pick], [ok[j] for j in sub], items, ids, per)
             sub_ids = [ok_ids[j] for j in sub]
+            if spec is self.attacks[0] and isinstance(self.goal, HideGoal) and "full" in self.modes:
+                self._thumbnails(sub_ids, xs[pick], ps[pick], outcome)
             if self.save_images:
                 folder = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
                 for k, e in enumerate(self.eps):
@@ -983,6 +985,19 @@ class _BatchRunner:
                             _save_png(path, to_uint8(outcome.advs[m][k, n], xs[pick][n], e))
         rows.update(per)
         return rows
+
+    def _thumbnails(self, image_ids: list[str], xs: Tensor, ps: Tensor, outcome: BatchOutcome) -> None:
+        """The report's gallery: original, adversarial, prediction and prediction on the adversarial image at the
+        Figure 1 eps (first attack, whole image), small PNGs under ``thumbs/``."""
+        from .report.gallery import write_thumbnails
+
+        k = self.eps.index(figure1_eps(self.eps))
+        for n, iid in enumerate(image_ids):
+            write_thumbnails(
+                self.out, iid, image=to_uint8(xs[n]), adv=to_uint8(outcome.advs["full"][k, n]),
+                pred=_labels_np(ps[n], self.num_classes),
+                pred_adv=_labels_np(outcome.preds["full"][k, n], self.num_classes), label_names=self.label_names,
+            )  # fmt: skip
 
     def _rows(
         self,

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "REPORT_FILE",
     "LOCK_FILE",
     "IMAGES_DIR",
+    "THUMBS_DIR",
     "FIGURE1_PREFIX",
     "MODES",
     "STATUSES",
@@ -78,6 +80,7 @@ SUMMARY_FILE = "summary.csv"
 REPORT_FILE = "report.html"
 LOCK_FILE = ".segattack.lock"
 IMAGES_DIR = "images"
+THUMBS_DIR = "thumbs"
 FIGURE1_PREFIX = "figure1_"
 #: Figures the report writes, as stems; each is written as .png, .svg and (Figure 2) .pdf.
 FIGURE_STEMS = ("figure2", "attacks")
@@ -122,7 +125,8 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open writes new files only: mode 'wb' or 'w', got {mode!r}")
     target = Path(path)
-    tmp = target.with_name(target.name + _TMP)
+    # unique per writer: two processes writing one file (a report redrawn while a run writes it) never share it
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident() % 10**6}{_TMP}")
     fh: IO[Any] = open(tmp, mode) if mode == "wb" else open(tmp, mode, encoding="utf-8", newline="")  # noqa: SIM115
     try:
         yield fh
@@ -242,7 +246,7 @@ class RunLock:
     Within one process the lock is re-entrant (the command line holds it around an experiment that takes it too).
     """
 
-    _held: dict[str, list[Any]] = {}  # resolved directory -> [open lock file, depth]: this process's locks
+    _held: dict[str, list[Any]] = {}  # resolved directory -> [open lock file, depth, created]: this process's locks
 
     def __init__(self, directory: str | os.PathLike[str], what: str = "segattack run") -> None:
         self.directory = Path(directory)
@@ -251,6 +255,7 @@ class RunLock:
         self._key: str | None = None
 
     def acquire(self) -> RunLock:
+        created = not self.directory.exists()
         check_writable_dir(self.directory)
         key = str(self.directory.resolve())
         if key in RunLock._held:
@@ -272,7 +277,7 @@ class RunLock:
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {socket.gethostname()}, {self.what}, since {time.strftime('%H:%M:%S')}\n")
         fh.flush()
-        RunLock._held[key] = [fh, 1]
+        RunLock._held[key] = [fh, 1, created]
         self._key = key
         return self
 
@@ -289,6 +294,11 @@ class RunLock:
             _unlock_file(fh)
             fh.close()
             del RunLock._held[self._key]
+            if entry[2]:  # a directory this lock created and nothing wrote into: leave nothing behind
+                with contextlib.suppress(OSError):
+                    if [p.name for p in self.directory.iterdir()] == [LOCK_FILE]:
+                        self.path.unlink()
+                        self.directory.rmdir()
         self._key = None
 
     def __enter__(self) -> RunLock:
@@ -448,7 +458,7 @@ def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Every file and folder of an experiment directory that a run or its report writes (what ``--overwrite``
     removes); nothing else in the directory is touched."""
     out = Path(out_dir)
-    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, REPORT_FILE, IMAGES_DIR]
+    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR]
     names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
     found = [out / n for n in names if (out / n).exists()]
     found += sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")) + sorted(out.glob(f"{FIGURE1_PREFIX}*.png"))

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SegattackError, UserError
+from ..rundir import RunLock
+from .progress import RunProgress
 
 log = logging.getLogger("segattack.cli")
 
@@ -393,43 +395,6 @@ def build_data(spec: str, size_text: str | None, labels: str | None = None) -> t
     return data, describe
 
 
-class ProgressBar:
-    """A tqdm bar over images with ETA on a terminal; on anything else, a log line per image (with --verbose)."""
-
-    def __init__(self, desc: str, header: str = "") -> None:
-        self.desc = desc
-        self.header = header
-        self.bar: Any = None
-        self.skipped: dict[str, int] = {}
-
-    def __call__(self, p: Any) -> None:
-        if self.bar is None:  # the start: the configuration has been accepted
-            from tqdm import tqdm
-
-            if self.header:
-                print(self.header, file=sys.stderr, flush=True)
-
-            self.bar = tqdm(
-                total=p.total,
-                initial=p.done,
-                desc=self.desc,
-                unit="img",
-                disable=not sys.stderr.isatty(),
-            )
-            if p.resumed:
-                self.bar.write(f"resuming: {p.resumed} of {p.total} images already done", file=sys.stderr)
-            return
-        self.bar.update(p.done - self.bar.n)
-        if p.status and p.status != "ok":
-            self.skipped[p.status] = self.skipped.get(p.status, 0) + 1
-            self.bar.set_postfix_str(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.skipped.items()))
-        log.info("image %d/%d %s: %s", p.done, p.total, p.image_id, p.status)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def format_duration(seconds: float) -> str:
     """``83.2`` -> ``"1 min 23 s"``."""
     if seconds < 60:
@@ -452,7 +417,7 @@ def run_and_report(
     batch_size: int,
     limit: int | None,
     save_images: bool,
-    figure1: int,
+    figure1: int | Sequence[str],
     overwrite: bool,
     device: str,
     check_memory: bool = True,
@@ -475,8 +440,14 @@ def run_and_report(
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
-    if figure1 < 0:
+    if isinstance(figure1, int) and figure1 < 0:
         raise UserError(f"--figure1 must be 0 or more, got {figure1}")
+    if not isinstance(figure1, int) and hasattr(data, "image_id"):
+        known = {data.image_id(i) for i in range(len(data))}
+        unknown = [i for i in figure1 if i not in known]
+        if unknown:
+            shown = ", ".join(sorted(known)[:3]) + (", ..." if len(known) > 3 else "")
+            raise UserError(f"--figure1-ids names images the data set does not have: {unknown[:5]}; its ids: {shown}")
     n = len(data) if limit is None else min(limit, len(data))
     specs = list(attacks) or [AttackSpec("illm")]
     all_names = tuple(label_names) if label_names is not None else model_label_names(model)
@@ -494,8 +465,9 @@ def run_and_report(
         p = registry.plan(spec.name, eps, **spec.options)
         lines.append(f"  {p.note}" + (f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""))
     header = "\n".join(lines)
-    bar = ProgressBar("attacking", header)
+    bar = RunProgress("attacking", header)
     t0 = time.perf_counter()
+    lock = RunLock(out, "segattack run").acquire()  # held until the report is written: one writer at a time
     try:
         run_experiment(
             model,
@@ -517,10 +489,11 @@ def run_and_report(
             progress=bar,
             **extra,
         )
+        attack_s = time.perf_counter() - t0
+        report = write_report(out)
     finally:
         bar.close()
-    attack_s = time.perf_counter() - t0
-    report = write_report(out)
+        lock.release()
     total = time.perf_counter() - t0
     counts = report.summary[0] if report.summary else {}
     skipped = {k: counts.get(k, 0) for k in ("absent", "all_hidden", "unreadable") if counts.get(k, 0)}

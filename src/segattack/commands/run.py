@@ -79,7 +79,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=int,
         default=3,
         metavar="N",
-        help="draw the paper's Figure 1 (11 panels, eps nearest 10) for the first N images with the class (default: 3)",
+        help="draw the paper's Figure 1 (11 panels, eps nearest 10) for N representative images, chosen when the "
+        "results are known: the median share of class pixels hidden, the hardest, then quantiles (default: 3)",
+    )
+    o.add_argument(
+        "--figure1-ids",
+        metavar="ID[,ID]",
+        default=None,
+        help="draw Figure 1 for these image ids instead (as in results.jsonl, e.g. val_000012)",
     )
     o.add_argument("--overwrite", action="store_true", help="replace the results of a different configuration in --out")
     o.add_argument(
@@ -121,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         limit=args.limit,
         save_images=args.save_images,
-        figure1=args.figure1,
+        figure1=[s.strip() for s in args.figure1_ids.split(",") if s.strip()] if args.figure1_ids else args.figure1,
         overwrite=args.overwrite,
         device=args.device,
         check_memory=args.check_memory,

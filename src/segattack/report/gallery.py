@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..data.labels import CLASS_NAMES, colorize
-from ..rundir import DEFAULT_ATTACK, atomic_open, output_name, read_config
+from ..rundir import DEFAULT_ATTACK, THUMBS_DIR, atomic_open, output_name, read_config
 
 __all__ = [
     "THUMBS_DIR",
@@ -45,8 +45,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The folder of an experiment directory that holds the thumbnails.
-THUMBS_DIR = "thumbs"
 #: The thumbnails of one image (file stems under ``thumbs/<output_name(id)>/``) and their captions, in card order.
 THUMB_KINDS: dict[str, str] = {
     "image": "original image",
