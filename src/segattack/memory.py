@@ -61,7 +61,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .errors import ModelError, ResourceError, UnreadableImageError
-from .models import PixelModel
+from .models import PixelModel, restored_flags
 
 __all__ = [
     "SAFETY_FACTOR",
@@ -278,19 +278,12 @@ def _probe_dtype(model: nn.Module | Callable[..., Any]) -> torch.dtype:
 
 @contextlib.contextmanager
 def _state_kept(model: object) -> Iterator[None]:
-    """Restore every module's train/eval flag and every parameter's ``requires_grad`` afterwards."""
+    """``models.restored_flags`` for a module; nothing for a plain callable."""
     if not isinstance(model, nn.Module):
         yield
         return
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
+    with restored_flags(model):
         yield
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 def _resident(model: object) -> tuple[set[int], int]:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelModel", "check_images", "classes_of", "extract_logits", "model_fingerprint"]
+__all__ = ["PixelModel", "check_images", "classes_of", "extract_logits", "model_fingerprint", "restored_flags"]
 
 
 def classes_of(logits: Tensor) -> Tensor:
@@ -62,20 +62,28 @@ def check_images(images: Tensor, *, name: str = "images") -> None:
 
 
 @contextlib.contextmanager
-def _frozen(net: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards."""
+def restored_flags(net: nn.Module) -> Iterator[None]:
+    """Every module's train/eval flag and every parameter's ``requires_grad`` as they were before the block,
+    whatever the block does to them."""
     modes = [(m, m.training) for m in net.modules()]
     flags = [(p, p.requires_grad) for p in net.parameters()]
     try:
-        net.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
         yield
     finally:
         for m, training in modes:
             m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def _frozen(net: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards."""
+    with restored_flags(net):
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        yield
 
 
 def extract_logits(out: object) -> Tensor:
