@@ -118,3 +118,19 @@ def test_autocast_runs_the_forward_in_the_chosen_dtype() -> None:
     evaluate(model, data, num_classes=19, amp="bf16")
     evaluate(model, data, num_classes=19)
     assert seen == [torch.bfloat16, torch.float32]
+
+
+def test_void_output_is_left_out_of_the_mean_iou_but_counts_as_a_miss() -> None:
+    """A 19+void model: void predictions are misses of the true class, and the void class's own IoU (always 0, as
+    ground truth never holds it) does not pull the mean down (the Cityscapes rule: 19 classes evaluated)."""
+    from segattack.evaluate import EvalResult
+
+    cm = torch.zeros(3, 3, dtype=torch.int64)
+    cm[0, 0], cm[0, 2] = 6, 2  # class 0: 6 right, 2 predicted void
+    cm[1, 1] = 4  # class 1: all right
+    with_void = EvalResult(confusion=cm, images=1)
+    without = EvalResult(confusion=cm, images=1, void_classes=(2,))
+    assert with_void.miou == pytest.approx((6 / 8 + 1 + 0) / 3)
+    assert without.miou == pytest.approx((6 / 8 + 1) / 2)
+    assert without.iou[0] == pytest.approx(6 / 8)  # the void pixels stay misses of class 0
+    assert without.as_dict()["void_classes"] == [2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,8 @@ class EvalResult:
     confusion: Tensor
     images: int
     skipped: list[str] = field(default_factory=list)
+    #: output classes left out of the mean IoU (a void/unlabelled output; its predictions still count as misses)
+    void_classes: tuple[int, ...] = ()
 
     @property
     def iou(self) -> Tensor:
@@ -44,7 +46,7 @@ class EvalResult:
 
     @property
     def miou(self) -> float:
-        return mean_iou(self.confusion)
+        return mean_iou(self.confusion, exclude=self.void_classes)
 
     @property
     def pixel_accuracy(self) -> float:
@@ -57,6 +59,7 @@ class EvalResult:
             "images": self.images,
             "skipped": list(self.skipped),
             "miou": None if math.isnan(self.miou) else self.miou,
+            "void_classes": list(self.void_classes),
             "pixel_accuracy": None if math.isnan(self.pixel_accuracy) else self.pixel_accuracy,
             "iou": {k: (None if math.isnan(v) else v) for k, v in zip(keys, values, strict=True)},
             "confusion": self.confusion.tolist(),
@@ -87,8 +90,12 @@ def evaluate(
     device: str | torch.device = "cpu",
     amp: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    void_classes: Sequence[int] = (),
 ) -> EvalResult:
     """Evaluate ``model`` on the first ``limit`` items (None: all) of a segattack data set.
+
+    ``void_classes``: output classes left out of the mean IoU (a model's void/unlabelled output; a pixel predicted
+    void still counts as a miss of its true class).
 
     ``dataset``: ``len(dataset)``, ``dataset[i]`` -> ``(image, label)`` with image uint8 (3, H, W) and label
     integer (H, W) train ids (``ignore_index`` = ignored); optional ``has_labels`` (False: refused with ValueError)
@@ -145,4 +152,4 @@ def evaluate(
     flush()
     if progress is not None:
         progress(n, n)
-    return EvalResult(confusion=cm, images=n - len(skipped), skipped=skipped)
+    return EvalResult(confusion=cm, images=n - len(skipped), skipped=skipped, void_classes=tuple(void_classes))

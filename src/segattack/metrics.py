@@ -188,13 +188,20 @@ def iou(cm: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.full_like(inter, math.nan))
 
 
-def mean_iou(cm: Tensor) -> float:
-    """Mean of ``iou(cm)`` over the classes present in ground truth or prediction; NaN if none is.
+def mean_iou(cm: Tensor, *, exclude: Sequence[int] = ()) -> float:
+    """Mean of ``iou(cm)`` over the classes present in ground truth or prediction, leaving out ``exclude`` (a void
+    output class: its pixels still count as misses of the true class, as in the Cityscapes benchmark); NaN if no
+    class is left.
 
     >>> mean_iou(torch.tensor([[3, 1], [0, 0]]))
     0.375
+    >>> mean_iou(torch.tensor([[3, 1], [0, 0]]), exclude=[1])
+    0.75
     """
     values = iou(cm)
+    if exclude:
+        values = values.clone()
+        values[list(exclude)] = math.nan
     return float(values.nanmean()) if bool((~values.isnan()).any()) else math.nan
 
 

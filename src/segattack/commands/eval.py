@@ -39,7 +39,7 @@ def _check_json_target(path_text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..data.labels import CLASS_NAMES
+    from ..data.labels import CLASS_NAMES, is_void
     from ..data.labels import label_names as default_names
     from ..evaluate import evaluate
 
@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     k = model.num_classes or len(CLASS_NAMES)
     total = len(data) if args.limit is None else min(args.limit, len(data))
     print(f"evaluating {describe['model']} on {total} images of {data_desc['data']} ({args.device})", file=sys.stderr)
+    names = model_label_names(model)
+    if len(names) != k:
+        names = default_names(k)
+    void = tuple(i for i, name in enumerate(names) if is_void(name))
     bar = tqdm(total=total, unit="img", desc="evaluating", disable=not sys.stderr.isatty())
     try:
         result = evaluate(
@@ -63,19 +67,20 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             device=args.device,
             progress=lambda done, _n: bar.update(done - bar.n),
+            void_classes=void,
         )
     except ValueError as err:
         raise UserError(str(err)) from None
     finally:
         bar.close()
-    names = model_label_names(model)
-    if len(names) != k:
-        names = default_names(k)
     for name, value in zip(names, result.iou.tolist(), strict=True):
         print(f"{name:>14s}  {'   n/a' if math.isnan(value) else f'{100 * value:6.2f}'}")
     skipped = f", {len(result.skipped)} unreadable skipped" if result.skipped else ""
+    counted = sum(1 for i, v in enumerate(result.iou.tolist()) if not math.isnan(v) and i not in void)
     print(
-        f"mIoU {100 * result.miou:.2f}% over {int((~result.iou.isnan()).sum())} classes present, pixel accuracy "
+        f"mIoU {100 * result.miou:.2f}% over {counted} classes present"
+        + (f" (the void output {', '.join(names[v] for v in void)} left out)" if void else "")
+        + ", pixel accuracy "
         f"{100 * result.pixel_accuracy:.2f}% ({result.images} images{skipped})"
     )
     if args.json:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..data.labels import is_void
 from ..metrics import summarize
 from ..rundir import CONFIG_FILE, DEFAULT_ATTACK, MODES, STATUSES, SUMMARY_FILE, atomic_open, read_config, read_rows
 
@@ -48,7 +49,9 @@ def _nan_low(v: Any) -> float:
     return -1.0 if math.isnan(x) else x
 
 
-def _miou(rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None) -> float:
+def _miou(
+    rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None, void: Sequence[int] = ()
+) -> float:
     """mIoU from the summed per-image confusion matrices (sparse triples under ``key``); NaN without any."""
     triples = [t for r in rows if r.get(key) for t in r[key]]
     if not triples:
@@ -57,7 +60,7 @@ def _miou(rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None) 
     from ..pipeline import dense_confusion
 
     k = num_classes or 1 + max(max(int(t[0]), int(t[1])) for t in triples)
-    return mean_iou(dense_confusion(triples, k))
+    return mean_iou(dense_confusion(triples, k), exclude=[v for v in void if v < k])
 
 
 def worst_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -87,6 +90,7 @@ def summarize_rows(
     modes: Sequence[str] | None = None,
     attacks: Sequence[str] | None = None,
     num_classes: int | None = None,
+    void_classes: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """One summary row per (attack, eps, mode): attacks in the order given (then any others), eps ascending, modes
     in ``MODES`` order; with two or more attacks, also the per-image worst case over them (attack ``WORST``).
@@ -121,8 +125,8 @@ def summarize_rows(
             s = summarize([_num(r.get(metric)) for r in rs])
             row[f"{metric}_mean"], row[f"{metric}_std"] = s.mean, s.std
             row[f"{metric}_count"], row[f"{metric}_missing"] = s.count, s.missing
-        row["miou"] = _miou(rs, "confusion", num_classes)
-        row["clean_miou"] = _miou(rs, "clean_confusion", num_classes)
+        row["miou"] = _miou(rs, "confusion", num_classes, void_classes)
+        row["clean_miou"] = _miou(rs, "clean_confusion", num_classes, void_classes)
         linf = [_num(r.get("linf")) for r in rs]
         finite = [v for v in linf if not math.isnan(v)]
         row["linf_max"] = max(finite) if finite else math.nan
@@ -144,6 +148,7 @@ def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True
         modes=experiment.get("modes"),
         attacks=[a["name"] for a in experiment.get("attacks", [])],
         num_classes=experiment.get("num_classes"),
+        void_classes=[i for i, name in enumerate(experiment.get("label_names") or []) if is_void(str(name))],
     )
     if write_csv:
         write_summary_csv(summary, out / SUMMARY_FILE)
