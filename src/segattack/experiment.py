@@ -36,6 +36,11 @@ Determinism: the same inputs give the same rows (apart from ``time_s``): the att
 generators are seeded for the run. On CUDA a few kernels (e.g. the backward of bilinear upsampling) add in a varying
 order, so rows can differ in rare pixels between GPU runs.
 
+Many processes (``torchrun --nproc-per-node N -m segattack run ...``; ``segattack.distributed``): the batches of
+images left are dealt out to the processes in turn, each on its own device; process 0 alone checks and writes
+``config.json``, prepares ``results.jsonl`` and holds the lock, every process appends its images' rows (one locked
+write per image), and process 0 chooses and draws Figure 1 once all are done. The rows are those of one process.
+
 Resuming: run the same configuration on the same directory again; images whose rows are complete are skipped, a
 torn last line (a crash mid-write) and the rows of half-written images are dropped, so no row is lost or
 duplicated. A different configuration is refused unless ``overwrite=True``. Figure 1 files are brought up to date
@@ -45,6 +50,7 @@ images no longer chosen are removed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -62,7 +68,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import rundir
+from . import distributed, rundir
 from .attacks import registry
 from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
@@ -359,137 +365,192 @@ def run_experiment(
     if n == 0:
         raise ExperimentError("the data set holds no images")
     dev = torch.device(device) if device is not None else getattr(model, "device", torch.device("cpu"))
-    model = model.to(dev)
-    ids = [image_id_of(dataset, i) for i in range(n)]
-    if len(set(ids)) != len(ids):
-        raise ExperimentError("the data set's image ids are not unique; result rows could not be told apart")
+    with distributed.session(dev) as w:  # torchrun: one process per device, the images shared among them
+        dev = distributed.local_device(dev, w)
+        error: Exception | None = None
+        try:  # every process checks its own device (memory) and model; an error on any stops all of them
+            model = model.to(dev)
+            ids = [image_id_of(dataset, i) for i in range(n)]
+            if len(set(ids)) != len(ids):
+                raise ExperimentError("the data set's image ids are not unique; result rows could not be told apart")
+            if check_memory:
+                _check_memory(model, dataset, n, ids, dev, batch_size=batch_size, n_eps=len(eps),
+                              n_modes=len(modes_t))  # fmt: skip
+            num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
+            names = _check_label_names(label_names, model, num_classes)
+        except Exception as err:
+            error = err
+        w.agree(error)
 
-    if check_memory:
-        _check_memory(model, dataset, n, ids, dev, batch_size=batch_size, n_eps=len(eps), n_modes=len(modes_t))
-    num_classes = _probe_model(model, dataset, n, ids_t, ids, dev)
-    names = _check_label_names(label_names, model, num_classes)
-
-    reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
-    if isinstance(goal_obj, UntargetedGoal) and reference is None:
-        reference = "prediction"
-    experiment = {
-        "goal": goal_obj.name,
-        "class_ids": list(ids_t),
-        "class_names": [names[c] for c in ids_t],
-        "eps_levels": [_number(e) for e in eps],
-        "attacks": [a.describe() for a in specs],
-        "passes": {a.name: [a.passes(e) for e in eps] for a in specs},
-        "reference": reference,
-        "modes": list(modes_t),
-        "images": n,
-        "limit": limit,
-        "image_ids_sha256": _ids_digest(ids),
-        "model_sha256": model_fingerprint(model),
-        "figure1_eps": _number(figure1_eps(eps)),
-        **{k: v for k, v in (describe or {}).items()},
-        "num_classes": num_classes,
-        "label_names": list(names),
-    }
-    out = rundir.check_writable_dir(out_dir)
-    with RunLock(out, "segattack run"):
-        _run_locked(
-            model, dataset, out, experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes, reference,
-            batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, overwrite=overwrite,
-            progress=progress, seed=seed,
+        reference = "truth" if isinstance(goal_obj, UntargetedGoal) and getattr(dataset, "has_labels", True) else None
+        if isinstance(goal_obj, UntargetedGoal) and reference is None:
+            reference = "prediction"
+        experiment = {
+            "goal": goal_obj.name,
+            "class_ids": list(ids_t),
+            "class_names": [names[c] for c in ids_t],
+            "eps_levels": [_number(e) for e in eps],
+            "attacks": [a.describe() for a in specs],
+            "passes": {a.name: [a.passes(e) for e in eps] for a in specs},
+            "reference": reference,
+            "modes": list(modes_t),
+            "images": n,
+            "limit": limit,
+            "image_ids_sha256": _ids_digest(ids),
+            "model_sha256": model_fingerprint(model),
+            "figure1_eps": _number(figure1_eps(eps)),
+            **{k: v for k, v in (describe or {}).items()},
+            "num_classes": num_classes,
+            "label_names": list(names),
+        }
+        run = _Run(
+            model, dataset, Path(out_dir), experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes,
+            reference, batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, progress=progress,
+            seed=seed, world=w,
         )  # fmt: skip
-    return out
+        with contextlib.ExitStack() as stack:
+            # rank 0 alone checks and writes config.json, prepares results.jsonl and holds the directory's lock
+            done: dict[int, set[str]] | None = None
+            kept_rows: list[dict[str, Any]] = []
+            if w.main:
+                try:
+                    stack.enter_context(RunLock(rundir.check_writable_dir(out_dir), "segattack run"))
+                    done, kept_rows = run.start(overwrite)
+                except Exception as err:
+                    error = err
+            w.agree(error)
+            run.attack(w.broadcast(done), kept_rows)
+            w.barrier()  # every image's rows are in results.jsonl
+            if w.main:
+                run.finish()
+    return Path(out_dir)
 
 
-def _run_locked(
-    model: Any,
-    dataset: Any,
-    out: Path,
-    experiment: dict[str, Any],
-    goal_obj: Goal,
-    specs: list[AttackSpec],
-    eps: list[float],
-    modes_t: tuple[str, ...],
-    ids: list[str],
-    n: int,
-    dev: torch.device,
-    num_classes: int,
-    reference: str | None,
-    *,
-    batch_size: int,
-    save_images: bool,
-    figure1_ids: int | tuple[str, ...],
-    overwrite: bool,
-    progress: Callable[[Progress], None] | None,
-    seed: int,
-) -> None:
-    """The experiment's loop, with ``out`` locked: configuration, resume, batches, rows, then Figure 1."""
-    reusable = _check_config(out, experiment, overwrite)
-    config = {
-        "format": CONFIG_FORMAT,
-        "experiment": experiment,
-        "run": {
-            "batch_size": batch_size,
-            "device": str(dev),
-            "save_images": save_images,
-            "figure1": figure1_ids if isinstance(figure1_ids, int) else list(figure1_ids),
-            "seed": seed,
-            "versions": _versions(),
-            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    }
-    rundir.write_json(out / CONFIG_FILE, config)
+class _Run:
+    """One run of the experiment on ``out``: ``start`` (configuration, resume; rank 0), ``attack`` (this process's
+    share of the images not done), ``finish`` (Figure 1; rank 0, once every process is done)."""
 
-    keys = {a.name: {(float(e), m, a.name) for e in eps for m in modes_t} for a in specs if a.name in reusable}
-    results = out / RESULTS_FILE
-    done, kept_rows = _prepare_results(results, ids, keys)
-    names = [a.name for a in specs]
-    missing = {i: [a for a in names if a not in done.get(i, set())] for i in range(n)}
-    resumed = sum(1 for i in range(n) if not missing[i])
-    log.info("%d images (%d done before), eps %s levels, modes %s", n, resumed, experiment["eps_levels"],
-             "+".join(modes_t))  # fmt: skip
-    for a in specs:
-        log.info("%s", registry.plan(a.name, eps, **a.options).note)
-    fig_eps = figure1_eps(eps)
-    lead_mode = "full" if "full" in modes_t else modes_t[0]
-    means = _RunningMeans(specs[0].name, fig_eps, lead_mode,
-                          ("fooled", "preserved") if isinstance(goal_obj, HideGoal) else ("accuracy",))  # fmt: skip
-    means.add(kept_rows)
-    count = resumed
+    def __init__(
+        self,
+        model: Any,
+        dataset: Any,
+        out: Path,
+        experiment: dict[str, Any],
+        goal_obj: Goal,
+        specs: list[AttackSpec],
+        eps: list[float],
+        modes_t: tuple[str, ...],
+        ids: list[str],
+        n: int,
+        dev: torch.device,
+        num_classes: int,
+        reference: str | None,
+        *,
+        batch_size: int,
+        save_images: bool,
+        figure1_ids: int | tuple[str, ...],
+        progress: Callable[[Progress], None] | None,
+        seed: int,
+        world: distributed.World,
+    ) -> None:
+        self.dataset, self.out, self.experiment, self.goal_obj = dataset, out, experiment, goal_obj
+        self.specs, self.eps, self.modes_t, self.ids, self.n, self.dev = specs, eps, modes_t, ids, n, dev
+        self.batch_size, self.save_images, self.figure1_ids, self.seed = batch_size, save_images, figure1_ids, seed
+        self.world = world
+        self.progress = progress if world.main else None
+        self.fig_eps = figure1_eps(eps)
+        self.lead_mode = "full" if "full" in modes_t else modes_t[0]
+        self.runner = _BatchRunner(
+            model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, num_classes, reference,
+            experiment["label_names"],
+        )  # fmt: skip
 
-    def report(image_id: str | None = None, status: str | None = None, rows: Sequence[dict[str, Any]] = ()) -> None:
-        if progress is not None:
-            progress(Progress(count, n, resumed, image_id, status, tuple(rows), _number(fig_eps), means.means(),
-                              len(means.images)))  # fmt: skip
+    def _keys(self, attacks: Iterable[str]) -> dict[str, set[tuple[float, str, str]]]:
+        names = set(attacks)
+        return {a.name: {(float(e), m, a.name) for e in self.eps for m in self.modes_t} for a in self.specs
+                if a.name in names}  # fmt: skip
 
-    report()
-    runner = _BatchRunner(
-        model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, num_classes, reference,
-        experiment["label_names"],
-    )  # fmt: skip
-    cuda = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(seed)
-        for start in range(0, n, batch_size):
-            todo = {i: missing[i] for i in range(start, min(n, start + batch_size)) if missing[i]}
-            if not todo:
-                continue
-            per_image = runner.run(dataset, todo, ids)
-            for i in todo:
-                rundir.append_jsonl(results, per_image[i])  # image by image: a crash loses at most one image
-            for i in todo:
-                count += 1
-                means.add(per_image[i])
-                report(ids[i], str(per_image[i][0]["status"]), per_image[i])
-        if isinstance(goal_obj, HideGoal):
-            torch.manual_seed(seed)
-            rows = [r for r in rundir.parse_results(results)[0] if 0 <= int(r["index"]) < n]
+    def start(self, overwrite: bool) -> tuple[dict[int, set[str]], list[dict[str, Any]]]:
+        """Check and write the configuration, prepare results.jsonl: the attacks done per image, the rows kept."""
+        out = self.out
+        reusable = _check_config(out, self.experiment, overwrite)
+        config = {
+            "format": CONFIG_FORMAT,
+            "experiment": self.experiment,
+            "run": {
+                "batch_size": self.batch_size,
+                "device": str(self.dev),
+                "processes": self.world.size,
+                "save_images": self.save_images,
+                "figure1": self.figure1_ids if isinstance(self.figure1_ids, int) else list(self.figure1_ids),
+                "seed": self.seed,
+                "versions": _versions(),
+                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        }
+        rundir.write_json(out / CONFIG_FILE, config)
+        return _prepare_results(out / RESULTS_FILE, self.ids, self._keys(reusable))
+
+    def attack(self, done: Mapping[int, set[str]], kept_rows: Sequence[Mapping[str, Any]]) -> None:
+        """Attack this process's share of the images not done: the batches of the images left (``batch_size``
+        consecutive ones each), dealt out to the processes in turn (all of them in a single process), appending
+        each image's rows as it is finished."""
+        n, ids, w = self.n, self.ids, self.world
+        names = [a.name for a in self.specs]
+        missing = {i: [a for a in names if a not in done.get(i, set())] for i in range(n)}
+        left = [i for i in range(n) if missing[i]]
+        resumed = n - len(left)
+        batches = [left[s : s + self.batch_size] for s in range(0, len(left), self.batch_size)]
+        mine = batches[w.rank :: w.size]
+        total = resumed + sum(len(b) for b in mine)  # rank 0's progress: the images done before and its share
+        log.info("%d images (%d done before), eps %s levels, modes %s", n, resumed, self.experiment["eps_levels"],
+                 "+".join(self.modes_t))  # fmt: skip
+        if w.many:
+            log.info("process %d of %d: %d of the %d images left", w.rank, w.size, total - resumed, len(left))
+        for a in self.specs:
+            log.info("%s", registry.plan(a.name, self.eps, **a.options).note)
+        keys = ("fooled", "preserved") if isinstance(self.goal_obj, HideGoal) else ("accuracy",)
+        means = _RunningMeans(self.specs[0].name, self.fig_eps, self.lead_mode, keys)
+        means.add(kept_rows)
+        count = resumed
+        progress = self.progress
+
+        def report(image_id: str | None = None, status: str | None = None, rows: Sequence[dict[str, Any]] = ()) -> None:
+            if progress is not None:
+                progress(Progress(count, total, resumed, image_id, status, tuple(rows), _number(self.fig_eps),
+                                  means.means(), len(means.images)))  # fmt: skip
+
+        report()
+        results = self.out / RESULTS_FILE
+        append = distributed.append_rows if w.many else rundir.append_jsonl
+        cuda = [self.dev.index or 0] if self.dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed)
+            for batch in mine:
+                todo = {i: missing[i] for i in batch}
+                per_image = self.runner.run(self.dataset, todo, ids)
+                for i in todo:
+                    append(results, per_image[i])  # image by image: a crash loses at most one image
+                for i in todo:
+                    count += 1
+                    means.add(per_image[i])
+                    report(ids[i], str(per_image[i][0]["status"]), per_image[i])
+
+    def finish(self) -> None:
+        """Figure 1 from the rows of every image (every process's), or no Figure 1 files for the untargeted goal."""
+        if not isinstance(self.goal_obj, HideGoal):
+            _remove_figure1(self.out, keep=set())
+            return
+        cuda = [self.dev.index or 0] if self.dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(self.seed)
+            n = self.n
+            rows = [r for r in rundir.parse_results(self.out / RESULTS_FILE)[0] if 0 <= int(r["index"]) < n]
             picks = _figure1_picks(
-                figure1_ids, rows, ids, attack=specs[0].name, eps=fig_eps, mode=lead_mode,
-                class_names=experiment["class_names"], pixels=lambda i: runner.pixels_of(dataset, i),
+                self.figure1_ids, rows, self.ids, attack=self.specs[0].name, eps=self.fig_eps, mode=self.lead_mode,
+                class_names=self.experiment["class_names"], pixels=lambda i: self.runner.pixels_of(self.dataset, i),
             )  # fmt: skip
-            runner.update_figure1(dataset, picks)
-        else:
-            _remove_figure1(out, keep=set())
+            self.runner.update_figure1(self.dataset, picks)
 
 
 # -- Figure 1: representative images, chosen once the results are known ------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
 from ..errors import SegattackError, UserError
 from ..rundir import RunLock
 from .progress import RunProgress
@@ -464,36 +465,52 @@ def run_and_report(
     for spec in specs:
         p = registry.plan(spec.name, eps, **spec.options)
         lines.append(f"  {p.note}" + (f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""))
-    header = "\n".join(lines)
-    bar = RunProgress("attacking", header)
-    t0 = time.perf_counter()
-    lock = RunLock(out, "segattack run").acquire()  # held until the report is written: one writer at a time
-    try:
-        run_experiment(
-            model,
-            data,
-            class_ids=class_ids if goal == "hide" else None,
-            eps_levels=eps,
-            attacks=specs,
-            goal=goal,
-            modes=modes,
-            out_dir=out,
-            batch_size=batch_size,
-            limit=limit,
-            save_images=save_images,
-            device=device,
-            figure1_ids=figure1,
-            overwrite=overwrite,
-            check_memory=check_memory,
-            describe=describe,
-            progress=bar,
-            **extra,
-        )
-        attack_s = time.perf_counter() - t0
-        report = write_report(out)
-    finally:
-        bar.close()
-        lock.release()
+    with distributed.session(device) as world:
+        if world.many:
+            lines.append(f"{world.size} processes share the images; progress shows process 0's share")
+        header = "\n".join(lines)
+        # process 0 alone shows progress, holds the lock until the report is written (one writer at a time: the
+        # others write under its lock) and writes the report; the others print nothing but errors
+        bar = RunProgress("attacking", header) if world.main else None
+        t0 = time.perf_counter()
+        lock = None
+        refused: Exception | None = None
+        if world.main:
+            try:
+                lock = RunLock(out, "segattack run").acquire()
+            except Exception as err:
+                refused = err
+        world.agree(refused)  # a directory in use stops every process
+        try:
+            run_experiment(
+                model,
+                data,
+                class_ids=class_ids if goal == "hide" else None,
+                eps_levels=eps,
+                attacks=specs,
+                goal=goal,
+                modes=modes,
+                out_dir=out,
+                batch_size=batch_size,
+                limit=limit,
+                save_images=save_images,
+                device=device,
+                figure1_ids=figure1,
+                overwrite=overwrite,
+                check_memory=check_memory,
+                describe=describe,
+                progress=bar,
+                **extra,
+            )
+            attack_s = time.perf_counter() - t0
+            if not world.main:
+                return []
+            report = write_report(out)
+        finally:
+            if bar is not None:
+                bar.close()
+            if lock is not None:
+                lock.release()
     total = time.perf_counter() - t0
     counts = report.summary[0] if report.summary else {}
     skipped = {k: counts.get(k, 0) for k in ("absent", "all_hidden", "unreadable") if counts.get(k, 0)}
