@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import Tensor, nn
@@ -151,3 +152,15 @@ class ListDataset(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
 
     def image_id(self, index: int) -> str:
         return f"img_{index}"
+
+
+def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run the command line on ``argv``: it must exit 2 with one line on stderr and no traceback; return stderr."""
+    from segattack.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err

@@ -17,7 +17,7 @@ from segattack.cli import main
 from segattack.data.labels import CLASS_NAMES, class_ids, is_void, label_names
 from segattack.models import model_fingerprint
 
-from .models_for_cli import TinyFCN, write_street_pngs
+from .models_for_cli import TinyFCN, one_line_error, write_street_pngs
 
 MODEL = "tests.models_for_cli:tiny_fcn"
 BARE = "tests.models_for_cli:tiny_fcn_module"
@@ -54,14 +54,6 @@ def run_args(data: Path, out: Path, *extra: str, model: str = MODEL) -> list[str
     return ["run", "--data", f"folder:{data}", "--model", model, "--eps", "2", "--out", str(out), "--figure1", "0",
             "--restrict", "none", *extra]  # fmt: skip
 
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
 
 
 def experiment(out: Path) -> dict[str, Any]:

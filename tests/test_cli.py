@@ -17,7 +17,7 @@ import segattack as sa
 from segattack.cli import main
 from segattack.experiment import read_rows
 
-from .models_for_cli import tiny_fcn, tiny_fcn_module, write_street_pngs
+from .models_for_cli import one_line_error, tiny_fcn, tiny_fcn_module, write_street_pngs
 
 MODEL = "tests.models_for_cli:tiny_fcn"
 
@@ -120,35 +120,28 @@ def test_determinism_and_overwrite(
     assert len(read_rows(out)) == 4 * 2 * 2
 
 
-def user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
-
 
 def test_user_errors(pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"
-    assert "unknown class 'pedestrian'" in user_error(run_args(pngs, out, "--hide", "pedestrian"), capsys)
-    assert "11=person" in user_error(run_args(pngs, out, "--hide", "pedestrian"), capsys)  # lists valid names
-    assert "eps must be positive" in user_error(run_args(pngs, out, "--eps", "0,2"), capsys)
-    assert "eps must be positive" in user_error(run_args(pngs, out, "--eps", "-1"), capsys)
-    assert "8-bit levels" in user_error(run_args(pngs, out, "--eps", "ten"), capsys)
+    assert "unknown class 'pedestrian'" in one_line_error(run_args(pngs, out, "--hide", "pedestrian"), capsys)
+    assert "11=person" in one_line_error(run_args(pngs, out, "--hide", "pedestrian"), capsys)  # lists valid names
+    assert "eps must be positive" in one_line_error(run_args(pngs, out, "--eps", "0,2"), capsys)
+    assert "eps must be positive" in one_line_error(run_args(pngs, out, "--eps", "-1"), capsys)
+    assert "8-bit levels" in one_line_error(run_args(pngs, out, "--eps", "ten"), capsys)
     missing = ["run", "--data", f"folder:{tmp_path / 'nope'}", "--model", MODEL, "--out", str(out)]
-    assert "does not exist" in user_error(missing, capsys)
+    assert "does not exist" in one_line_error(missing, capsys)
     (tmp_path / "empty").mkdir()
     empty = ["run", "--data", f"folder:{tmp_path / 'empty'}", "--model", MODEL, "--out", str(out)]
-    assert "is empty" in user_error(empty, capsys)
-    assert "valid: synthetic" in user_error(["run", "--data", "imagenet:/x", "--model", MODEL, "--out", str(out)],
+    assert "is empty" in one_line_error(empty, capsys)
+    assert "valid: synthetic" in one_line_error(["run", "--data", "imagenet:/x", "--model", MODEL, "--out", str(out)],
                                             capsys)  # fmt: skip
-    err = user_error(run_args(pngs, out, "--model", "tests.models_for_cli:five_class_module"), capsys)
+    err = one_line_error(run_args(pngs, out, "--model", "tests.models_for_cli:five_class_module"), capsys)
     assert "5 classes" in err and "19" in err
-    assert "cannot import module" in user_error(run_args(pngs, out, "--model", "no_such_pkg.nets:build"), capsys)
-    assert "no attribute" in user_error(run_args(pngs, out, "--model", "tests.models_for_cli:nothing"), capsys)
-    assert "zoo:NAME" in user_error(run_args(pngs, out, "--model", "justaname"), capsys)
-    assert "weights file" in user_error(run_args(pngs, out, "--weights", str(tmp_path / "w.pt")), capsys)
-    assert "no results.jsonl" in user_error(["report", str(tmp_path)], capsys)
+    assert "cannot import module" in one_line_error(run_args(pngs, out, "--model", "no_such_pkg.nets:build"), capsys)
+    assert "no attribute" in one_line_error(run_args(pngs, out, "--model", "tests.models_for_cli:nothing"), capsys)
+    assert "zoo:NAME" in one_line_error(run_args(pngs, out, "--model", "justaname"), capsys)
+    assert "weights file" in one_line_error(run_args(pngs, out, "--weights", str(tmp_path / "w.pt")), capsys)
+    assert "no results.jsonl" in one_line_error(["report", str(tmp_path)], capsys)
     assert not out.exists()  # nothing was started
 
 
@@ -192,14 +185,14 @@ def test_attack_writes_exact_png(pngs: Path, tmp_path: Path, capsys: pytest.Capt
 
 def test_attack_user_errors(pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     img = str(pngs / "img_0.png")
-    assert ".png" in user_error(["attack", img, "--out", str(tmp_path / "a.jpg"), "--model", MODEL], capsys)
-    assert "does not exist" in user_error(["attack", str(tmp_path / "x.png"), "--out", str(tmp_path / "a.png"),
+    assert ".png" in one_line_error(["attack", img, "--out", str(tmp_path / "a.jpg"), "--model", MODEL], capsys)
+    assert "does not exist" in one_line_error(["attack", str(tmp_path / "x.png"), "--out", str(tmp_path / "a.png"),
                                            "--model", MODEL], capsys)  # fmt: skip
-    assert "one eps" in user_error(["attack", img, "--eps", "1,2", "--out", str(tmp_path / "a.png"), "--model",
+    assert "one eps" in one_line_error(["attack", img, "--eps", "1,2", "--out", str(tmp_path / "a.png"), "--model",
                                     MODEL], capsys)  # fmt: skip
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    assert "bad.png" in user_error(["attack", str(tmp_path / "bad.png"), "--out", str(tmp_path / "a.png"), "--model",
-                                    MODEL], capsys)  # fmt: skip
+    bad = ["attack", str(tmp_path / "bad.png"), "--out", str(tmp_path / "a.png"), "--model", MODEL]
+    assert "bad.png" in one_line_error(bad, capsys)
 
 
 def test_synthetic_data_spec(tmp_path: Path) -> None:
@@ -248,7 +241,7 @@ def test_demo_without_shipped_model(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
     monkeypatch.delattr(zoo, "DEFAULT_MODEL", raising=False)
-    err = user_error(["demo", "--out", str(tmp_path / "d")], capsys)
+    err = one_line_error(["demo", "--out", str(tmp_path / "d")], capsys)
     assert "default model is missing" in err
 
 

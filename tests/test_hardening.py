@@ -21,7 +21,7 @@ from segattack.cli import main
 from segattack.errors import RunDirError
 from segattack.experiment import read_rows
 
-from .models_for_cli import street_image, write_street_pngs
+from .models_for_cli import one_line_error, street_image, write_street_pngs
 
 MODEL = "tests.models_for_cli:tiny_fcn"
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +37,6 @@ def run_args(data: Path, out: Path, *extra: str) -> list[str]:
     return ["run", "--data", f"folder:{data}", "--model", MODEL, "--eps", "2", "--out", str(out),
             "--batch-size", "2", "--figure1", "1", *extra]  # fmt: skip
 
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
 
 
 # -- the run-directory lock ---------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from segattack.cli import main
 from segattack.specs import load_data, parse_data_spec
 
 from .conftest import ColourNet, colour_scene, random_images
-from .models_for_cli import write_street_pngs
+from .models_for_cli import one_line_error, write_street_pngs
 
 PERSON = 2  # the colour model's "person" (red)
 
@@ -209,13 +209,6 @@ def universal_args(out: Path, *extra: str) -> list[str]:
             "--out", str(out), *extra]  # fmt: skip
 
 
-def user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    return err
-
 
 def test_cli_writes_everything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "uap"
@@ -256,22 +249,22 @@ def test_cli_static_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "o"
-    assert "unknown class 'pedestrian'" in user_error(universal_args(out, "--hide", "pedestrian"), capsys)
-    assert "eps must be positive" in user_error(universal_args(out, "--eps", "0"), capsys)
-    assert "one eps" in user_error(universal_args(out, "--eps", "2,4"), capsys)
-    assert "--static takes one class" in user_error(universal_args(out, "--static", "car,bus"), capsys)
+    assert "unknown class 'pedestrian'" in one_line_error(universal_args(out, "--hide", "pedestrian"), capsys)
+    assert "eps must be positive" in one_line_error(universal_args(out, "--eps", "0"), capsys)
+    assert "one eps" in one_line_error(universal_args(out, "--eps", "2,4"), capsys)
+    assert "--static takes one class" in one_line_error(universal_args(out, "--static", "car,bus"), capsys)
     same = ["universal", "--fit-data", "synthetic:4", "--data", "synthetic:2", "--out", str(out)]
-    assert "never saw" in user_error(same, capsys)
+    assert "never saw" in one_line_error(same, capsys)
     missing = ["universal", "--fit-data", f"folder:{tmp_path / 'nope'}", "--out", str(out)]
-    assert "does not exist" in user_error(missing, capsys)
+    assert "does not exist" in one_line_error(missing, capsys)
     big = write_street_pngs(tmp_path / "big", n=2, size=(32, 64))
     small = write_street_pngs(tmp_path / "small", n=2, size=(24, 48))
     sizes = ["universal", "--fit-data", f"folder:{big}", "--data", f"folder:{small}", "--steps", "1", "--model",
              "tests.models_for_cli:tiny_fcn", "--out", str(out)]  # fmt: skip
-    assert "--size 32x64" in user_error(sizes, capsys)
+    assert "--size 32x64" in one_line_error(sizes, capsys)
     Image.fromarray(np.zeros((24, 48, 3), np.uint8)).save(big / "odd.png")
-    assert "--size" in user_error(sizes, capsys)  # mixed sizes among the fit images
-    assert "--steps must be at least 1" in user_error(universal_args(out, "--steps", "0"), capsys)
+    assert "--size" in one_line_error(sizes, capsys)  # mixed sizes among the fit images
+    assert "--steps must be at least 1" in one_line_error(universal_args(out, "--steps", "0"), capsys)
 
 
 def test_cli_help_states_units(capsys: pytest.CaptureFixture[str]) -> None:

@@ -849,6 +849,17 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
     return kept
 
 
+def _image_size(dataset: Any, index: int) -> tuple[int, int]:
+    """(H, W) of item ``index``: from ``dataset.image_size`` (file headers, nothing decoded) where it has one, else
+    from the item itself."""
+    sizer = getattr(dataset, "image_size", None)
+    if callable(sizer):
+        h, w = sizer(index)
+    else:
+        h, w = torch.as_tensor(dataset[index][0]).shape[-2:]
+    return int(h), int(w)
+
+
 def _check_memory(
     model: Any, dataset: Any, n: int, ids: list[str], device: torch.device, *, batch_size: int, n_eps: int,
     n_modes: int,
@@ -857,19 +868,14 @@ def _check_memory(
     data set will return (``image_size``; a data set without it is checked on its first image) in full batches."""
     from .memory import check_run_memory
 
-    sizer = getattr(dataset, "image_size", None)
+    from_header = callable(getattr(dataset, "image_size", None))
     sizes: list[tuple[int, int]] = []
     for i in range(n):
         try:
-            if callable(sizer):
-                h, w = sizer(i)
-            else:
-                image, _ = dataset[i]
-                h, w = (int(v) for v in torch.as_tensor(image).shape[-2:])
+            sizes.append(_image_size(dataset, i))
         except UnreadableImageError:
             continue  # skipped and counted where the image is used
-        sizes.append((int(h), int(w)))
-        if not callable(sizer):
+        if not from_header:
             break
     if not sizes:
         return
@@ -938,12 +944,8 @@ class _BatchRunner:
     def pixels_of(self, dataset: Any, index: int) -> int:
         """H * W of image ``index``: known if this run read it, else its header (``image_size``) or the image."""
         if index not in self.pixels:
-            sizer = getattr(dataset, "image_size", None)
-            if callable(sizer):
-                h, w = sizer(index)
-            else:
-                h, w = (int(v) for v in torch.as_tensor(dataset[index][0]).shape[-2:])
-            self.pixels[index] = int(h) * int(w)
+            h, w = _image_size(dataset, index)
+            self.pixels[index] = h * w
         return self.pixels[index]
 
     def _status_rows(

@@ -126,6 +126,17 @@ def _floats3(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
+def add_hide_arg(p: Any) -> None:
+    """``--hide``: the class(es) to hide, by the model's names or by id."""
+    p.add_argument(
+        "--hide",
+        default="person",
+        metavar="CLASS[,CLASS]",
+        help="class(es) to hide, by name or id: the model's class names (--class-names, hf: id2label), by default "
+        "the Cityscapes train ids (default: person)",
+    )
+
+
 def add_attack_args(g: Any, *, several: bool = True) -> None:
     """``--attack`` and ``--attack-opt`` (and, for experiments, the goal) on an argument group."""
     g.add_argument(

@@ -10,6 +10,7 @@ from ..errors import ModelError, SegattackError, UserError
 from ..rundir import atomic_open, check_writable_dir
 from ._common import (
     add_attack_args,
+    add_hide_arg,
     add_model_args,
     build_model,
     check_class_text,
@@ -32,13 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "the 11 panels of the paper's Figure 1 next to it (OUT_panels.png). eps is in 8-bit levels (10 = 10/255).",
     )
     p.add_argument("image", metavar="IMAGE", help="input image (PNG or JPEG)")
-    p.add_argument(
-        "--hide",
-        default="person",
-        metavar="CLASS[,CLASS]",
-        help="class(es) to hide, by the model's class names (--class-names; default Cityscapes) or ids (default: "
-        "person)",
-    )
+    add_hide_arg(p)
     p.add_argument("--eps", default="10", metavar="LEVELS", help="L-inf budget in 8-bit levels (default: 10)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="adversarial image to write (PNG)")
     p.add_argument(

@@ -10,6 +10,7 @@ from ._common import (
     RESTRICT_MODES,
     add_attack_args,
     add_data_args,
+    add_hide_arg,
     add_model_args,
     build_data,
     build_model,
@@ -47,13 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "prediction) (default: hide)",
     )
     add_attack_args(g)
-    g.add_argument(
-        "--hide",
-        default="person",
-        metavar="CLASS[,CLASS]",
-        help="class(es) to hide, by name or id: the model's class names (--class-names, hf: id2label), by default "
-        "the Cityscapes train ids (default: person)",
-    )
+    add_hide_arg(g)
     g.add_argument(
         "--eps", default=",".join(map(str, DEFAULT_EPS)), metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)"
     )

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import SegattackError, UserError
 from ..rundir import json_safe, write_json, write_text
 from ._common import (
+    add_hide_arg,
     add_model_args,
     build_data,
     build_model,
@@ -69,13 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="resize all images to H x W pixels; one perturbation needs one size (default: synthetic 256x512, files "
         "as they are)",
     )
-    p.add_argument(
-        "--hide",
-        default="person",
-        metavar="CLASS[,CLASS]",
-        help="class(es) to hide, by the model's class names (--class-names; default Cityscapes) or ids (default: "
-        "person)",
-    )
+    add_hide_arg(p)
     p.add_argument(
         "--static",
         default=None,
