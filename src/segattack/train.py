@@ -45,8 +45,7 @@ from .data.labels import CLASS_NAMES, IGNORE_INDEX
 from .errors import RunDirError
 from .evaluate import EvalResult, evaluate
 from .models import PixelModel
-from .zoo.fcn8s import FCN8s
-from .zoo.registry import save_model
+from .zoo.registry import ARCHITECTURES, save_model
 
 __all__ = [
     "TrainConfig", "TrainResult", "ConfigMismatchError", "train", "checkpoint_step", "config_differences",
@@ -73,12 +72,28 @@ class ConfigMismatchError(RunDirError):
     """The output directory holds a run with a different configuration."""
 
 
+#: Per architecture, the defaults of the TrainConfig fields left None.
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fcn8s": {"width": 0.125, "dropout": 0.5},
+    "deeplabv3": {"width": 1.0, "dropout": 0.1},
+    "segformer": {"width": 1.0, "dropout": 0.1},
+}
+ARCH_TITLES = {
+    "fcn8s": "FCN8s-VGG16",
+    "deeplabv3": "DeepLabv3+ (residual atrous backbone, ASPP, stride-4 decoder)",
+    "segformer": "SegFormer (MiT encoder, efficient self-attention, Mix-FFN, All-MLP decoder)",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. Sizes are (height, width) in pixels; images are in [0, 1] units.
 
-    Model: ``width`` (channel multiplier of FCN8s; 1.0 = the paper's 134 M-parameter network), ``batch_norm``,
-    ``dropout`` (after fc6 and fc7), ``fc6_kernel``, ``num_classes``.
+    Model: ``arch`` (a key of ``ARCH_DEFAULTS``: "fcn8s", "deeplabv3" or "segformer"), ``width`` (channel multiplier;
+    None = the architecture's default: 0.125 for FCN8s, where 1.0 is the paper's 134 M-parameter network, 1.0 for the
+    others), ``batch_norm`` (FCN8s only; the others always have their normalisation layers), ``dropout`` (None = the
+    architecture's default: 0.5 after fc6 and fc7 for FCN8s, 0.1 before the classifier for the others),
+    ``fc6_kernel`` (FCN8s only), ``num_classes``.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
     ``train``), ``size`` (image size of the synthetic data), ``train_images`` and ``val_images`` (how many images
@@ -103,9 +118,10 @@ class TrainConfig:
 
     out_dir: str
     # model
-    width: float = 0.125
+    arch: str = "fcn8s"
+    width: float | None = None
     batch_norm: bool = True
-    dropout: float = 0.5
+    dropout: float | None = None
     fc6_kernel: int = 7
     num_classes: int = 19
     # data
@@ -150,6 +166,19 @@ class TrainConfig:
     val_batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCH_DEFAULTS:
+            raise ValueError(f"arch must be one of {', '.join(ARCH_DEFAULTS)}, got {self.arch!r}")
+        for name, value in ARCH_DEFAULTS[self.arch].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        if not (isinstance(self.width, int | float) and math.isfinite(self.width) and self.width > 0):
+            raise ValueError(f"width must be a positive channel multiplier, got {self.width!r}")
+        if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if self.arch != "fcn8s" and not self.batch_norm:
+            raise ValueError(f"batch_norm=False (--no-batch-norm) applies to fcn8s only; {self.arch} keeps its norms")
+        if self.arch != "fcn8s" and self.fc6_kernel != 7:
+            raise ValueError(f"fc6_kernel applies to fcn8s only, not to {self.arch}")
         # Normalise types so that the JSON form is canonical: paths as strings, sequences as tuples.
         object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
         if self.export_dir is not None:
@@ -219,6 +248,19 @@ class TrainConfig:
     def as_json(self) -> dict[str, Any]:
         """Plain JSON form (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``zoo.ARCHITECTURES[arch]`` this configuration builds (and the model card keeps)."""
+        if self.arch == "fcn8s":
+            return {"width": self.width, "batch_norm": self.batch_norm, "dropout": self.dropout,
+                    "fc6_kernel": self.fc6_kernel}  # fmt: skip
+        return {"width": self.width, "dropout": self.dropout}
+
+    def describe(self) -> str:
+        """One line naming the network, e.g. "DeepLabv3+ (residual, ASPP) width 1"."""
+        if self.arch == "fcn8s":
+            return f"FCN8s-VGG16 width {self.width:g}{' + BatchNorm' if self.batch_norm else ''}"
+        return f"{ARCH_TITLES[self.arch]} width {self.width:g}"
 
 
 @dataclass(frozen=True)
@@ -518,11 +560,12 @@ def config_differences(config: TrainConfig) -> list[str]:
     if not config_path.is_file():
         return []
     try:
-        stored = json.loads(config_path.read_text(encoding="utf-8")).get("config", {})
+        stored = dict(json.loads(config_path.read_text(encoding="utf-8")).get("config", {}))
     except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         raise RunDirError(
             f"{config_path} is corrupt (not a JSON object); start over with --overwrite or choose another --out"
         ) from None
+    stored.setdefault("arch", "fcn8s")  # runs from before --arch trained FCN8s
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
@@ -547,8 +590,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     rows, raw, _ = rundir.read_jsonl(path)
     kept = [
-        line for row, line in zip(rows, raw, strict=True)
-            if isinstance(row.get("step"), int) and row["step"] <= step
+        line for row, line in zip(rows, raw, strict=True) if isinstance(row.get("step"), int) and row["step"] <= step
     ]
     rundir.rewrite_jsonl(path, kept)
 
@@ -590,7 +632,7 @@ def train(
     overwrite: bool = False,
     progress: bool | None = False,
 ) -> TrainResult:
-    """Train FCN8s as configured; resume from ``config.out_dir``'s checkpoint if there is one.
+    """Train ``config.arch`` as configured; resume from ``config.out_dir``'s checkpoint if there is one.
 
     Args:
         config: the run (see ``TrainConfig``).
@@ -656,9 +698,8 @@ def _train_locked(
     std = config.std if config.std is not None else measured_std
 
     torch.manual_seed(config.seed)
-    arch_kwargs: dict[str, Any] = {"width": config.width, "batch_norm": config.batch_norm,
-                                   "dropout": config.dropout, "fc6_kernel": config.fc6_kernel}  # fmt: skip
-    net = FCN8s(config.num_classes, **arch_kwargs).to(device)
+    arch_kwargs = config.arch_kwargs()
+    net = ARCHITECTURES[config.arch](config.num_classes, **arch_kwargs).to(device)
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     groups = _param_groups(net, weight_decay)
@@ -711,8 +752,8 @@ def _train_locked(
     else:
         metrics_path.unlink(missing_ok=True)
     logger.info(
-        "training FCN8s (width %s, %s params) on %s for steps %d..%d, batch %d, crop %s",
-        config.width, f"{n_params:,}", device, start_step, end_step, config.batch_size, config.crop,
+        "training %s (width %s, %s params) on %s for steps %d..%d, batch %d, crop %s",
+        config.arch, config.width, f"{n_params:,}", device, start_step, end_step, config.batch_size, config.crop,
     )  # fmt: skip
 
     if config.crop is not None:
@@ -817,12 +858,11 @@ def _train_locked(
         total_s = elapsed()
         ih, iw = train_src.image_size
         desc = (
-            f"FCN8s-VGG16 width {config.width:g}{' + BatchNorm' if config.batch_norm else ''}, "
-            f"trained {config.steps} steps on {type(train_data).__name__} {ih}x{iw}, "
+            f"{config.describe()}, trained {config.steps} steps on {type(train_data).__name__} {ih}x{iw}, "
             f"val mIoU {last_val.miou:.3f}"
         )
         export_path = save_model(
-            net, export_dir / config.export_name, arch="fcn8s", arch_kwargs=arch_kwargs, mean=mean, std=std,
+            net, export_dir / config.export_name, arch=config.arch, arch_kwargs=arch_kwargs, mean=mean, std=std,
             num_classes=config.num_classes, description=desc,
             extra={
                 "training": {

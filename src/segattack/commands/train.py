@@ -23,18 +23,27 @@ def _hxw(text: str) -> tuple[int, int]:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train an FCN8s segmentation network (resumable) and export it to the model zoo",
-        description="Train FCN8s (Long et al. 2015) from scratch on synthetic street scenes. Running the same "
+        help="train a segmentation network (FCN8s, DeepLabv3+ or SegFormer; resumable) and export it to the zoo",
+        description="Train FCN8s (Long et al. 2015), a DeepLabv3+-style network (Chen et al. 2018) or a "
+        "SegFormer-style transformer (Xie et al. 2021) from scratch on synthetic street scenes. Running the same "
         "command again with the same --out resumes from the last checkpoint. The final model is written as "
         "NAME.safetensors + NAME.json (load it with segattack.zoo.load(NAME, weights_dir=DIR)).",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory: config, checkpoint, metrics, model")
     p.add_argument("--data", choices=["synthetic"], default="synthetic", help="training data (default: synthetic)")
     p.add_argument(
+        "--arch",
+        choices=["fcn8s", "deeplabv3", "segformer"],
+        default="fcn8s",
+        help="architecture: fcn8s (VGG16 backbone, the paper's), deeplabv3 (residual atrous backbone, ASPP, stride-4 "
+        "decoder) or segformer (hierarchical transformer, All-MLP decoder); the model card names it (default: fcn8s)",
+    )
+    p.add_argument(
         "--width",
         type=float,
-        default=0.125,
-        help="channel multiplier of FCN8s; 1.0 is the paper's 134 M-parameter network (default: 0.125)",
+        default=None,
+        help="channel multiplier; for fcn8s 1.0 is the paper's 134 M-parameter network (default: 0.125 for fcn8s, "
+        "1.0 for the others)",
     )
     p.add_argument(
         "--no-batch-norm",
@@ -42,7 +51,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_false",
         help="leave out BatchNorm (as the paper's network; slower to train from scratch)",
     )
-    p.add_argument("--dropout", type=float, default=0.5, help="dropout after fc6 and fc7 (default: 0.5)")
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout: after fc6 and fc7 for fcn8s (default 0.5), before the classifier for the others (default 0.1)",
+    )
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps in total (default: 4000)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8)")
     p.add_argument(
@@ -140,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = TrainConfig(
-            out_dir=args.out, data=args.data, width=args.width, batch_norm=args.batch_norm, dropout=args.dropout,
+            out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
+            dropout=args.dropout,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,

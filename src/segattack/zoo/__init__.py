@@ -1,4 +1,5 @@
-"""Model zoo: the FCN-8s architecture (Long et al. 2015) and the shipped weights with their model cards.
+"""Model zoo: three architectures written here (FCN-8s, Long et al. 2015; a DeepLabv3+-style network, Chen et al.
+2017/2018; a SegFormer-style transformer, Xie et al. 2021) and the shipped weights with their model cards.
 
 ``available()`` lists the shipped models (name -> description); ``load(name)`` returns a ``PixelModel`` (images in
 [0, 1] -> logits) after checking the weights' SHA-256 against the model card; ``save_model`` writes such a pair.
@@ -6,15 +7,19 @@
 
 from __future__ import annotations
 
+from .deeplabv3 import DeepLabV3
 from .fcn8s import FCN8s, bilinear_kernel
 from .registry import ARCHITECTURES, WEIGHTS_DIR, available, load, save_model, sha256_file
+from .segformer import SegFormer
 
 #: The shipped model the command line uses when no --model is given (see weights/<name>.md, its model card).
 DEFAULT_MODEL = "fcn8s-synth-w8"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "DeepLabV3",
     "FCN8s",
+    "SegFormer",
     "bilinear_kernel",
     "ARCHITECTURES",
     "WEIGHTS_DIR",

@@ -40,7 +40,9 @@ from torch import nn
 
 from ..models import PixelModel
 from ..rundir import json_safe, write_bytes, write_text
+from .deeplabv3 import DeepLabV3
 from .fcn8s import FCN8s
+from .segformer import SegFormer
 
 __all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "available", "load", "save_model", "sha256_file"]
 
@@ -50,7 +52,7 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 #: Architecture name (as written in a model card) -> constructor taking ``num_classes`` and keyword arguments.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fcn8s": FCN8s}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fcn8s": FCN8s, "deeplabv3": DeepLabV3, "segformer": SegFormer}
 
 CARD_FORMAT = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
