@@ -29,7 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PixelModel", "check_images", "classes_of", "extract_logits", "model_fingerprint", "restored_flags"]
+__all__ = [
+    "AMP_DTYPES",
+    "PixelModel",
+    "check_images",
+    "classes_of",
+    "extract_logits",
+    "model_fingerprint",
+    "restored_flags",
+]
+
+#: ``amp=`` names -> the autocast dtype of the network's forward (and so of its backward).
+AMP_DTYPES: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def classes_of(logits: Tensor) -> Tensor:
@@ -124,6 +135,15 @@ class PixelModel(nn.Module):
 
     ``forward(images)``: (B, C, H, W) float in [0, 1] -> logits (B, K, H, W), differentiable w.r.t. the images.
     ``predict(images)``: (B, H, W) int64, the argmax of the logits, computed without gradients.
+
+    Fast path (``set_fast_path``; off by default): ``amp`` ("bf16" or "fp16") runs the network's forward under
+    autocast, so its backward runs in that precision too (``predict`` stays float32, so what is measured is the
+    network's own prediction; only the attacks' gradients change); the images, the normalisation and the returned logits stay
+    float32, so losses, gradients to the images and the perturbation arithmetic of the attacks stay exact in 8-bit
+    levels. ``channels_last`` feeds the network NHWC tensors (convert the network with
+    ``net.to(memory_format=torch.channels_last)`` for the full effect; ``set_fast_path`` does). ``compile`` runs the
+    network through ``torch.compile`` (compiled on the first call of each input shape; the state dict and
+    ``model_fingerprint`` are those of the wrapped network).
     """
 
     def __init__(
@@ -166,18 +186,46 @@ class PixelModel(nn.Module):
         self.std: Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.amp: str | None = None
+        self.channels_last = False
+        self._compiled: nn.Module | None = None
+
+    def set_fast_path(
+        self, *, amp: str | None = None, channels_last: bool = False, compile: bool = False
+    ) -> PixelModel:
+        """Configure the GPU fast path (see the class docstring) and return ``self``. ``amp``: None, "bf16" or
+        "fp16"; ``channels_last`` also converts the wrapped network's parameters to channels-last (values unchanged);
+        ``compile`` wraps the network with ``torch.compile`` (the wrapper is kept outside the module tree, so the
+        state dict is unchanged)."""
+        if amp is not None and amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        self.amp = amp
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # Not an attribute nn.Module registers: the compiled wrapper would add "_orig_mod." keys to the state dict.
+        object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
+        return self
 
     def extra_repr(self) -> str:
-        return "bgr=True" if self.bgr else ""
+        parts = ["bgr=True"] if self.bgr else []
+        if self.amp is not None:
+            parts.append(f"amp={self.amp}")
+        if self.channels_last:
+            parts.append("channels_last=True")
+        if self._compiled is not None:
+            parts.append("compiled=True")
+        return ", ".join(parts)
 
     @property
     def device(self) -> torch.device:
         return self.mean.device
 
-    def forward(self, images: Tensor, *, check: bool = True) -> Tensor:
+    def forward(self, images: Tensor, *, check: bool = True, amp: bool = True) -> Tensor:
         """(B, C, H, W) in [0, 1] -> logits (B, K, H, W). ``check=False`` skips the value checks (range of the
         input, NaN and probability-like outputs) but never the shape checks; attacks use it after their first step,
-        when the images are known to be valid."""
+        when the images are known to be valid. ``amp=False`` runs this call in float32 even when the fast path's
+        autocast is on (``predict`` does)."""
         if check:
             check_images(images)
         elif images.ndim != 4:
@@ -190,8 +238,16 @@ class PixelModel(nn.Module):
         if self.bgr:
             images = images.flip(1)  # RGB -> BGR, then the normalisation in the network's channel order
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        net = self._compiled if self._compiled is not None else self.net
         with _frozen(self.net):
-            logits = extract_logits(self.net(x))
+            if self.amp is None or not amp:
+                logits = extract_logits(net(x))
+            else:
+                with torch.autocast(x.device.type, dtype=AMP_DTYPES[self.amp]):
+                    logits = extract_logits(net(x))
+                logits = logits.float()  # losses and their gradients to the images in float32
         return self._check_logits(logits, images, values=check)
 
     def _check_logits(self, logits: Tensor, images: Tensor, *, values: bool = True) -> Tensor:
@@ -228,10 +284,12 @@ class PixelModel(nn.Module):
 
     @torch.no_grad()
     def predict(self, images: Tensor, *, batch_size: int | None = None) -> Tensor:
-        """Argmax prediction (B, H, W) int64 for images (B, C, H, W) in [0, 1], in chunks of ``batch_size``."""
+        """Argmax prediction (B, H, W) int64 for images (B, C, H, W) in [0, 1], in chunks of ``batch_size``.
+        Always in float32: with the fast path's ``amp`` only the attacks' gradient passes run in lower precision,
+        so clean and adversarial predictions (what is measured) are those of the network itself."""
         if batch_size is None or images.shape[0] <= batch_size:
-            return classes_of(self(images))
-        return torch.cat([classes_of(self(chunk)) for chunk in images.split(batch_size)])
+            return classes_of(self(images, amp=False))
+        return torch.cat([classes_of(self(chunk, amp=False)) for chunk in images.split(batch_size)])
 
 
 def model_fingerprint(model: nn.Module) -> str:
