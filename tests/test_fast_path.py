@@ -92,7 +92,7 @@ def test_fast_path_off_again_is_the_plain_model(shipped: sa.PixelModel) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler")
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs cc")
 def test_compile_gives_the_same_logits_and_state(shipped: sa.PixelModel) -> None:
     model = sa.zoo.load(sa.zoo.DEFAULT_MODEL)
     before = model_fingerprint(model)

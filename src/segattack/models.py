@@ -137,13 +137,12 @@ class PixelModel(nn.Module):
     ``predict(images)``: (B, H, W) int64, the argmax of the logits, computed without gradients.
 
     Fast path (``set_fast_path``; off by default): ``amp`` ("bf16" or "fp16") runs the network's forward under
-    autocast, so its backward runs in that precision too (``predict`` stays float32, so what is measured is the
-    network's own prediction; only the attacks' gradients change); the images, the normalisation and the returned logits stay
-    float32, so losses, gradients to the images and the perturbation arithmetic of the attacks stay exact in 8-bit
-    levels. ``channels_last`` feeds the network NHWC tensors (convert the network with
-    ``net.to(memory_format=torch.channels_last)`` for the full effect; ``set_fast_path`` does). ``compile`` runs the
-    network through ``torch.compile`` (compiled on the first call of each input shape; the state dict and
-    ``model_fingerprint`` are those of the wrapped network).
+    autocast, so its backward runs in that precision too. ``predict`` stays float32, so what is measured is the
+    network's own prediction; only the attacks' gradients change. The images, the normalisation and the returned
+    logits stay float32, so losses, gradients to the images and the perturbation arithmetic of the attacks stay
+    exact in 8-bit levels. ``channels_last`` feeds the network NHWC tensors (and converts its parameters).
+    ``compile`` runs the network through ``torch.compile`` (compiled on the first call of each input shape; the
+    state dict and ``model_fingerprint`` are those of the wrapped network).
     """
 
     def __init__(
