@@ -1,0 +1,235 @@
+"""Pipeline efficiency of the paper's whole experiment, and the multi-process overhead, measured in one run.
+
+Pipeline efficiency = (the model's own time for the passes ``run_experiment`` makes) / (its wall time). The passes
+are counted with hooks on the network during the run (forward passes with and without gradient, images per call); the
+model's own time per image for each kind of pass is measured in the same run, before and after the experiment (the
+mean of the two medians), at the experiment's batch size. Everything else (reading and generating images, targets,
+restriction, metrics, instance and SSIM measures, writing rows, Figure 1 files, the report) is the overhead.
+Goal: >= 0.90 on CPU for the demo's configuration (20 synthetic scenes at 256x512, eps 1..20, full + posthoc,
+batch 4).
+
+The wall time is also split into the time inside ``attack_batch`` (the attack's passes and the predictions),
+``measure`` (the per-image measures) and the rest, so a low efficiency says where to look.
+
+``--distributed`` also measures the multi-process overhead: the same images with 2 gloo processes of 1 thread each
+(``torchrun --nproc-per-node 2 -m segattack run``) against 1 process with 2 threads (``segattack run``), as a
+ratio of wall times (> 1: the two processes are slower).
+
+Run:  python benchmarks/bench_experiment.py [--images 20] [--size 256x512] [--eps 1,...,20] [--batch-size 4]
+      [--amp bf16] [--channels-last] [--distributed] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import segattack as sa
+import segattack.experiment as experiment_mod
+from segattack.commands._common import DEFAULT_EPS
+
+PERSON = 11
+
+
+class PassCounter:
+    """Forward hooks on the wrapped network: images per call, split by whether autograd records the call (an attack
+    step: forward + backward) or not (a prediction: forward only)."""
+
+    def __init__(self, model: sa.PixelModel) -> None:
+        self.grad_images = 0
+        self.nograd_images = 0
+        self.calls = 0
+        self._handle = model.net.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        n = int(args[0].shape[0])
+        self.calls += 1
+        if torch.is_grad_enabled():
+            self.grad_images += n
+        else:
+            self.nograd_images += n
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def per_image_times(model: sa.PixelModel, x: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Median seconds per image of (forward + backward to the input, with an attack's loss) and of (forward only,
+    with the argmax), at batch ``len(x)``."""
+    pred = model.predict(x)
+    target = sa.hide_class_target(pred, class_id=PERSON) if bool((pred == PERSON).any()) else pred
+
+    def step() -> None:
+        adv = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(adv, check=False), target, reduction="sum")
+        torch.autograd.grad(loss, adv)
+
+    def forward() -> None:
+        model.predict(x)
+
+    def median(fn: Callable[[], None]) -> float:
+        fn()  # warm-up
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts) / len(x)
+
+    return median(step), median(forward)
+
+
+class Timed:
+    """Wrap a module-level function of ``segattack.experiment`` and add up the seconds spent in it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seconds = 0.0
+        self.original = getattr(experiment_mod, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return self.original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        setattr(experiment_mod, name, wrapper)
+
+    def restore(self) -> None:
+        setattr(experiment_mod, self.name, self.original)
+
+
+def efficiency(args: argparse.Namespace) -> dict[str, Any]:
+    model = sa.zoo.load(args.model)
+    if args.amp or args.channels_last:
+        model.set_fast_path(amp=args.amp, channels_last=args.channels_last)
+    data = sa.data.SyntheticStreets(split="val", size=args.size, length=args.images, seed=0)
+    probe = torch.stack([data[i][0] for i in range(min(args.batch_size, len(data)))]).float() / 255
+    before = per_image_times(model, probe, args.repeats)
+
+    counter = PassCounter(model)
+    timers = [Timed("attack_batch"), Timed("measure")]
+    out = Path(tempfile.mkdtemp(prefix="bench_experiment_"))
+    try:
+        t0 = time.perf_counter()
+        experiment_mod.run_experiment(
+            model, data, class_ids=PERSON, eps_levels=args.eps, out_dir=out, modes=("full", "posthoc"),
+            batch_size=args.batch_size, figure1_ids=args.figure1, overwrite=True,
+        )  # fmt: skip
+        wall = time.perf_counter() - t0
+    finally:
+        counter.remove()
+        for timer in timers:
+            timer.restore()
+        shutil.rmtree(out, ignore_errors=True)
+    after = per_image_times(model, probe, args.repeats)
+    t_step = (before[0] + after[0]) / 2
+    t_fwd = (before[1] + after[1]) / 2
+    model_s = counter.grad_images * t_step + counter.nograd_images * t_fwd
+    inside_attack = timers[0].seconds
+    inside_measure = timers[1].seconds
+    return {
+        "images": args.images,
+        "size": list(args.size),
+        "eps": args.eps,
+        "batch_size": args.batch_size,
+        "figure1": args.figure1,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "wall_s": round(wall, 2),
+        "model_s": round(model_s, 2),
+        "pipeline_efficiency": round(model_s / wall, 4),
+        "passes": {
+            "forward_backward_images": counter.grad_images,
+            "forward_images": counter.nograd_images,
+            "network_calls": counter.calls,
+        },  # fmt: skip
+        "per_image_s": {
+            "forward_backward": round(t_step, 5),
+            "forward": round(t_fwd, 5),
+            "forward_backward_before_after": [round(before[0], 5), round(after[0], 5)],
+        },  # fmt: skip
+        "split_s": {
+            "attack_batch": round(inside_attack, 2),
+            "measure": round(inside_measure, 2),
+            "rest": round(wall - inside_attack - inside_measure, 2),
+        },  # fmt: skip
+    }
+
+
+def distributed_overhead(args: argparse.Namespace) -> dict[str, Any]:
+    """Wall time of 2 gloo processes x 1 thread over 1 process x 2 threads, the same run otherwise."""
+    eps = ",".join(str(e) for e in args.eps)
+    common = ["run", "--data", f"synthetic:{args.images}", "--size", f"{args.size[0]}x{args.size[1]}", "--eps", eps,
+              "--batch-size", str(args.batch_size), "--figure1", "0", "--no-progress", "--overwrite"]  # fmt: skip
+    walls: dict[str, float] = {}
+    root = Path(tempfile.mkdtemp(prefix="bench_distributed_"))
+    try:
+        for name, threads, argv in (
+            ("one_process_2_threads", "2", [sys.executable, "-m", "segattack", *common]),
+            ("two_processes_1_thread", "1",
+             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+              "segattack", *common]),
+        ):  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": threads}
+            t = time.perf_counter()
+            subprocess.run([*argv, "--out", str(root / name)], check=True, env=env, stdout=subprocess.DEVNULL)
+            walls[name] = round(time.perf_counter() - t, 2)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {**walls, "ratio": round(walls["two_processes_1_thread"] / walls["one_process_2_threads"], 4)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=sa.zoo.DEFAULT_MODEL)
+    p.add_argument("--images", type=int, default=20)
+    p.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(256, 512))
+    p.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=list(DEFAULT_EPS))
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--figure1", type=int, default=3, help="Figure 1 images, as the demo (default: 3)")
+    p.add_argument("--repeats", type=int, default=5, help="timings of the model's own passes (default: 5)")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--distributed", action="store_true", help="also measure 2 gloo processes against 1 process")
+    p.add_argument("--json", default=None, metavar="OUT")
+    args = p.parse_args()
+
+    result: dict[str, Any] = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },  # fmt: skip
+        "experiment": efficiency(args),
+    }
+    e = result["experiment"]
+    print(f"pipeline efficiency {e['pipeline_efficiency']:.3f}: model {e['model_s']:.1f} s of {e['wall_s']:.1f} s wall "
+          f"(attack_batch {e['split_s']['attack_batch']:.1f} s, measure {e['split_s']['measure']:.1f} s, "
+          f"rest {e['split_s']['rest']:.1f} s)")  # fmt: skip
+    if args.distributed:
+        result["distributed"] = distributed_overhead(args)
+        d = result["distributed"]
+        print(f"2 gloo processes x 1 thread: {d['two_processes_1_thread']:.1f} s; 1 process x 2 threads: "
+              f"{d['one_process_2_threads']:.1f} s; ratio {d['ratio']:.3f}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
