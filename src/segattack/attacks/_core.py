@@ -4,6 +4,11 @@ Internally the attacks work in 8-bit levels: the clean image as ``X = 255 * imag
 the images are 8-bit representable) and the perturbation ``D`` in levels. Steps of whole levels and budgets of whole
 levels then keep ``X + D`` integral, so the adversarial image ``(X + D) / 255`` is exactly what an 8-bit PNG of it
 loads back as.
+
+Expectation over Transformation (EOT; Athalye, Engstrom, Ilyas and Kwok 2018, "Synthesizing Robust Adversarial
+Examples") lives here too, once for every attack built on ``objective_and_grad``: with ``Problem.eot`` set, the model
+sees ``T(x_adv)`` for random draws ``T`` from a list of survival transforms (``segattack.transforms``), and the
+objective, its gradient and the success are averages over the draws (see ``EOT``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import PixelModel, check_images, classes_of
+from ..transforms import Transform, parse_transforms
 
 Model = Callable[[Tensor], Tensor]
 
@@ -86,7 +92,6 @@ def check_labels(labels: Tensor, images: Tensor, *, name: str = "labels") -> Non
         )
 
 
-
 def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -151,6 +156,92 @@ def bounds(base: Tensor, eps: Tensor, mask: Tensor | None) -> tuple[Tensor, Tens
     return lo, hi
 
 
+#: The ``eot`` option of the iterative attacks: a transforms spec, a list of transforms, or None (off).
+EOTOption = str | Sequence[Transform] | None
+
+#: Draws per step when an attack's ``eot`` option is set and ``eot_samples`` is not given.
+EOT_SAMPLES = 8
+
+
+@dataclass(frozen=True)
+class EOT:
+    """Expectation over Transformation (Athalye et al. 2018): at every step the attack ascends the average of its
+    objective over ``draws`` random draws; each draw picks, per image, one of ``transforms`` uniformly (and, for
+    ``noise``, a fresh noise sample) and feeds ``transform.differentiable(x_adv)`` to the model (JPEG by BPDA).
+
+    Draws come from torch's global RNG, like the random start of ``pgd`` (``torch.manual_seed`` makes a run
+    reproducible). A single deterministic transform (``identity``, ``jpeg``, ``resize``, ``blur``) needs no
+    sampling: ``draws`` is then 1 whatever ``samples`` says, and the attack is deterministic (a batch equals its
+    single runs); with ``identity`` alone it is the attack without EOT, bit for bit.
+    """
+
+    transforms: tuple[Transform, ...]
+    samples: int
+
+    @property
+    def draws(self) -> int:
+        """Forward (and backward) passes per evaluation: 1 for one deterministic transform, else ``samples``."""
+        if len(self.transforms) == 1 and not self.transforms[0].random:
+            return 1
+        return self.samples
+
+    @property
+    def spec(self) -> str:
+        """The canonical transforms spec, e.g. ``'jpeg:75,blur:1'``."""
+        return ",".join(t.name for t in self.transforms)
+
+    def apply(self, adv: Tensor) -> Tensor:
+        """One draw: (B, C, H, W) in [0, 1] -> each image through one transform picked uniformly at random (the
+        same values as the transform's ``__call__``), differentiable with respect to ``adv``."""
+        n = len(self.transforms)
+        if n == 1:
+            return self.transforms[0].differentiable(adv)
+        choice = torch.randint(n, (adv.shape[0],))
+        order: list[Tensor] = []
+        parts: list[Tensor] = []
+        for k in choice.unique().tolist():
+            idx = (choice == k).nonzero()[:, 0]
+            order.append(idx)
+            parts.append(self.transforms[k].differentiable(adv[idx.to(adv.device)]))
+        if len(parts) == 1:
+            return parts[0]
+        inverse = torch.argsort(torch.cat(order)).to(adv.device)
+        return torch.cat(parts)[inverse]
+
+
+def make_eot(eot: object, samples: object = EOT_SAMPLES) -> EOT | None:
+    """The ``eot`` and ``eot_samples`` options of an attack -> an ``EOT`` (None: off).
+
+    ``eot``: None, a transforms spec (``"jpeg:75,blur:1"``, see ``segattack.transforms.parse_transforms``) or a
+    sequence of ``Transform``; ``samples``: draws per step, an integer >= 1. ValueError/TypeError naming the
+    problem otherwise.
+
+    >>> make_eot("jpeg:75,noise:2", 4).draws, make_eot("jpeg:75", 4).draws, make_eot(None, 4)
+    (4, 1, None)
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"eot_samples must be an integer >= 1 (random draws per step), got {samples!r}")
+    if eot is None:
+        return None
+    if isinstance(eot, Transform):
+        transforms = [eot]
+    elif isinstance(eot, str):
+        transforms = parse_transforms(eot)
+    elif isinstance(eot, Sequence) and all(isinstance(t, Transform) for t in eot):
+        transforms = list(eot)
+        if not transforms:
+            raise ValueError("eot lists no transform; give at least one, e.g. eot='jpeg:75,blur:1', or None for off")
+        names = [t.name for t in transforms]
+        if len(set(names)) != len(names):
+            raise ValueError(f"eot lists a transform twice ({', '.join(names)}); give each transform once")
+    else:
+        raise TypeError(
+            f"eot takes a transforms spec such as 'jpeg:75,blur:1', a list of segattack.transforms.Transform, or "
+            f"None, got {eot!r}"
+        )
+    return EOT(tuple(transforms), samples)
+
+
 #: A pixel-wise loss: (logits (B, K, H, W), labels (B, H, W) with ignored pixels already replaced by class 0,
 #: valid (B, H, W) bool, targeted, step t, steps T) -> (B, H, W) losses. Invalid pixels are zeroed by the caller.
 PixelLoss = Callable[..., Tensor]
@@ -162,7 +253,8 @@ class Problem:
 
     ``base``: clean images in levels; ``eps``: (B, 1, 1, 1) budgets in levels; ``lo``/``hi``: the one clamp for
     budget, image range and mask (``bounds``); ``labels``: (B, H, W) with ignored pixels set to 0 and ``valid``
-    marking the counted ones. The attack ascends ``objective`` (its loss, negated when targeted).
+    marking the counted ones. The attack ascends ``objective`` (its loss, negated when targeted); with ``eot``,
+    its average over random transforms of the adversarial image (``EOT``).
     """
 
     model: Model
@@ -179,6 +271,7 @@ class Problem:
     ignore_index: int
     raw_labels: Tensor
     all_valid: bool = False
+    eot: EOT | None = None
 
     @property
     def batch(self) -> int:
@@ -223,9 +316,13 @@ def prepare(
     mask: Tensor | None,
     ignore_index: int,
     eps_limit: float | None = None,
+    eot: object = None,
+    eot_samples: object = EOT_SAMPLES,
 ) -> Problem:
-    """Validate the common arguments of every attack (same checks and messages as ``illm``) into a ``Problem``."""
+    """Validate the common arguments of every attack (same checks and messages as ``illm``) into a ``Problem``;
+    ``eot``/``eot_samples``: the attack's EOT options (``make_eot``)."""
     model = as_model(model)
+    eot_plan = make_eot(eot, eot_samples)
     check_images(images)
     check_labels(labels, images)
     check_flag("targeted", targeted)
@@ -254,6 +351,7 @@ def prepare(
         ignore_index=ignore_index,
         raw_labels=raw,
         all_valid=bool(valid.all()),
+        eot=eot_plan,
     )
 
 
@@ -266,31 +364,73 @@ def logits_at(problem: Problem, adv: Tensor, *, check: bool) -> Tensor:
     return logits
 
 
-def objective_and_grad(
-    problem: Problem, delta: Tensor, loss: PixelLoss, *, t: int, steps: int, check: bool, predict: bool = True
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One forward and one backward pass at ``base + delta``.
-
-    Returns the per-image objective (B,) (the loss summed over counted pixels, negated when targeted: attacks
-    ascend it), its gradient in [0, 1] image units (B, C, H, W) and, with ``predict``, the prediction (B, H, W) at
-    ``base + delta`` (None otherwise: the argmax over classes is not free).
-    """
-    adv = problem.adv(delta).requires_grad_(True)
-    logits = logits_at(problem, adv, check=check)
+def _objective(problem: Problem, logits: Tensor, loss: PixelLoss, t: int, steps: int) -> Tensor:
     pix = loss(logits, problem.labels, valid=problem.valid, targeted=problem.targeted, t=t, steps=steps)
     if not problem.all_valid:  # skipped when nothing is ignored: the select costs about a tenth of a small model's pass
         pix = torch.where(problem.valid, pix, torch.zeros_like(pix))
     per_image = pix.flatten(1).sum(1)
-    if problem.targeted:
-        per_image = -per_image
-    (grad,) = torch.autograd.grad(per_image.sum(), adv)
-    return per_image.detach(), grad, classes_of(logits) if predict else None
+    return -per_image if problem.targeted else per_image
+
+
+def objective_and_grad(
+    problem: Problem, delta: Tensor, loss: PixelLoss, *, t: int, steps: int, check: bool, predict: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One forward and one backward pass at ``base + delta`` (with ``problem.eot``: ``eot.draws`` of each, at
+    random transforms of it, averaged).
+
+    Returns the per-image objective (B,) (the loss summed over counted pixels, negated when targeted: attacks
+    ascend it), its gradient in [0, 1] image units (B, C, H, W) and, with ``predict``, the success (B,) float64
+    (``Problem.success`` of the prediction; with EOT its mean over the draws) at ``base + delta`` (None otherwise:
+    the argmax over classes is not free).
+    """
+    eot = problem.eot
+    if eot is None:
+        adv = problem.adv(delta).requires_grad_(True)
+        logits = logits_at(problem, adv, check=check)
+        per_image = _objective(problem, logits, loss, t, steps)
+        (grad,) = torch.autograd.grad(per_image.sum(), adv)
+        return per_image.detach(), grad, problem.success(classes_of(logits)) if predict else None
+    draws = eot.draws
+    total: Tensor | None = None
+    grad_sum: Tensor | None = None
+    score: Tensor | None = None
+    for d in range(draws):
+        adv = problem.adv(delta).requires_grad_(True)
+        logits = logits_at(problem, eot.apply(adv), check=check and d == 0)
+        per_image = _objective(problem, logits, loss, t, steps)
+        (grad,) = torch.autograd.grad(per_image.sum(), adv)
+        now = problem.success(classes_of(logits)) if predict else None
+        if total is None:
+            total, grad_sum, score = per_image.detach(), grad, now
+        else:
+            assert grad_sum is not None
+            total, grad_sum = total + per_image.detach(), grad_sum + grad
+            score = None if now is None or score is None else score + now
+    assert total is not None and grad_sum is not None
+    if draws == 1:
+        return total, grad_sum, score
+    return total / draws, grad_sum / draws, None if score is None else score / draws
 
 
 @torch.no_grad()
 def predict_at(problem: Problem, delta: Tensor, *, check: bool = False) -> Tensor:
-    """The prediction (B, H, W) at ``base + delta``: one forward pass, no backward."""
+    """The prediction (B, H, W) at ``base + delta`` (untransformed, even with EOT): one forward pass, no backward."""
     return classes_of(logits_at(problem, problem.adv(delta), check=check))
+
+
+@torch.no_grad()
+def success_at(problem: Problem, delta: Tensor, *, check: bool = False) -> Tensor:
+    """``Problem.success`` (B,) at ``base + delta``: one forward pass; with ``problem.eot`` its mean over
+    ``eot.draws`` random transforms (that many forward passes)."""
+    eot = problem.eot
+    if eot is None:
+        return problem.success(predict_at(problem, delta, check=check))
+    adv = problem.adv(delta)
+    scores = [
+        problem.success(classes_of(logits_at(problem, eot.apply(adv), check=check and d == 0)))
+        for d in range(eot.draws)
+    ]
+    return scores[0] if len(scores) == 1 else torch.stack(scores).mean(0)
 
 
 class Best:
@@ -324,8 +464,9 @@ def sign_ascent(
     at the cost of one more forward pass (the last iterate's prediction); ``score`` without ``best`` returns the
     last iterate with its success (the same extra forward pass), e.g. to pick the best of several restarts.
 
-    Costs max(steps) forward+backward passes (+1 forward with ``best`` or ``score``). Returns the perturbation and,
-    with ``best`` or ``score``, the per-image success of the returned perturbation.
+    Costs max(steps) forward+backward passes (+1 forward with ``best`` or ``score``), each times ``eot.draws`` with
+    EOT (the success then averaged over the draws). Returns the perturbation and, with ``best`` or ``score``, the
+    per-image success of the returned perturbation.
     """
     t_max = max(steps, default=0)
     uniform = len(set(steps)) == 1
@@ -333,9 +474,8 @@ def sign_ascent(
     delta = start
     tracker: Best | None = None
     for t in range(t_max):
-        _, grad, pred = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0, predict=best)
-        if pred is not None:
-            now = problem.success(pred)
+        _, grad, now = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0, predict=best)
+        if now is not None:
             if tracker is None:
                 tracker = Best(delta, now)
             else:
@@ -344,7 +484,7 @@ def sign_ascent(
         delta = new if uniform else torch.where(n_t > t, new, delta)
     if not (best or score):
         return delta, None
-    last = problem.success(predict_at(problem, delta, check=t_max == 0))
+    last = success_at(problem, delta, check=t_max == 0)
     if tracker is None:
         return delta, last
     tracker.update(delta, last)

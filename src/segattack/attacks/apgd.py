@@ -11,7 +11,18 @@ import torch
 from torch import Tensor
 
 from . import losses
-from ._core import Best, Model, check_count, check_flag, check_positive, levels_of, objective_and_grad, prepare
+from ._core import (
+    EOT_SAMPLES,
+    Best,
+    EOTOption,
+    Model,
+    check_count,
+    check_flag,
+    check_positive,
+    levels_of,
+    objective_and_grad,
+    prepare,
+)
 from .registry import Cost, register
 
 __all__ = ["apgd", "apgd_checkpoints", "halving"]
@@ -75,6 +86,8 @@ def apgd(
     restarts: int = 1,
     random_start: bool = True,
     best: bool = True,
+    eot: EOTOption = None,
+    eot_samples: int = EOT_SAMPLES,
 ) -> Tensor:
     """APGD (Croce and Hein 2020): L-inf PGD with momentum 0.75 and a step size that starts at 2 eps and halves at
     checkpoints (``apgd_checkpoints``) where the loss rose in at most 75% of the steps since the last one, or
@@ -89,15 +102,23 @@ def apgd(
         random_start: start at a uniform random point of the eps-ball (whole levels where eps is) instead of x.
         best: return per image the iterate with the highest success (``metrics.pixel_success``); False returns
             the point of the highest loss (the iterate APGD itself restarts from).
+        eot: Expectation over Transformation (Athalye et al. 2018): a transforms spec (``"jpeg:75,blur:1"``) or a
+            list of ``segattack.transforms.Transform``; the loss, its gradient and the success are then averages
+            over ``eot_samples`` random transforms of the iterate (``_core.EOT``; draws from torch's global RNG).
+            None (default): off.
 
-    Cost: restarts x (steps + 1) forward+backward passes (the start point and every iterate).
+    Cost: restarts x (steps + 1) forward+backward passes (the start point and every iterate), times
+    ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform).
     """
     n = APGD_STEPS if steps is None else check_count("steps", steps, minimum=1)
     check_count("restarts", restarts, minimum=1)
     check_flag("random_start", random_start)
     check_flag("best", best)
     pixel_loss = losses.get_loss(loss)
-    problem = prepare(model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index)
+    problem = prepare(
+        model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index, eot=eot,
+        eot_samples=eot_samples,
+    )  # fmt: skip
     if step_size is None:
         eta0 = 2 * problem.eps
     else:
@@ -107,9 +128,9 @@ def apgd(
     first = True
     for _ in range(restarts):
         x = problem.random_start() if random_start else torch.zeros_like(problem.base)
-        f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=0, steps=n, check=first, predict=best)
+        f, grad, now = objective_and_grad(problem, x, pixel_loss, t=0, steps=n, check=first, predict=best)
         first = False
-        success = Best(x, problem.success(pred) if pred is not None else torch.zeros_like(f))
+        success = Best(x, now if now is not None else torch.zeros_like(f))
         x_max, f_max, g_max = x.clone(), f.clone(), grad.clone()
         eta = eta0.clone()
         x_prev = x
@@ -123,9 +144,9 @@ def apgd(
             a = 1.0 if k == 0 else MOMENTUM
             x_new = torch.clamp(x + a * (z - x) + (1 - a) * (x - x_prev), problem.lo, problem.hi)
             x_prev, x = x, x_new
-            f, grad, pred = objective_and_grad(problem, x, pixel_loss, t=k + 1, steps=n, check=False, predict=best)
-            if pred is not None:
-                success.update(x, problem.success(pred))
+            f, grad, now = objective_and_grad(problem, x, pixel_loss, t=k + 1, steps=n, check=False, predict=best)
+            if now is not None:
+                success.update(x, now)
             increases += (f > f_last).to(f.dtype)
             f_last = f
             up = f > f_max

@@ -19,6 +19,8 @@ from torch import Tensor
 from ..models import check_images
 from . import losses
 from ._core import (
+    EOT_SAMPLES,
+    EOTOption,
     Model,
     bounds,
     check_flag,
@@ -63,9 +65,15 @@ def _illm_sweep_cost(
 
 def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[float], targeted: bool = True,
                  mask: Tensor | None = None, ignore_index: int = 255, steps: int | None = None,
-                 step_size: float | None = None, best: bool = False) -> Tensor:  # fmt: skip
+                 step_size: float | None = None, best: bool = False, eot: EOTOption = None,
+                 eot_samples: int = EOT_SAMPLES) -> Tensor:  # fmt: skip
     if not check_flag("targeted", targeted):
         raise ValueError(_NOT_UNTARGETED)
+    if eot is not None:  # random draws: separate runs (the registry only shares the prefix without EOT)
+        return torch.stack([
+            illm(model, images, target, eps=e, steps=steps, step_size=step_size, mask=mask, ignore_index=ignore_index,
+                 best=best, eot=eot, eot_samples=eot_samples) for e in eps
+        ])  # fmt: skip
     return illm_sweep(model, images, target, eps=eps, steps=steps, step_size=step_size, mask=mask,
                       ignore_index=ignore_index)  # fmt: skip
 
@@ -74,7 +82,7 @@ def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[
     "illm",
     cost=_illm_cost,
     sweep=_sweep_entry,
-    sweep_when=lambda o: not o.get("best", False),
+    sweep_when=lambda o: not o.get("best", False) and o.get("eot") is None,
     sweep_cost=_illm_sweep_cost,
 )
 def illm(
@@ -89,6 +97,8 @@ def illm(
     mask: Tensor | None = None,
     ignore_index: int = 255,
     best: bool = False,
+    eot: EOTOption = None,
+    eot_samples: int = EOT_SAMPLES,
 ) -> Tensor:
     """Targeted iterative attack (Kurakin et al. 2016; Fischer et al. 2017) towards a per-pixel target.
 
@@ -103,8 +113,14 @@ def illm(
         mask: optional (B, H, W) bool; the perturbation is kept to these pixels during the optimisation.
         best: keep, per image, the iterate with the most pixels on target instead of the last one (one more forward
             pass). Off by default: the paper uses the last iterate.
+        eot: Expectation over Transformation (Athalye et al. 2018; not in Fischer et al.): a transforms spec
+            (``"jpeg:75,blur:1"``) or a list of ``segattack.transforms.Transform``; each step then follows the sign
+            of the loss gradient averaged over ``eot_samples`` random transforms of the iterate (``_core.EOT``;
+            draws from torch's global RNG). None (default): off.
+        eot_samples: random draws per step with ``eot`` (default 8; one draw for a single deterministic transform).
 
-    Cost: ``steps`` forward+backward passes (the largest per-image count), +1 forward with ``best``.
+    Cost: ``steps`` forward+backward passes (the largest per-image count), +1 forward with ``best``; all times
+    ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform).
 
     Returns:
         (B, C, H, W) adversarial images in [0, 1], detached, same dtype and device as ``images``. With 8-bit images
@@ -113,7 +129,10 @@ def illm(
     if not check_flag("targeted", targeted):
         raise ValueError(_NOT_UNTARGETED)
     check_flag("best", best)
-    problem = prepare(model, images, target, eps=eps, targeted=True, mask=mask, ignore_index=ignore_index)
+    problem = prepare(
+        model, images, target, eps=eps, targeted=True, mask=mask, ignore_index=ignore_index, eot=eot,
+        eot_samples=eot_samples,
+    )  # fmt: skip
     s = levels_of(check_positive("step_size", 1 / 255 if step_size is None else step_size))
     n_steps = [_steps_for(e, steps) for e in problem.eps_levels]
     delta, _ = sign_ascent(

@@ -13,7 +13,17 @@ import torch
 from torch import Tensor
 
 from . import losses
-from ._core import Model, check_count, check_flag, check_positive, levels_of, prepare, sign_ascent
+from ._core import (
+    EOT_SAMPLES,
+    EOTOption,
+    Model,
+    check_count,
+    check_flag,
+    check_positive,
+    levels_of,
+    prepare,
+    sign_ascent,
+)
 from .registry import Cost, register
 
 __all__ = ["pgd", "segpgd", "cospgd"]
@@ -35,12 +45,17 @@ def _run(
     restarts: int,
     random_start: bool,
     best: bool,
+    eot: EOTOption,
+    eot_samples: int,
 ) -> Tensor:
     check_count("steps", steps)
     check_count("restarts", restarts, minimum=1)
     check_flag("random_start", random_start)
     check_flag("best", best)
-    problem = prepare(model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index)
+    problem = prepare(
+        model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index, eot=eot,
+        eot_samples=eot_samples,
+    )  # fmt: skip
     if step_size is None:
         sizes = [step_rule(e, steps) for e in problem.eps_levels]
     else:
@@ -64,9 +79,7 @@ def _run(
 
 
 def _cost(default_steps: int) -> Callable[..., Cost]:
-    def cost(
-        eps_levels: float, *, steps: int | None = None, restarts: int = 1, best: bool = True, **_: Any
-    ) -> Cost:
+    def cost(eps_levels: float, *, steps: int | None = None, restarts: int = 1, best: bool = True, **_: Any) -> Cost:
         n = default_steps if steps is None else steps
         extra = int(best or restarts > 1)
         return Cost(forward=restarts * (n + extra), backward=restarts * n)
@@ -96,6 +109,8 @@ def pgd(
     restarts: int = 1,
     random_start: bool = True,
     best: bool = True,
+    eot: EOTOption = None,
+    eot_samples: int = EOT_SAMPLES,
     loss: str = "ce",
 ) -> Tensor:
     """L-inf PGD of Madry et al. (ICLR 2018) on the pixel-wise cross-entropy, untargeted or targeted.
@@ -113,13 +128,19 @@ def pgd(
         best: keep per image the iterate with the highest success (``metrics.pixel_success``: share of pixels off
             their label, or on target) instead of the last one.
         loss: a pixel-wise loss from ``segattack.attacks.losses.LOSSES`` (default ``ce``).
+        eot: Expectation over Transformation (Athalye et al. 2018): a transforms spec (``"jpeg:75,blur:1"``) or a
+            list of ``segattack.transforms.Transform``; each step then ascends the loss averaged over
+            ``eot_samples`` random transforms of the iterate, and the success (``best``, restarts) is averaged over
+            such draws too (``_core.EOT``; draws from torch's global RNG, like the random start). None: off.
 
-    Cost: restarts x steps forward+backward passes, plus restarts forward passes with ``best`` or restarts > 1.
+    Cost: restarts x steps forward+backward passes, plus restarts forward passes with ``best`` or restarts > 1; all
+    times ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform such as ``jpeg:75``).
     """
     return _run(
         losses.get_loss(loss), model, images, labels, eps=eps, targeted=targeted,
         steps=PGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best,
+        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
+        eot_samples=eot_samples,
     )  # fmt: skip
 
 
@@ -141,6 +162,8 @@ def segpgd(
     restarts: int = 1,
     random_start: bool = True,
     best: bool = True,
+    eot: EOTOption = None,
+    eot_samples: int = EOT_SAMPLES,
 ) -> Tensor:
     """SegPGD of Gu et al. (ECCV 2022): PGD on the pixel-wise CE with the correctly classified pixels weighted by
     1 - lambda_t and the wrongly classified ones by lambda_t, lambda_t = t / (2T) (t = 0..T-1), so the attack first
@@ -149,13 +172,14 @@ def segpgd(
     The correct/wrong split is taken from the current prediction (no gradient through it); the CE is summed over
     the counted pixels (the paper's 1/(HW) normalisation does not change the sign step).
     Defaults: 20 steps, step size 2.5 eps / steps and a random start, as ``pgd`` (so that both compare at equal
-    cost; the paper's own step size could not be confirmed from its text). Other arguments and the cost as in
-    ``pgd``.
+    cost; the paper's own step size could not be confirmed from its text). Other arguments (``eot``,
+    ``eot_samples`` included) and the cost as in ``pgd``.
     """
     return _run(
         losses.segpgd, model, images, labels, eps=eps, targeted=targeted,
         steps=SEGPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best,
+        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
+        eot_samples=eot_samples,
     )  # fmt: skip
 
 
@@ -181,16 +205,19 @@ def cospgd(
     restarts: int = 1,
     random_start: bool = True,
     best: bool = True,
+    eot: EOTOption = None,
+    eot_samples: int = EOT_SAMPLES,
 ) -> Tensor:
     """CosPGD of Agnihotri et al. (ICML 2024): PGD on the pixel-wise CE, each pixel's loss scaled by the cosine
     similarity between the softmax and the one-hot label (a constant, no gradient through it), so pixels already
     fooled weigh less; targeted, scaled by one minus it.
 
     Defaults: 20 steps, step size alpha = 0.01 in [0, 1] units and a uniform random start, as the authors' code
-    (the ``cospgd`` package). Other arguments and the cost as in ``pgd``.
+    (the ``cospgd`` package). Other arguments (``eot``, ``eot_samples`` included) and the cost as in ``pgd``.
     """
     return _run(
         losses.cospgd, model, images, labels, eps=eps, targeted=targeted,
         steps=COSPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_cospgd_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best,
+        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
+        eot_samples=eot_samples,
     )  # fmt: skip

@@ -99,6 +99,23 @@ def _check_signature(name: str, fn: Callable[..., Any]) -> tuple[dict[str, Any],
     return options, defaults
 
 
+def _eot_cost(cost: Callable[..., Cost]) -> Callable[..., Cost]:
+    """``cost`` of an attack with the ``eot``/``eot_samples`` options: every pass of the attack becomes
+    ``EOT.draws`` passes (``eot_samples``; 1 for a single deterministic transform), so its count is scaled once
+    here for every such attack."""
+
+    def scaled(eps_levels: float, **options: Any) -> Cost:
+        from ._core import EOT_SAMPLES, make_eot
+
+        plain = cost(eps_levels, **options)
+        eot = make_eot(options.get("eot"), options.get("eot_samples", EOT_SAMPLES))
+        if eot is None or eot.draws == 1:
+            return plain
+        return Cost(forward=plain.forward * eot.draws, backward=plain.backward * eot.draws, exact=plain.exact)
+
+    return scaled
+
+
 def register(
     name: str,
     *,
@@ -116,7 +133,8 @@ def register(
     several budgets at once where ``sweep_when(options)`` says it is exact, at ``sweep_cost(eps_levels_list,
     **options)``; ``check(options)`` raises ValueError for option values the attack cannot take (run before any
     work, so that a bad value fails at once). Registering a taken name raises unless
-    ``replace=True``.
+    ``replace=True``. An attack with the options ``eot`` and ``eot_samples`` (Expectation over Transformation, see
+    ``_core.EOT``) gets them validated by ``check_options`` and its ``cost`` scaled by the draws per step.
 
     >>> import segattack as sa
     >>> @sa.attacks.register("noop-example")
@@ -134,11 +152,12 @@ def register(
             raise ValueError(f"an attack named {name!r} is registered already; pass replace=True to replace it")
         options, defaults = _check_signature(name, fn)
         doc = inspect.getdoc(fn) or ""
+        eot = "eot" in options and "eot_samples" in options
         _REGISTRY[name] = AttackInfo(
             name=name,
             fn=fn,
             options=options,
-            cost=cost,
+            cost=_eot_cost(cost) if eot and cost is not None else cost,
             sweep=sweep,
             sweep_when=sweep_when,
             sweep_cost=sweep_cost,
@@ -225,16 +244,33 @@ def check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"option {name}.{key} must be at least {1 if key == 'restarts' else 0}, got {value}")
         if key == "step_size" and value is not None and not 0 < value <= 1:
             raise ValueError(f"option {name}.step_size must be in (0, 1] image units (e.g. 1/255), got {value}")
+        if key in ("eot", "eot_samples"):
+            value = _check_eot(name, key, value)
         out[key] = tuple(value) if isinstance(value, list) else value
     if entry.check is not None:
         entry.check(out)
     return out
 
 
+def _check_eot(name: str, key: str, value: Any) -> Any:
+    """The ``eot`` option as its canonical spec string (``"jpeg:75,blur:1"``, so that configurations stay plain
+    text) or None; ``eot_samples`` an integer >= 1. ValueError naming the option otherwise."""
+    from ._core import make_eot
+
+    try:
+        if key == "eot_samples":
+            make_eot(None, value)
+            return value
+        eot = make_eot(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"option {name}.{key}: {err}") from None
+    return None if eot is None else eot.spec
+
+
 def parse_option(name: str, key: str, text: str) -> Any:
-    """A command-line option value (``"50"``, ``"true"``, ``"ce+js"``) converted to the type of the option's
-    default (``steps`` an integer, ``step_size`` a number in [0, 1] units); ValueError naming the option if it
-    cannot be."""
+    """A command-line option value (``"50"``, ``"true"``, ``"ce+js"``, ``"jpeg:75,blur:1"`` for ``eot``) converted
+    to the type of the option's default (``steps`` an integer, ``step_size`` a number in [0, 1] units); ValueError
+    naming the option if it cannot be."""
     entry = info(name)
     allowed = {**entry.options, **{k: v for k, v in entry.defaults.items() if k in ("steps", "step_size")}}
     if key not in allowed:
@@ -242,6 +278,8 @@ def parse_option(name: str, key: str, text: str) -> Any:
         raise ValueError(f"attack {name!r} has no option {key!r}; its options: {known}")
     default = allowed[key]
     text = text.strip()
+    if key == "eot":  # a transforms spec; "none" or "off" for none
+        return None if text.lower() in ("none", "off", "") else _check_eot(name, key, text)
     try:
         if key == "steps" or (isinstance(default, int) and not isinstance(default, bool)):
             return int(text)
