@@ -10,8 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
-    from . import attacks, data, pipeline, zoo
+    from . import attacks, data, pipeline, transforms, zoo
     from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
+    from .compare import compare_models
     from .evaluate import EvalResult, evaluate
     from .experiment import run_experiment
     from .metrics import (
@@ -32,7 +33,8 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load
 #: Where each public name lives. The package imports nothing heavy until a name is used, so that ``segattack``'s
 #: command line answers Ctrl-C during start-up (torch's import takes seconds) like any other moment.
 _LAZY: dict[str, str] = {
-    "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "",
+    "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "", "transforms": "",
+    "compare_models": "compare",
     "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
     "restrict": "attacks", "sweep_plan": "attacks",
     "EvalResult": "evaluate", "evaluate": "evaluate",
@@ -84,10 +86,12 @@ __all__ = [
     "mean_iou",
     "pixel_accuracy",
     "run_experiment",
+    "compare_models",
     "evaluate",
     "EvalResult",
     "attacks",
     "pipeline",
+    "transforms",
     "data",
     "zoo",
 ]
