@@ -1,11 +1,13 @@
 """Ship a model exported by `segattack train` into the package's model zoo, with its model card.
 
-    python scripts/ship_model.py runs/train-w8/export/fcn8s-synth-w8.json --command "segattack train ..."
+    python scripts/ship_model.py runs/train-w8/export/fcn8s-synth-w8.json --command "segattack train ..." \
+        [--metrics runs/train-w8/metrics.jsonl]
 
 Copies the weights and the JSON card into ``src/segattack/zoo/weights/``, evaluates the model on the synthetic
 validation split (``--val-images``, default 500) and on a small slice (``--check-images``, recorded in the card as
 ``check`` so that the test suite can verify that the shipped weights still reach it), times one attack step
-(forward + backward to the input) at the card's resolution, and writes the human-readable card ``<name>.md``.
+(forward + backward to the input) at the card's resolution, beside the zoo's FCN8s timed in the same run, and writes
+the human-readable card ``<name>.md``, with the validation curve of training when ``--metrics`` is given.
 The weights' SHA-256 in the JSON card is left as the export wrote it (the weights are not touched).
 """
 
@@ -25,6 +27,15 @@ import segattack as sa
 from segattack.data.labels import CLASS_NAMES
 from segattack.evaluate import evaluate
 from segattack.zoo import WEIGHTS_DIR, sha256_file
+
+#: The architecture line of the card, per ``arch`` (formatted with the card's ``arch_kwargs``).
+ARCH_LINES = {
+    "fcn8s": "FCN-8s (Long et al. 2015) on a VGG16 layout, width x{width}, BatchNorm",
+    "deeplabv3": "DeepLabv3+-style (Chen et al. 2017, 2018): residual atrous backbone to output stride 16, ASPP "
+    "(rates 3, 6, 9 + image pooling), stride-4 decoder with separable convolutions, width x{width}",
+    "segformer": "SegFormer-style (Xie et al. 2021): 4-stage MiT encoder (overlapping patch embeddings, efficient "
+    "self-attention with reduction 8/4/2/1, Mix-FFN), All-MLP decoder, width x{width}",
+}
 
 
 def step_ms(model: sa.PixelModel, size: tuple[int, int], repeats: int = 10) -> float:
@@ -46,6 +57,7 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the exact training command, recorded in the card")
     ap.add_argument("--val-images", type=int, default=500)
     ap.add_argument("--check-images", type=int, default=8)
+    ap.add_argument("--metrics", type=Path, default=None, help="the run's metrics.jsonl: the validation curve")
     args = ap.parse_args()
 
     card = json.loads(args.card.read_text())
@@ -63,23 +75,47 @@ def main() -> None:
     check = evaluate(model, sa.data.SyntheticStreets("val", size=size, length=args.check_images, seed=0),
                      num_classes=19, batch_size=4)  # fmt: skip
     ms = step_ms(model, size)
+    reference = "fcn8s-synth-w8"
+    ref_ms = step_ms(sa.zoo.load(reference), size) if name != reference else ms
+    ms = (ms + step_ms(model, size)) / 2  # interleaved: model, reference, model
+    curve = []
+    if args.metrics is not None:
+        for line in args.metrics.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("kind") == "val":
+                curve.append({"step": row["step"], "miou": row["miou"], "person_iou": row["iou"].get("person"),
+                              "elapsed_s": row["elapsed_s"]})  # fmt: skip
+        card["val_curve"] = curve
     card["command"] = args.command
     card[f"val_{args.val_images}"] = {"images": args.val_images, "miou": val.miou, "pixel_accuracy": val.pixel_accuracy,
                                       "iou": dict(zip(CLASS_NAMES, val.iou.tolist(), strict=True))}  # fmt: skip
     card["check"] = {"images": args.check_images, "size": list(size), "miou": check.miou,
                      "person_iou": float(check.iou[11])}  # fmt: skip
     card["attack_step_ms_cpu"] = round(ms, 1)
+    card["attack_step_vs_fcn8s"] = round(ms / ref_ms, 3)
     (WEIGHTS_DIR / f"{name}.json").write_text(json.dumps(card, indent=2, allow_nan=False).replace("NaN", "null"))
 
     tr = card["training"]
     present = [(n, v) for n, v in zip(CLASS_NAMES, val.iou.tolist(), strict=True) if v == v]
     rows = "\n".join(f"| {n} | {100 * v:.1f} |" for n, v in present)
     absent = [n for n, v in zip(CLASS_NAMES, val.iou.tolist(), strict=True) if v != v]
+    arch = ARCH_LINES[card["arch"]].format(**card["arch_kwargs"])
+    curve_md = ""
+    if curve:
+        lines = "\n".join(f"| {c['step']} | {c['elapsed_s'] / 60:.0f} | {100 * c['miou']:.1f} | "
+                          f"{100 * (c['person_iou'] or float('nan')):.1f} |" for c in curve)  # fmt: skip
+        curve_md = f"""
+## Training curve (validation on {tr["val_images"]} scenes during training)
+
+| step | minutes | mIoU % | person IoU % |
+|---|---|---|---|
+{lines}
+"""
     md = f"""# Model card: {name}
 
 {card["description"]}
 
-- Architecture: FCN-8s (Long et al. 2015) on a VGG16 layout, width x{card["arch_kwargs"].get("width")}, BatchNorm,
+- Architecture: {arch},
   {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; weights `{card["weights"]}`
   ({(WEIGHTS_DIR / card["weights"]).stat().st_size / 2**20:.1f} MiB, safetensors, SHA-256 `{card["sha256"]}`).
 - Input: RGB images in [0, 1]; normalisation inside (`mean={card["mean"]}`, `std={card["std"]}`); output: 19
@@ -108,17 +144,18 @@ mIoU **{100 * val.miou:.1f}%** over the {len(present)} classes present in {args.
 {rows}
 
 Absent from these scenes: {", ".join(absent) or "none"}.
-
+{curve_md}
 ## Speed
 
 One attack step (forward + backward to the input, batch 1, {size[0]}x{size[1]}) takes {ms:.0f} ms on the 2-core
-CPU it was measured on (`python scripts/ship_model.py`, median of 10).
+CPU it was measured on, {ms / ref_ms:.2f}x the zoo's `{reference}` timed in the same run (`python
+scripts/ship_model.py`, median of 10).
 
 ## Limits
 
 Trained on synthetic scenes only: it is a stand-in that lets the whole experiment run in minutes on a CPU, not a
-model of real streets. Results on it say how the attack behaves on a small FCN8s, not on the paper's FCN8s-VGG16 on
-Cityscapes.
+model of real streets. Results on it say how the attack behaves on a small network of this architecture, not on the
+paper's FCN8s-VGG16 on Cityscapes.
 """
     (WEIGHTS_DIR / f"{name}.md").write_text(md)
     print(md)
