@@ -97,6 +97,47 @@ def test_resize(cs_root: tuple[Path, dict[str, np.ndarray]]) -> None:
     )
 
 
+def write_instances(root: Path, split: str = "val") -> dict[str, np.ndarray]:
+    """Write a ``*_gtFine_instanceIds.png`` (16-bit, official encoding) beside every labelIds file: two persons
+    (labelId 24), one car (26), a crowd region of persons without instance ids (plain 24) and road (7)."""
+    out = {}
+    for lab in sorted((root / "gtFine" / split).glob("*/*_gtFine_labelIds.png")):
+        ids = np.full((H, W), 7, dtype=np.uint16)
+        ids[2:10, 3:6] = 24000
+        ids[4:14, 20:24] = 24001
+        ids[0:3, 10:16] = 26000
+        ids[12:16, 0:4] = 24  # a group of persons: no instance
+        Image.fromarray(ids).save(lab.with_name(lab.name.replace("_labelIds", "_instanceIds")))
+        out[lab.name.removesuffix("_gtFine_labelIds.png")] = ids
+    return out
+
+
+def test_instances(cs_root: tuple[Path, dict[str, np.ndarray]]) -> None:
+    from segattack.data.cityscapes import instance_ids_to_train_ids
+    from segattack.instances import gt_components
+
+    root, _ = cs_root
+    assert not Cityscapes(root).has_instances  # no instanceIds files: no instances, no error
+    with pytest.raises(FileNotFoundError, match="instances=True but 5 of 5 images"):
+        Cityscapes(root, instances=True)
+    raw = write_instances(root)
+    ds = Cityscapes(root)
+    assert ds.has_instances and "instances" in repr(ds)
+    ids = ds.instance_ids(0)
+    assert ids.dtype == np.int64 and ids.shape == (H, W)
+    assert np.array_equal(ids, instance_ids_to_train_ids(raw[ds.image_id(0)]))
+    assert set(np.unique(ids).tolist()) == {-1, 11000, 11001, 13000}  # crowd, road: -1; persons 11xxx; car 13000
+    persons = gt_components(ids, 11)
+    assert persons.n == 2 and sorted(persons.heights.tolist()) == [8, 10]
+    small = Cityscapes(root, size=(8, 16)).instance_ids(0)
+    assert np.array_equal(small, ids[1::2, 1::2])  # nearest neighbour, as the labels
+    assert not Cityscapes(root, instances=False).has_instances
+    (root / "gtFine" / "val" / "aachen" / "aachen_000000_000019_gtFine_instanceIds.png").unlink()
+    assert not Cityscapes(root).has_instances  # only where every image has them
+    with pytest.raises(FileNotFoundError, match="aachen_000000_000019_gtFine_instanceIds.png"):
+        Cityscapes(root, instances=True)
+
+
 def test_without_ground_truth(tmp_path: Path) -> None:
     make_cityscapes(tmp_path, "test", with_gt=False)
     ds = Cityscapes(tmp_path, "test")

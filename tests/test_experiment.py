@@ -16,13 +16,13 @@ from PIL import Image
 import segattack as sa
 from segattack.errors import ModelError
 from segattack.experiment import (
-    ROW_FIELDS,
     ExperimentError,
     Progress,
     _figure1_picks,
     figure1_eps,
     read_config,
     read_rows,
+    row_fields,
     run_experiment,
 )
 
@@ -60,7 +60,7 @@ def test_rows_well_formed(full_run: tuple[Path, list[dict[str, Any]]]) -> None:
     keys = {(r["index"], r["eps"], r["mode"]) for r in rows}
     assert len(keys) == len(rows)  # no duplicates
     for r in rows:
-        assert tuple(r) == ROW_FIELDS
+        assert tuple(r) == row_fields()
     status = {r["index"]: r["status"] for r in rows}
     assert status == {0: "ok", 1: "ok", 2: "absent", 3: "unreadable", 4: "ok"}
     for r in rows:

@@ -8,7 +8,10 @@ For each batch of images (Fischer et al. 2017, Sec. 2-3):
 4. mode ``posthoc``: the same perturbations kept only on the class pixels of the clean prediction (``restrict``; no
    further attack, as in the paper's Figure 1 (c) and Figure 2 right);
 5. mode ``during``: a second sweep restricted to those pixels during the optimisation (``mask=``);
-6. predictions on every adversarial image -> ``hiding_metrics``, ``perturbation_norms``, ``psnr`` -> rows.
+6. predictions on every adversarial image -> ``hiding_metrics``, instance counts (``segattack.instances``),
+   ``perturbation_norms``, ``psnr``, ``ssim`` -> rows;
+7. survival (``survive=``): every adversarial image again after each image transform T (``segattack.transforms``),
+   measured against the prediction of T(clean) -> one more row per transform.
 
 Steps 2-6 are ``segattack.pipeline.attack_batch`` and ``measure``; any registered attack takes the place of
 ``illm`` (``attacks=``, one set of rows per attack), and ``goal="untargeted"`` measures robustness under attack
@@ -18,13 +21,22 @@ the clean prediction).
 Files in ``out_dir``:
 
 - ``config.json``: the resolved configuration (compared on resume) and the versions and device of the run;
-- ``results.jsonl``: one JSON row per image x attack x eps x mode (fields: ``ROW_FIELDS``), appended and fsync'ed
-  image by image. ``steps`` is the attack's gradient passes for that budget (an upper bound for ``dag``). Rates
-  are fractions in [0, 1]; eps and norms are in 8-bit levels; PSNR in dB; ``time_s`` is the image's
-  share of its batch's wall time (all budgets and modes). Non-finite values (an image without the class has no
-  ``fooled``) are written as ``null``. ``status`` is ``ok``, ``absent`` (no pixel of the class predicted: not
-  attacked), ``all_hidden`` (every pixel is the class: no target exists) or ``unreadable`` (the file cannot be
-  decoded; logged as a warning);
+- ``results.jsonl``: one JSON row per image x attack x eps x mode x transform (fields: ``row_fields``), appended
+  and fsync'ed image by image. ``steps`` is the attack's gradient passes for that budget (an upper bound for
+  ``dag``). Rates are fractions in [0, 1]; eps and norms are in 8-bit levels; PSNR in dB; ``ssim`` the structural
+  similarity to the original (``segattack.metrics.ssim``, 1 = identical); ``time_s`` is the image's share of its
+  batch's wall time (all budgets, modes and transforms). Non-finite values (an image without the class has no
+  ``fooled``) are written as ``null``. Hide goal, instances (``segattack.instances``): ``instances`` (connected
+  components of the class in the clean prediction, 8-connectivity), ``instances_hidden`` (those of which at least
+  ``instance_threshold`` of the pixels are no longer the class), the same per size bin by bounding-box height
+  (``instances_small``/``_medium``/``_large`` and their ``_hidden``: < 32, 32..95, >= 96 px), and where the data set
+  has ground-truth instance ids (``instance_ids(i)``, ``has_instances``: Cityscapes ``*_gtFine_instanceIds.png``)
+  ``gt_instances*`` alike (ground-truth instances visible in the clean prediction; ``gt_instances_missed`` those it
+  already misses). ``transform``: null for the plain rows; for the survival rows the transform's name (``jpeg:75``):
+  every measure is then taken after the transform T, against model(T(clean)) (hidden, kept, target, instances) and
+  T(clean) (norms, PSNR, SSIM: what of the perturbation survives T). ``status`` is ``ok``, ``absent`` (no pixel of
+  the class predicted: not attacked), ``all_hidden`` (every pixel is the class: no target exists) or ``unreadable``
+  (the file cannot be decoded; logged as a warning);
 - ``figure1_<id>.npz``: what the 11 panels of the paper's Figure 1 need, at the budget nearest 10 levels, for
   representative images chosen once the results are known (``figure1_ids``: the median and the hardest by hidden
   share, then evenly spaced quantiles; or ids named by hand), with ``reason`` (why the image was chosen) and
@@ -33,8 +45,10 @@ Files in ``out_dir``:
 - ``images/eps<E>/<mode>/<id>.png`` with ``save_images=True``: the adversarial images, lossless 8-bit.
 
 Determinism: the same inputs give the same rows (apart from ``time_s``): the attack has no randomness and torch's
-generators are seeded for the run. On CUDA a few kernels (e.g. the backward of bilinear upsampling) add in a varying
-order, so rows can differ in rare pixels between GPU runs.
+generators are seeded for the run; a random transform (``noise``) draws from a generator seeded per (image,
+transform) from ``seed``, the same draw for the clean and every adversarial image of that image. On CUDA a few
+kernels (e.g. the backward of bilinear upsampling) add in a varying order, so rows can differ in rare pixels between
+GPU runs.
 
 Many processes (``torchrun --nproc-per-node N -m segattack run ...``; ``segattack.distributed``): the batches of
 images left are dealt out to the processes in turn, each on its own device; process 0 alone checks and writes
@@ -72,9 +86,19 @@ from . import distributed, rundir
 from .attacks import registry
 from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
-from .metrics import perturbation_norms, psnr
+from .instances import DEFAULT_THRESHOLD, check_threshold, instance_fields
+from .metrics import perturbation_norms, psnr, ssim
 from .models import model_fingerprint
-from .pipeline import AttackSpec, BatchOutcome, Goal, HideGoal, UntargetedGoal, attack_batch, measure
+from .pipeline import (
+    AttackSpec,
+    BatchOutcome,
+    Goal,
+    HideGoal,
+    UntargetedGoal,
+    attack_batch,
+    measure,
+    transformed_outcome,
+)
 from .rundir import (
     CONFIG_FILE,
     DEFAULT_ATTACK,
@@ -97,6 +121,7 @@ __all__ = [
     "ExperimentError",
     "MODES",
     "ROW_FIELDS",
+    "row_fields",
     "STATUSES",
     "RESULTS_FILE",
     "CONFIG_FILE",
@@ -159,6 +184,8 @@ class _RunningMeans:
         for r in rows:
             if str(r.get("attack") or DEFAULT_ATTACK) != self.attack or r.get("mode") != self.mode:
                 continue
+            if r.get("transform"):  # survival rows: the running means are those of the plain rows
+                continue
             if r.get("eps") is None or float(r["eps"]) != self.eps:
                 continue
             for key in self.keys:
@@ -194,12 +221,33 @@ def _number(e: float) -> int | float:
     return int(e) if float(e).is_integer() else float(e)
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[float, str, str]:
-    return float(row["eps"]), str(row["mode"]), str(row.get("attack") or DEFAULT_ATTACK)
+#: Row fields after ``ROW_FIELDS``: the transform of a survival row (null for plain rows) and SSIM.
+_EXTRA_FIELDS = ("transform", "ssim")
+
+
+def row_fields(*, gt_instances: bool = False) -> tuple[str, ...]:
+    """The fields of every result row, in order: ``ROW_FIELDS``, ``transform``, ``ssim``, the instance counts
+    (``instance_fields()``) and, for a data set with ground-truth instances, ``instance_fields("gt_instances")``."""
+    gt = instance_fields("gt_instances") if gt_instances else ()
+    return (*ROW_FIELDS, *_EXTRA_FIELDS, *instance_fields(), *gt)
+
+
+#: A row's key within its (image, attack) group: (eps, mode, attack, transform); "" for the plain rows (and the rows
+#: written before rows had a transform).
+RowKey = tuple[float, str, str, str]
+
+
+def _row_key(row: Mapping[str, Any]) -> RowKey:
+    return (
+        float(row["eps"]),
+        str(row["mode"]),
+        str(row.get("attack") or DEFAULT_ATTACK),
+        str(row.get("transform") or ""),
+    )
 
 
 def _prepare_results(
-    path: Path, ids: Sequence[str], keys: Mapping[str, set[tuple[float, str, str]]]
+    path: Path, ids: Sequence[str], keys: Mapping[str, set[RowKey]]
 ) -> tuple[dict[int, set[str]], list[dict[str, Any]]]:
     """Per image, the attacks whose rows are complete (``keys``: the row keys each attack needs), and the rows kept;
     rewrites the file without torn lines, partial (image, attack) groups and rows of attacks no longer run."""
@@ -306,6 +354,8 @@ def run_experiment(
     seed: int = 0,
     check_memory: bool = True,
     label_names: Sequence[str] | None = None,
+    instance_threshold: float = DEFAULT_THRESHOLD,
+    survive: str | Sequence[Any] = (),
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -343,6 +393,14 @@ def run_experiment(
             model's); default: the model's ``class_names`` if it has them, else ``segattack.data.labels.
             label_names`` (the Cityscapes names for 19 classes, those and ``"void"`` for 20, plain indices
             otherwise). Recorded in ``config.json`` and every Figure 1 file (legend, colours, title).
+        instance_threshold: an instance (a connected component of the class in the clean prediction, or a
+            ground-truth instance) counts as hidden when at least this share of its pixels is no longer predicted as
+            the class (``segattack.instances``; default 0.95). Hide goal.
+        survive: image transforms every adversarial image is measured again after (``segattack.transforms``): a spec
+            ``"jpeg:75,jpeg:50,resize:0.5,blur:1.0,noise:2"``, or a list of such names or ``Transform`` objects. One
+            more row per transform (field ``transform``), hidden and kept against the prediction of the identically
+            transformed clean image; noise is drawn per (image, transform) from a generator seeded by ``seed``, the
+            same for the clean and the adversarial images. Hide goal.
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -350,6 +408,13 @@ def run_experiment(
     """
     goal_obj, ids_t = _check_goal(goal, class_ids)
     specs = _check_attacks(attacks, goal_obj)
+    try:
+        threshold = check_threshold(instance_threshold)
+    except ValueError as err:
+        raise ExperimentError(f"instance_threshold: {err}") from None
+    transforms = _check_survive(survive)
+    if transforms and not isinstance(goal_obj, HideGoal):
+        raise ExperimentError("survive= measures how well a class stays hidden after transforms: the hide goal only")
     figure1_spec = _check_figure1(figure1_ids)
     eps = _check_eps(eps_levels)
     if modes is None:
@@ -399,6 +464,9 @@ def run_experiment(
             "image_ids_sha256": _ids_digest(ids),
             "model_sha256": model_fingerprint(model),
             "figure1_eps": _number(figure1_eps(eps)),
+            "instance_threshold": threshold,
+            "survive": [t.name for t in transforms],
+            "gt_instances": bool(getattr(dataset, "has_instances", False)),
             **{k: v for k, v in (describe or {}).items()},
             "num_classes": num_classes,
             "label_names": list(names),
@@ -406,7 +474,7 @@ def run_experiment(
         run = _Run(
             model, dataset, Path(out_dir), experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes,
             reference, batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, progress=progress,
-            seed=seed, world=w,
+            seed=seed, world=w, instance_threshold=threshold, transforms=transforms,
         )  # fmt: skip
         with contextlib.ExitStack() as stack:
             # rank 0 alone checks and writes config.json, prepares results.jsonl and holds the directory's lock
@@ -452,8 +520,11 @@ class _Run:
         progress: Callable[[Progress], None] | None,
         seed: int,
         world: distributed.World,
+        instance_threshold: float = DEFAULT_THRESHOLD,
+        transforms: Sequence[Any] = (),
     ) -> None:
         self.dataset, self.out, self.experiment, self.goal_obj = dataset, out, experiment, goal_obj
+        self.transforms = list(transforms)
         self.specs, self.eps, self.modes_t, self.ids, self.n, self.dev = specs, eps, modes_t, ids, n, dev
         self.batch_size, self.save_images, self.figure1_ids, self.seed = batch_size, save_images, figure1_ids, seed
         self.world = world
@@ -462,13 +533,15 @@ class _Run:
         self.lead_mode = "full" if "full" in modes_t else modes_t[0]
         self.runner = _BatchRunner(
             model, dev, goal_obj, specs, eps, modes_t, batch_size, out, save_images, num_classes, reference,
-            experiment["label_names"],
+            experiment["label_names"], instance_threshold=instance_threshold, transforms=self.transforms, seed=seed,
+            gt_instances=bool(experiment.get("gt_instances")),
         )  # fmt: skip
 
-    def _keys(self, attacks: Iterable[str]) -> dict[str, set[tuple[float, str, str]]]:
+    def _keys(self, attacks: Iterable[str]) -> dict[str, set[RowKey]]:
         names = set(attacks)
-        return {a.name: {(float(e), m, a.name) for e in self.eps for m in self.modes_t} for a in self.specs
-                if a.name in names}  # fmt: skip
+        ts = ["", *(t.name for t in self.transforms)]
+        return {a.name: {(float(e), m, a.name, t) for e in self.eps for m in self.modes_t for t in ts}
+                for a in self.specs if a.name in names}  # fmt: skip
 
     def start(self, overwrite: bool) -> tuple[dict[int, set[str]], list[dict[str, Any]]]:
         """Check and write the configuration, prepare results.jsonl: the attacks done per image, the rows kept."""
@@ -545,7 +618,10 @@ class _Run:
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
             n = self.n
-            rows = [r for r in rundir.parse_results(self.out / RESULTS_FILE)[0] if 0 <= int(r["index"]) < n]
+            rows = [
+                r for r in rundir.parse_results(self.out / RESULTS_FILE)[0]
+                if 0 <= int(r["index"]) < n and not r.get("transform")
+            ]  # fmt: skip
             picks = _figure1_picks(
                 self.figure1_ids, rows, self.ids, attack=self.specs[0].name, eps=self.fig_eps, mode=self.lead_mode,
                 class_names=self.experiment["class_names"], pixels=lambda i: self.runner.pixels_of(self.dataset, i),
@@ -796,6 +872,38 @@ def _check_eps(eps_levels: Sequence[int | float]) -> list[float]:
     return sorted(eps)
 
 
+def _check_survive(survive: str | Sequence[Any]) -> list[Any]:
+    """``survive=`` as a list of ``Transform`` objects: a spec string, or names and ``Transform`` objects."""
+    from .transforms import Transform, parse_transforms
+
+    items: list[Any] = [survive] if isinstance(survive, str) else list(survive)
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Transform):
+            out.append(item)
+            continue
+        if not isinstance(item, str):
+            raise ExperimentError(f"survive takes transform specs such as 'jpeg:75,blur:1', got {item!r}")
+        if not item.strip():
+            continue
+        try:
+            out.extend(parse_transforms(item))
+        except ValueError as err:
+            raise ExperimentError(f"survive: {err}") from None
+    names = [t.name for t in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ExperimentError(f"survive lists a transform twice: {', '.join(twice)}; give each once")
+    return out
+
+
+def _transform_seed(seed: int, image_id: str, transform: str) -> int:
+    """The seed of a random transform's generator for one image: from the run's seed, the image id and the
+    transform's name (independent of batching and of the other transforms)."""
+    digest = hashlib.sha256(f"{seed}\0{image_id}\0{transform}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
 def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
     if isinstance(modes, str):
         modes = (modes,)
@@ -834,6 +942,10 @@ def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> 
     new = json.loads(json.dumps(experiment))
     if "label_names" not in old and new["label_names"] == list(_labels.label_names(new["num_classes"])):
         old = {**old, "label_names": new["label_names"]}  # written before runs recorded them: the defaults
+    # written before runs had instances and survival: their defaults (their rows have no transform; they stay valid)
+    old = {"instance_threshold": DEFAULT_THRESHOLD, "survive": [], **old}
+    if "gt_instances" not in old:
+        old["gt_instances"] = new["gt_instances"]
     if rundir.config_diff(old, new, ignore=_PER_ATTACK):
         raise ExperimentError(
             f"{out} holds results of a different configuration ({_diff(old, experiment, _PER_ATTACK)}); replace "
@@ -861,7 +973,14 @@ def _image_size(dataset: Any, index: int) -> tuple[int, int]:
 
 
 def _check_memory(
-    model: Any, dataset: Any, n: int, ids: list[str], device: torch.device, *, batch_size: int, n_eps: int,
+    model: Any,
+    dataset: Any,
+    n: int,
+    ids: list[str],
+    device: torch.device,
+    *,
+    batch_size: int,
+    n_eps: int,
     n_modes: int,
 ) -> None:
     """Refuse a run that would not fit in memory, before any image is generated or decoded: the largest image the
@@ -926,8 +1045,19 @@ class _BatchRunner:
         num_classes: int,
         reference: str | None,
         label_names: Sequence[str],
+        *,
+        instance_threshold: float = DEFAULT_THRESHOLD,
+        transforms: Sequence[Any] = (),
+        seed: int = 0,
+        gt_instances: bool = False,
     ) -> None:
         self.model = model
+        self.instance_threshold = instance_threshold
+        self.transforms = list(transforms)
+        self.seed = seed
+        self.gt_instances = gt_instances
+        self.fields = row_fields(gt_instances=gt_instances)
+        self.instance_ids: dict[int, Tensor] = {}  # image index -> its ground-truth instance ids, this batch
         self.device = device
         self.goal = goal
         self.attacks = attacks
@@ -958,10 +1088,12 @@ class _BatchRunner:
                 continue
             for e in self.eps:
                 for m in self.modes:
-                    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-                    row.update(image_id=image_id, index=index, attack=a.name, eps=_number(e), mode=m, steps=0)
-                    row.update(class_pixels=class_pixels, time_s=0.0, status=status)
-                    rows.append(row)
+                    for t in [None, *self.transforms]:
+                        row: dict[str, Any] = dict.fromkeys(self.fields)
+                        row.update(image_id=image_id, index=index, attack=a.name, eps=_number(e), mode=m, steps=0)
+                        row.update(class_pixels=class_pixels, time_s=0.0, status=status)
+                        row["transform"] = None if t is None else t.name
+                        rows.append(row)
         return rows
 
     def _read(self, dataset: Any, i: int, image_id: str) -> tuple[Tensor, Tensor]:
@@ -972,12 +1104,21 @@ class _BatchRunner:
                 "segattack.data contract"
             )
         self.pixels[i] = int(image.shape[1]) * int(image.shape[2])
+        if self.gt_instances:
+            ids = torch.as_tensor(dataset.instance_ids(i))
+            if tuple(ids.shape) != tuple(image.shape[1:]):
+                raise ExperimentError(
+                    f"data set item {i} ({image_id}): instance ids {tuple(ids.shape)} and image {tuple(image.shape)} "
+                    "differ in size: instance_ids(i) must match the image (H, W)"
+                )
+            self.instance_ids[i] = ids.to(torch.int64)
         return image, torch.as_tensor(label)
 
     def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
         """Rows of the images in ``todo`` for the attacks listed there (those not finished before)."""
         t0 = time.perf_counter()
         indices = list(todo)
+        self.instance_ids = {}
         rows: dict[int, list[dict[str, Any]]] = {}
         groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
         for i in indices:
@@ -1031,12 +1172,24 @@ class _BatchRunner:
             if not sub:
                 continue
             pick = torch.tensor(sub, device=self.device)
+            sub_ids = [ok_ids[j] for j in sub]
+            inst = None
+            if self.gt_instances:
+                inst = [self.instance_ids[items[ok[j]][0]] for j in sub]
             outcome = attack_batch(
                 self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
                 pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
+                instance_ids=inst,
             )  # fmt: skip
             self._rows(spec, outcome, xs[pick], [ok[j] for j in sub], items, ids, per)
-            sub_ids = [ok_ids[j] for j in sub]
+            for t in self.transforms:  # survival: one transform at a time, its images dropped once measured
+                seeds = [_transform_seed(self.seed, iid, t.name) for iid in sub_ids]
+                out_t, clean_t = transformed_outcome(
+                    self.model, outcome, xs[pick], t, goal=self.goal, seeds=seeds, batch_size=self.batch_size,
+                    instance_ids=inst,
+                )  # fmt: skip
+                self._rows(spec, out_t, clean_t, [ok[j] for j in sub], items, ids, per, transform=t.name)
+                del out_t, clean_t
             if spec is self.attacks[0] and isinstance(self.goal, HideGoal) and "full" in self.modes:
                 self._thumbnails(sub_ids, xs[pick], ps[pick], outcome)
             if self.save_images:
@@ -1071,23 +1224,30 @@ class _BatchRunner:
         items: list[tuple[int, Tensor, Tensor]],
         ids: list[str],
         per: dict[int, list[dict[str, Any]]],
+        transform: str | None = None,
     ) -> None:
+        """Append the rows of ``outcome`` to ``per``; ``xs`` (B, 3, H, W): the images the perturbation is measured
+        against (the clean images, or T(clean) for the survival rows of ``transform``)."""
         for k, e in enumerate(self.eps):
             passes = spec.passes(e)
             for m in self.modes:
-                measures = measure(self.goal, outcome, m, k, num_classes=self.num_classes)
+                measures = measure(self.goal, outcome, m, k, num_classes=self.num_classes,
+                                   instance_threshold=self.instance_threshold)  # fmt: skip
                 norms = perturbation_norms(outcome.advs[m][k], xs)
                 snr = psnr(outcome.advs[m][k], xs)
+                sim = ssim(outcome.advs[m][k], xs)
                 for j, b in enumerate(ok):
                     i = items[b][0]
-                    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+                    row: dict[str, Any] = dict.fromkeys(self.fields)
                     row.update(image_id=ids[i], index=i, attack=spec.name, eps=_number(e), mode=m, steps=passes)
+                    row["transform"] = transform
                     row.update({key: rundir.json_safe(v) for key, v in measures[j].items()})
                     row.update(
                         linf=rundir.json_safe(round(float(norms["linf"][j]), 4)),
                         l2=rundir.json_safe(round(float(norms["l2"][j]), 4)),
                         mean_abs=rundir.json_safe(round(float(norms["mean_abs"][j]), 4)),
                         psnr=rundir.json_safe(round(float(snr[j]), 4)),
+                        ssim=rundir.json_safe(round(float(sim[j]), 6)),
                         time_s=0.0,
                         status="ok",
                     )

@@ -158,6 +158,46 @@ def add_attack_args(g: Any, *, several: bool = True) -> None:
     )
 
 
+def add_measure_args(g: Any) -> None:
+    """``--instance-threshold`` and ``--survive`` (the hide goal's instance and survival measures) on a group."""
+    g.add_argument(
+        "--instance-threshold",
+        type=float,
+        default=0.95,
+        metavar="SHARE",
+        help="a person (a connected region of the class in the clean prediction, 8-connected; or a ground-truth "
+        "instance) vanishes entirely when at least this share of its pixels is hidden (default: %(default)s)",
+    )
+    g.add_argument(
+        "--survive",
+        default=None,
+        metavar="T[,T]",
+        help="measure every adversarial image again after image transforms, against the prediction of the "
+        "transformed clean image (a proxy for the physical world): jpeg:Q (quality 1..100), resize:F (down by F "
+        "in (0, 1] and back up), blur:S (Gaussian sigma S px), noise:N (std N 8-bit levels, the same draw on the "
+        "clean and the adversarial image), identity; e.g. jpeg:75,jpeg:50,resize:0.5,blur:1.0,noise:2 (default: "
+        "none)",
+    )
+
+
+def parse_measure_args(args: argparse.Namespace) -> tuple[float, list[Any]]:
+    """``--instance-threshold`` and ``--survive`` -> (threshold, transforms); UserError (one line) otherwise."""
+    from ..instances import check_threshold
+    from ..transforms import parse_transforms
+
+    try:
+        threshold = check_threshold(args.instance_threshold)
+    except ValueError as err:
+        raise UserError(f"--instance-threshold: {err}, e.g. --instance-threshold 0.95") from None
+    transforms: list[Any] = []
+    if args.survive is not None:
+        try:
+            transforms = parse_transforms(args.survive)
+        except ValueError as err:
+            raise UserError(f"--survive: {err}") from None
+    return threshold, transforms
+
+
 def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> list[Any]:
     """``--attack``/``--attack-opt`` -> ``AttackSpec``s; UserError (one line) for unknown attacks and options."""
     from ..attacks import registry
@@ -435,11 +475,15 @@ def run_and_report(
     check_memory: bool = True,
     echo: Callable[[str], None] = print,
     label_names: Sequence[str] | None = None,
+    instance_threshold: float | None = None,
+    survive: Sequence[Any] = (),
 ) -> list[str]:
     """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences.
 
     ``label_names``: the names of all the model's output classes (default: the model's ``class_names``, else the
-    defaults); they go to ``run_experiment(label_names=...)``."""
+    defaults); they go to ``run_experiment(label_names=...)``. ``instance_threshold`` and ``survive`` (transforms)
+    go to ``run_experiment`` as they are (None: its default threshold). After the sentences, those on survival
+    (one per transform) are printed too (not returned)."""
     import inspect
 
     from ..attacks import registry
@@ -467,12 +511,20 @@ def run_and_report(
     extra: dict[str, Any] = {}
     if "label_names" in inspect.signature(run_experiment).parameters:
         extra["label_names"] = all_names
+    if instance_threshold is not None:
+        extra["instance_threshold"] = instance_threshold
+    if survive:
+        if goal != "hide":
+            raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")
+        extra["survive"] = list(survive)
     elif all_names != CLASS_NAMES:  # a run_experiment without them: into the recorded configuration instead
         describe = {**describe, "label_names": list(all_names)}
     sweeps = 1 + ("during" in modes)
     what = f"hiding {names}" if goal == "hide" else "untargeted attacks"
     lines = [f"{what} in {n} images of {describe['data']} with {describe['model']} on {device}"]
     lines.append(f"eps {','.join(map(str, eps))} (8-bit levels), modes {'+'.join(modes)}")
+    if survive:
+        lines.append(f"survival after {', '.join(t.name for t in survive)} (one more prediction per eps and mode each)")
     for spec in specs:
         p = registry.plan(spec.name, eps, **spec.options)
         lines.append(f"  {p.note}" + (f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""))
@@ -537,5 +589,7 @@ def run_and_report(
     figure = "figure2.png" if goal == "hide" else "attacks.png"
     print(f"results: {shown}/  report.html  summary.csv  {figure}  results.jsonl", file=sys.stderr)
     for line in report.sentences:
+        echo(line)
+    for line in getattr(report, "survival_sentences", []):
         echo(line)
     return report.sentences

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import DEFAULT_EPS, EPS_HELP, build_data, build_model, check_out_dir, parse_eps, run_and_report
+from ._common import (
+    DEFAULT_EPS,
+    EPS_HELP,
+    add_measure_args,
+    build_data,
+    build_model,
+    check_out_dir,
+    parse_eps,
+    parse_measure_args,
+    run_and_report,
+)
 
 #: Images the demo attacks by default (synthetic validation scenes); tuned to finish in minutes on a 2-core CPU.
 DEFAULT_IMAGES = 20
@@ -39,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="images attacked at once (default: 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace a different earlier demo in --out")
+    add_measure_args(p)
     p.set_defaults(func=run)
 
 
@@ -49,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}")
     eps = parse_eps(args.eps)
+    threshold, survive = parse_measure_args(args)
     check_out_dir(args.out)
     model_args = argparse.Namespace(
         model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device, bgr=False,
@@ -72,5 +84,7 @@ def run(args: argparse.Namespace) -> int:
         figure1=3,
         overwrite=args.overwrite,
         device=args.device,
+        instance_threshold=threshold,
+        survive=survive,
     )
     return 0

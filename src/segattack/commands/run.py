@@ -11,6 +11,7 @@ from ._common import (
     add_attack_args,
     add_data_args,
     add_hide_arg,
+    add_measure_args,
     add_model_args,
     build_data,
     build_model,
@@ -21,6 +22,7 @@ from ._common import (
     parse_attacks,
     parse_classes,
     parse_eps,
+    parse_measure_args,
     run_and_report,
 )
 
@@ -60,6 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "paper's), during the optimisation (during; one more attack), both, or none (default: posthoc; the "
         "untargeted goal has only none)",
     )
+    add_measure_args(p.add_argument_group("measures (hide goal)"))
     o = p.add_argument_group("run")
     o.add_argument("--out", required=True, metavar="DIR", help="output directory (resumed if it holds this run)")
     o.add_argument("--batch-size", type=int, default=4, metavar="N", help="images attacked at once (default: 4)")
@@ -103,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if args.goal == "untargeted" and args.restrict not in (None, "none"):
         raise UserError("--restrict needs a class to restrict to: the untargeted goal takes --restrict none only")
     restrict = args.restrict or ("posthoc" if args.goal == "hide" else "none")
+    threshold, survive = parse_measure_args(args)
+    if survive and args.goal != "hide":
+        raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")
     check_out_dir(args.out)
     check_model_args(args)
     data, describe = build_data(args.data, args.size, args.labels)
@@ -128,5 +134,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         check_memory=args.check_memory,
         label_names=names,
+        instance_threshold=threshold,
+        survive=survive,
     )
     return 0

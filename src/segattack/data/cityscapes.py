@@ -4,6 +4,7 @@ Expected layout (as unpacked from ``leftImg8bit_trainvaltest.zip`` and ``gtFine_
 
     <root>/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
     <root>/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_labelIds.png     (optional)
+    <root>/gtFine/<split>/<city>/<city>_<seq>_<frame>_gtFine_instanceIds.png  (optional)
 
 Image ids are ``<city>_<seq>_<frame>`` (e.g. ``frankfurt_000000_000294``), in sorted order. Ground truth is read from
 the official ``labelIds`` PNGs and mapped to train ids 0..18 (255 = ignore) with ``LABEL_ID_TO_TRAIN_ID``, the table
@@ -12,6 +13,12 @@ of cityscapesscripts' ``labels.py``. The paper (Fischer et al. 2017) works at 51
 Without a ``gtFine/<split>`` folder the data set has no labels (``has_labels`` False, labels all 255); the attack does
 not need them. With it, every image must have its label file (a missing one is an error naming both paths). The
 official ``test`` split ships placeholder labels without any evaluated class: they map to all ignore (255).
+
+Instances: where every image has its ``*_gtFine_instanceIds.png`` (values ``labelId * 1000 + k`` on the pixels of
+instance k of a class with instances, person and rider among them, and the plain ``labelId`` elsewhere, crowd regions
+included), ``has_instances`` is True and ``instance_ids(i)`` gives them in segattack's convention
+(``segattack.instances``): ``trainId * 1000 + k``, -1 for pixels of no instance. Experiments then also count the
+ground-truth persons that vanish entirely (``gt_instances*`` in the rows).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -28,10 +36,11 @@ from ..errors import DataError
 from .folder import check_size, read_label_ids, read_rgb, resize_pair, to_item
 from .labels import LABEL_ID_TO_TRAIN_ID
 
-__all__ = ["Cityscapes", "label_ids_to_train_ids", "LABEL_ID_LUT"]
+__all__ = ["Cityscapes", "label_ids_to_train_ids", "instance_ids_to_train_ids", "LABEL_ID_LUT"]
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 
 
 def _lut() -> np.ndarray:
@@ -67,6 +76,22 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def instance_ids_to_train_ids(instance_ids: np.ndarray) -> np.ndarray:
+    """Official ``instanceIds`` values (``labelId * 1000 + k`` for instance k, ``labelId`` elsewhere) -> segattack's
+    instance ids (``segattack.instances``): ``trainId * 1000 + k`` on instance pixels of an evaluated class, -1
+    elsewhere (no instance, a crowd region, an ignored class).
+
+    >>> instance_ids_to_train_ids(np.array([[24000, 24001, 26003, 24, 7, 1000]])).tolist()
+    [[11000, 11001, 13003, -1, -1, -1]]
+    """
+    ids = np.asarray(instance_ids).astype(np.int64)
+    label = ids // 1000
+    inside = (ids >= 1000) & (label < LABEL_ID_LUT.shape[0])
+    train = np.where(inside, LABEL_ID_LUT[np.where(inside, label, 0).clip(0, 255)], -1)
+    ok = inside & (train >= 0) & (train != 255)
+    return np.where(ok, train * 1000 + ids % 1000, -1)
+
+
 class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
     """The images of one Cityscapes split, with fine ground truth in train ids when present.
 
@@ -76,6 +101,8 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         size: optional output size (H, W) in pixels, e.g. ``(512, 1024)`` as in the paper; images are resized
             bilinearly (antialiased), labels with nearest neighbour.
         labels: None reads ``gtFine/<split>`` if it exists; True requires it; False ignores it.
+        instances: None reads the ``*_gtFine_instanceIds.png`` files if every image has one; True requires them;
+            False ignores them. Read by ``instance_ids(i)`` only (the items stay ``(image, label)``).
 
     Items: ``(image, label)``: uint8 (3, H, W) RGB and int64 (H, W) train ids (all 255 without ground truth).
 
@@ -92,6 +119,7 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         *,
         size: Sequence[int] | None = None,
         labels: bool | None = None,
+        instances: bool | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         self.split = split
@@ -124,6 +152,24 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
                     + (" ..." if len(missing) > 3 else "")
                 )
         self.has_labels = self.label_files is not None
+        self.instance_files: list[Path] | None = None
+        if instances is not False and label_dir.is_dir():
+            found = [label_dir / p.parent.name / f"{i}{INSTANCE_SUFFIX}" for p, i in zip(files, self._ids, strict=True)]
+            missing_i = [f for f in found if not f.is_file()]
+            if not missing_i:
+                self.instance_files = found
+            elif instances is True:
+                raise FileNotFoundError(
+                    f"instances=True but {len(missing_i)} of {len(files)} images of split {split!r} have no "
+                    f"*{INSTANCE_SUFFIX}, e.g. {missing_i[0]}; unpack them from gtFine_trainvaltest.zip, or pass "
+                    "instances=None/False"
+                )
+        elif instances is True:
+            raise FileNotFoundError(
+                f"instances=True but the ground truth folder {label_dir} does not exist (or labels=False); unpack "
+                "gtFine_trainvaltest.zip into the root, or pass instances=None/False"
+            )
+        self.has_instances = self.instance_files is not None
 
     def _missing_message(self, image_dir: Path) -> str:
         if not self.root.is_dir():
@@ -157,6 +203,28 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         """``<city>_<seq>_<frame>``, e.g. ``frankfurt_000000_000294``."""
         return self._ids[index]
 
+    def instance_ids(self, index: int) -> np.ndarray:
+        """The ground-truth instances of item ``index``: (H, W) int64, ``trainId * 1000 + k`` on the pixels of
+        instance k, -1 elsewhere (``instance_ids_to_train_ids``), at the size ``__getitem__`` returns (resized with
+        nearest neighbour). Raises DataError without instance files (``has_instances`` False)."""
+        if self.instance_files is None:
+            raise DataError(f"{self!r} has no *{INSTANCE_SUFFIX} files; check has_instances first")
+        path = self.instance_files[index]
+        from ..memory import image_size_of
+
+        ids = read_label_ids(path)
+        ih, iw = image_size_of(self.files[index])
+        if ids.shape != (ih, iw):
+            raise DataError(
+                f"instances {path} are {ids.shape[1]}x{ids.shape[0]} but image {self.files[index]} is {iw}x{ih} (W x H)"
+            )
+        h, w = self.size if self.size is not None else (ih, iw)
+        out = instance_ids_to_train_ids(ids)
+        if out.shape != (h, w):
+            # nearest neighbour on 32-bit ints keeps every id exactly, as the labels
+            out = np.asarray(Image.fromarray(out.astype(np.int32)).resize((w, h), Image.Resampling.NEAREST))
+        return out.astype(np.int64)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         path = self.files[index]
         image, _ = read_rgb(path)
@@ -178,4 +246,8 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
 
     def __repr__(self) -> str:
         gt = "with" if self.has_labels else "without"
-        return f"Cityscapes({str(self.root)!r}, split={self.split!r}, size={self.size}): {len(self)} images {gt} labels"
+        inst = " and instances" if self.has_instances else ""
+        return (
+            f"Cityscapes({str(self.root)!r}, split={self.split!r}, size={self.size}): {len(self)} images {gt} "
+            f"labels{inst}"
+        )

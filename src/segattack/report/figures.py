@@ -6,6 +6,8 @@ drawn without pyplot, so importing this module chooses no backend and leaves the
   restricted to the class pixels (right), as Fischer et al. (2017), Figure 2.
 - ``attacks_figure``: one curve per attack on shared axes: hidden and kept against eps (hide goal), or mIoU and
   pixel accuracy under attack against eps (untargeted goal).
+- ``survival_figure``: hidden (solid) and kept (dashed) against eps after each image transform (one colour per
+  transform), with the untransformed curve in black: how much of the attack survives JPEG, resizing, blur, noise.
 - ``figure1``: the 11 panels of Fischer et al. (2017), Figure 1, for one image, from its ``figure1_<id>.npz``,
   in the colours and names of the model's classes (``label_colors``), with why the image was chosen.
 """
@@ -33,7 +35,8 @@ from ..rundir import atomic_open
 from .summary import class_phrase
 
 __all__ = [
-    "figure2", "figure1", "panels_figure", "attacks_figure", "label_colors", "FOOLED_COLOR", "PRESERVED_COLOR",
+    "figure2", "figure1", "panels_figure", "attacks_figure", "survival_figure", "label_colors", "FOOLED_COLOR",
+    "PRESERVED_COLOR",
 ]  # fmt: skip
 
 FOOLED_COLOR = "#8b0000"  # dark red, as the paper
@@ -197,6 +200,69 @@ def attacks_figure(
                bbox_to_anchor=(0.5, -0.02))  # fmt: skip
     fig.suptitle("Attacks compared" + (" (untargeted)" if goal == "untargeted" else f" (hiding {cls})"))
     fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(labels) / 4), 1, 1))
+    return _save(fig, Path(out_stem), formats)
+
+
+def survival_figure(
+    survival: Sequence[Mapping[str, Any]],
+    out_stem: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] = ("person",),
+    formats: Sequence[str] = ("png", "svg"),
+) -> list[Path]:
+    """Survival against eps from the survival summary (``summarize_survival``), first attack: one panel per mode run
+    (whole image; restricted post hoc; restricted during), hidden (solid, circles) and kept (dashed, thin) per
+    transform in its own colour, the untransformed attack in black underneath. Means over images; hidden and kept
+    after a transform T are measured against the prediction of T(clean)."""
+    from .summary import NO_TRANSFORM
+
+    cls = class_phrase(class_names)
+    first = survival[0]["attack"] if survival else None
+    rows_all = [r for r in survival if r["attack"] == first]
+    modes = [m for m in ("full", "posthoc", "during") if any(r["mode"] == m for r in rows_all)] or ["full"]
+    transforms = list(dict.fromkeys(r["transform"] for r in rows_all))
+    others = [t for t in transforms if t != NO_TRANSFORM]
+    colours = matplotlib.colormaps["tab10"]
+    fig = Figure(figsize=(5.2 * len(modes) + 0.6, 4.4))
+    axes = np.atleast_1d(fig.subplots(1, len(modes), sharey=True))
+    titles = {"full": "noise on the entire image", "posthoc": f"restricted to {cls} pixels (post hoc)",
+              "during": f"restricted to {cls} pixels (during)"}  # fmt: skip
+    eps_all = sorted({float(r["eps"]) for r in rows_all})
+    for ax, mode in zip(axes, modes, strict=True):
+        for t in [NO_TRANSFORM, *others]:
+            rows = sorted((r for r in rows_all if r["transform"] == t and r["mode"] == mode and r["fooled_count"]),
+                          key=lambda r: float(r["eps"]))  # fmt: skip
+            if not rows:
+                continue
+            xs = [float(r["eps"]) for r in rows]
+            colour: Any
+            look: dict[str, Any]
+            if t == NO_TRANSFORM:
+                colour, label, look = "black", "no transform", {"lw": 3.5, "alpha": 0.55, "zorder": 1}
+            else:
+                colour, label, look = colours(others.index(t) % 10), t, {"lw": 1.8, "zorder": 2}
+            ax.plot(xs, [100 * r["fooled_mean"] for r in rows], "-", color=colour, marker="o", ms=3.5, label=label,
+                    **look)  # fmt: skip
+            ax.plot(xs, [100 * r["preserved_mean"] for r in rows], "--", color=colour, lw=1.0,
+                    alpha=0.55 if t == NO_TRANSFORM else 0.8, zorder=look["zorder"])  # fmt: skip
+        ax.set_title(titles[mode])
+        ax.set_xlabel("eps (L-inf budget, 8-bit levels)")
+        ax.set_ylim(0, 101)
+        ax.grid(True, alpha=0.3)
+        if eps_all:
+            ax.set_xlim(0, max(eps_all) + 0.5)
+            if len(eps_all) <= 12:
+                ax.set_xticks(eps_all, [f"{e:g}" for e in eps_all])
+    axes[0].set_ylabel(f"{cls} pixels hidden / background kept (%)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", ls="-", marker="o", ms=3.5), Line2D([], [], color="0.3", ls="--", lw=1)]
+    labels += [f"{cls} pixels hidden", "background kept"]
+    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8, bbox_to_anchor=(0.5, 0.0))
+    rows_n = math.ceil(len(labels) / min(5, len(labels)))
+    n = max((int(r.get("fooled_count", 0)) for r in rows_all), default=0)
+    fig.suptitle(f"Does hiding {cls} survive image transforms? Mean over {n} images; after a transform T, against "
+                 "the prediction on T(clean)", fontsize=10)  # fmt: skip
+    fig.tight_layout(rect=(0, 0.05 + 0.045 * rows_n, 1, 1))
     return _save(fig, Path(out_stem), formats)
 
 

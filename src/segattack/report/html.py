@@ -1,10 +1,11 @@
 """``report.html``: one self-contained page (images embedded) per experiment directory; and ``write_report``, which
 redraws every figure, ``summary.csv`` and the page from the result files alone.
 
-The page, top to bottom: the headline (hidden and kept at the eps nearest 10, whole image and restricted, and the
-number of images; for the untargeted goal mIoU and accuracy under attack), the model, the data and the run's cost,
-Figure 2, the attacks compared (with several), the summary table per eps and mode, Figure 1, the gallery of
-per-image thumbnails (worst first) and the configuration. Everything is inline (images as ``data:`` URIs, CSS in a
+The page, top to bottom: the headline (hidden and kept at the eps nearest 10, whole image and restricted, the share
+of persons that vanish entirely, and the number of images; for the untargeted goal mIoU and accuracy under attack),
+the model, the data and the run's cost, Figure 2, the attacks compared (with several), survival after image
+transforms (where the run measured it), the summary table per eps and mode, Figure 1, the gallery of per-image
+thumbnails (worst first) and the configuration. Everything is inline (images as ``data:`` URIs, CSS in a
 ``<style>``, no script, no font or file from elsewhere), and the layout follows the width of the screen.
 """
 
@@ -23,20 +24,27 @@ from typing import Any
 
 from ..errors import RunDirError
 from ..rundir import FIGURE1_PREFIX, REPORT_FILE, RESULTS_FILE, read_config, read_rows, write_text
-from .figures import attacks_figure, figure1, figure2
+from .figures import attacks_figure, figure1, figure2, survival_figure
 from .gallery import GALLERY_CSS, GalleryItem, gallery_html, read_gallery
 from .summary import (
     MODE_TITLES,
+    NO_TRANSFORM,
     WORST,
     attack_sentences,
     attack_time,
     class_phrase,
     headline,
+    plural,
     sentences,
     summarize_results,
+    summarize_survival,
+    survival_sentences,
 )
 
-__all__ = ["write_report", "render_html", "Report"]
+__all__ = ["write_report", "render_html", "Report", "SURVIVAL_STEM"]
+
+#: The survival figure's file stem in an experiment directory (``survival.png``/``.svg``).
+SURVIVAL_STEM = "survival"
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +65,7 @@ _CSS = (
     ".mode h3{font-size:.8em;font-weight:600;margin:0 0 2px;color:#555;text-transform:uppercase;letter-spacing:.04em}"
     ".stats{display:flex;flex-wrap:wrap;gap:4px 22px}.stat{min-width:110px}"
     ".stat .v{font-size:2.3em;font-weight:700;line-height:1.1;font-variant-numeric:tabular-nums}"
-    ".stat.hidden .v{color:#8b0000}.stat .pm{color:#777;font-size:.95em;margin-left:3px}"
+    ".stat.hidden .v{color:#8b0000}.stat.vanish .v{color:#5a1a7a}.stat .pm{color:#777;font-size:.95em;margin-left:3px}"
     ".stat .k{display:block;font-size:.85em;color:#444}"
     ".headline .count{margin:10px 0 0;font-size:.95em}.headline .none{font-size:1.1em;margin:.3em 0}"
     ".def{font-size:.88em;color:#555;margin:.8em 0 0}"
@@ -90,12 +98,18 @@ class Report:
         summary: list[dict[str, Any]],
         sentences: list[str],
         gallery: list[GalleryItem] | None = None,
+        *,
+        survival: list[dict[str, Any]] | None = None,
+        survival_sentences: list[str] | None = None,
     ) -> None:
         self.html_path = html_path
         self.figures = figures
         self.summary = summary
         self.sentences = sentences
         self.gallery = gallery or []
+        #: the survival summary (``summarize_survival``; empty without transforms) and one sentence per transform
+        self.survival = survival or []
+        self.survival_sentences = survival_sentences or []
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -160,7 +174,25 @@ def _stat(value: Any, std: Any, label: str, cls: str = "") -> str:
     )
 
 
-def _headline_hide(summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequence[str]) -> str:
+def _vanish_stat(r: Mapping[str, Any], who: str) -> str:
+    """The pooled share of instances that vanish entirely, with the counts (``""`` without instance counts)."""
+    n = _num(r.get("instances"))
+    if math.isnan(n) or n <= 0:
+        return ""
+    h = _num(r.get("instances_hidden"))
+    gt = _num(r.get("gt_instances"))
+    extra = ""
+    if not math.isnan(gt) and gt > 0:
+        extra = f"; ground truth {100 * _num(r.get('gt_instances_hidden')) / gt:.1f}% of {int(gt)}"
+    return (
+        f'<div class="stat vanish"><span class="v">{100 * h / n:.1f}%</span><span class="pm">{int(h)} of {int(n)}'
+        f'</span><span class="k">of {html.escape(who)} vanish entirely{html.escape(extra)}</span></div>'
+    )
+
+
+def _headline_hide(
+    summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequence[str], who: str = "persons", threshold: Any = 0.95
+) -> str:
     head = headline(summary, goal="hide")
     rows: Mapping[str, Mapping[str, Any]] = head.get("rows", {})
     if not rows or not any(r.get("fooled_count") for r in rows.values()):
@@ -184,6 +216,7 @@ def _headline_hide(summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequen
             f'<div class="mode"><h3>{html.escape(title)}</h3><div class="stats">'
             + _stat(r["fooled_mean"], r["fooled_std"], f"of {cls} pixels hidden", "hidden")
             + _stat(r["preserved_mean"], r["preserved_std"], "of background kept", "kept")
+            + _vanish_stat(r, who)
             + "</div></div>"
         )
     parts.append("</div>")
@@ -202,9 +235,11 @@ def _headline_hide(summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequen
     parts.append(
         '<p class="def"><b>hidden</b>: share of the pixels the model predicts as '
         f"{_esc(cls)} on the clean image that it no longer predicts as {_esc(cls)} on the adversarial one. "
-        "<b>kept</b>: share of the other pixels whose prediction is unchanged. eps is the L-inf budget in 8-bit "
-        "levels. Reproduction of Fischer, Kumar, Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image "
-        "Segmentation</i>.</p></section>"
+        "<b>kept</b>: share of the other pixels whose prediction is unchanged. "
+        f"<b>vanish entirely</b>: {_esc(who)} (connected regions of {_esc(cls)} in the clean prediction, "
+        f"8-connected) of which at least {100 * _num(threshold):g}% of the pixels are hidden, pooled over the images "
+        "(all hidden / all found). eps is the L-inf budget in 8-bit levels. Reproduction of Fischer, Kumar, "
+        "Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image Segmentation</i>.</p></section>"
     )
     return "".join(parts)
 
@@ -345,8 +380,8 @@ def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
         heads = ["attack", "eps", "images", "mIoU %", "clean mIoU %", "accuracy %", "PSNR&nbsp;dB", "max L&#8209;inf"]
     else:
         heads = [
-            "eps", "mode", "hidden %", "kept %", "target hit %", "images", "with class", "absent", "all hidden",
-            "unreadable", "PSNR&nbsp;dB", "max L&#8209;inf",
+            "eps", "mode", "hidden %", "kept %", "vanish %", "target hit %", "images", "with class", "absent",
+            "all hidden", "unreadable", "PSNR&nbsp;dB", "SSIM", "max L&#8209;inf",
         ]  # fmt: skip
         if several:
             heads.insert(0, "attack")
@@ -370,17 +405,60 @@ def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
             cells = [
                 f"<td>{_cell(r['eps'])}</td>", f'<td class="l">{_esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>',
                 f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td>",
-                f"<td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>",
+                f"<td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>", f"<td>{_vanish_cell(r)}</td>",
                 f"<td>{_cell(r['target_hit_mean'], True)}</td>", f"<td>{_cell(r['images'])}</td>",
                 f"<td>{_cell(r['ok'])}</td>", f"<td>{_cell(r['absent'])}</td>", f"<td>{_cell(r['all_hidden'])}</td>",
                 f"<td>{_cell(r['unreadable'])}</td>", f"<td>{_cell(r['psnr_mean'])}</td>",
-                f"<td>{_cell(r['linf_max'])}</td>",
+                f"<td>{_ssim_cell(r.get('ssim_mean'))}</td>", f"<td>{_cell(r['linf_max'])}</td>",
             ]  # fmt: skip
             if several:
                 cells.insert(0, f'<td class="l">{_esc(r.get("attack", ""))}</td>')
         out.append(f"<tr{group}>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
+
+
+def _vanish_cell(r: Mapping[str, Any]) -> str:
+    """``30.0 <small>12/40</small>``: the pooled share of instances that vanish, ``–`` without instances."""
+    n = _num(r.get("instances"))
+    if math.isnan(n) or n <= 0:
+        return "–"
+    h = _num(r.get("instances_hidden"))
+    return f"{100 * h / n:.1f} <small>{int(h)}/{int(n)}</small>"
+
+
+def _ssim_cell(v: Any) -> str:
+    x = _num(v)
+    return "–" if math.isnan(x) else f"{x:.4f}"
+
+
+def _survival_table(survival: Sequence[Mapping[str, Any]]) -> str:
+    """Survival at the eps nearest 10: per transform and mode, hidden, kept and vanish (first attack)."""
+    if not survival:
+        return ""
+    first = survival[0]["attack"]
+    rows = [r for r in survival if r["attack"] == first]
+    eps = sorted({r["eps"] for r in rows}, key=float)
+    e10 = min(eps, key=lambda e: (abs(float(e) - 10), -float(e)))
+    out = ['<div class="scroll"><table><thead><tr><th class="l">transform</th><th class="l">mode</th>'
+           "<th>hidden %</th><th>kept %</th><th>vanish %</th><th>images</th><th>PSNR&nbsp;dB</th><th>SSIM</th>"
+           "</tr></thead><tbody>"]  # fmt: skip
+    prev = None
+    for r in rows:
+        if r["eps"] != e10:
+            continue
+        group = ' class="group"' if prev is not None and r["transform"] != prev else ""
+        prev = r["transform"]
+        out.append(
+            f'<tr{group}><td class="l">{_esc(r["transform"])}</td>'
+            f'<td class="l">{_esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>'
+            f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td><td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>"
+            f"<td>{_vanish_cell(r)}</td><td>{_cell(r['fooled_count'])}</td><td>{_cell(r['psnr_mean'])}</td>"
+            f"<td>{_ssim_cell(r.get('ssim_mean'))}</td></tr>"
+        )
+    out.append("</tbody></table></div>")
+    by = "" if len({r["attack"] for r in survival}) < 2 else f", attack {_esc(first)}"
+    return f"<p>At <b>eps = {_levels(e10)}</b>{by}:</p>" + "".join(out)
 
 
 def render_html(
@@ -396,13 +474,17 @@ def render_html(
     figure1_captions: Mapping[Path, str] | None = None,
     gallery: Sequence[GalleryItem] = (),
     gallery_limit: int | None = None,
+    survival_png: Path | None = None,
+    survival: Sequence[Mapping[str, Any]] = (),
+    survival_lines: Sequence[str] = (),
 ) -> str:
     """The page as a string (images embedded as base64 PNG, no script, nothing fetched from elsewhere).
 
     ``lines`` and ``attack_lines`` are the sentences of ``sentences`` and ``attack_sentences``; ``rows`` the result
     rows (for the run's wall time); ``figure1_captions`` a caption per Figure 1 PNG (the image id, and the reason it
     was chosen where its npz gives one); ``gallery`` the cards of ``read_gallery`` (at most ``gallery_limit``, by
-    default ``gallery.GALLERY_LIMIT``)."""
+    default ``gallery.GALLERY_LIMIT``); ``survival_png``, ``survival`` and ``survival_lines`` the survival figure,
+    summary and sentences (``summarize_survival``, ``survival_sentences``)."""
     exp = config.get("experiment", {})
     names = exp.get("class_names", ["person"])
     cls = class_phrase(names)
@@ -414,9 +496,11 @@ def render_html(
     fig1 = [p for p in figure1_pngs if p.exists()]
     attacks = list(dict.fromkeys(r.get("attack") for r in summary))
     several = len(attacks) > 1
+    show_survival = bool(survival) and not untargeted
     sections = [
         ("figure2", "Figure 2", show_fig2),
         ("attacks", "Attacks compared", show_attacks),
+        ("survival", "Survival", show_survival),
         ("summary", "Summary", True),
         ("figure1", "Figure 1", bool(fig1)),
         ("gallery", "Gallery", bool(gallery)),
@@ -428,7 +512,9 @@ def render_html(
         f"<title>segattack report: {title}</title><style>{_CSS}{GALLERY_CSS}</style></head><body>",
         f"<h1>{title}<small>adversarial examples for semantic segmentation · segattack report</small></h1>",
         "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t, show in sections if show) + "</nav>",
-        _headline_untargeted(summary, against) if untargeted else _headline_hide(summary, cls, lines),
+        _headline_untargeted(summary, against)
+        if untargeted
+        else _headline_hide(summary, cls, lines, plural(names), exp.get("instance_threshold", 0.95)),
         _facts(config, rows, cls),
     ]
     if show_fig2 and figure2_png is not None:
@@ -446,6 +532,26 @@ def render_html(
             parts.append('<ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in attack_lines) + "</ul>")
         if attacks_png is not None and attacks_png.exists():
             parts.append(f'<figure class="fig">{_img_tag(attacks_png, "attacks compared")}</figure>')
+    if show_survival:
+        transforms = [t for t in dict.fromkeys(r["transform"] for r in survival) if t != NO_TRANSFORM]
+        parts.append('<h2 id="survival">Survival after image transforms</h2>')
+        if survival_lines:
+            parts.append('<ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in survival_lines) + "</ul>")
+        if survival_png is not None and survival_png.exists():
+            parts.append(
+                f'<figure class="fig">{_img_tag(survival_png, "survival")}<figcaption>Every adversarial image '
+                f"measured again after {html.escape(', '.join(transforms))}: share of {html.escape(cls)} pixels "
+                "hidden (solid) and of background kept (dashed), mean over images, against eps; black: without a "
+                "transform. After a transform T, hidden and kept are measured against the model's prediction on "
+                "T(clean), so a transform that changes the clean prediction too is not counted as the attack's "
+                "failure.</figcaption></figure>"
+            )
+        parts.append(_survival_table(survival))
+        parts.append(
+            '<p class="note"><b>jpeg:Q</b>: JPEG at quality Q; <b>resize:F</b>: down by F and back up; <b>blur:S</b>: '
+            "Gaussian blur, sigma S px; <b>noise:N</b>: Gaussian noise of std N levels (the same draw on the clean "
+            "and the adversarial image). PSNR and SSIM: T(adversarial) against T(clean).</p>"
+        )
     parts.append('<h2 id="summary">Summary per eps and mode</h2>')
     parts.append(_table(summary, untargeted))
     modes = exp.get("modes", [])
@@ -463,7 +569,9 @@ def render_html(
                 for m in modes
                 if m in MODE_TITLES
             )
-            + "<b>hidden</b>, <b>kept</b>: means over the images with the class, ± the population std; <b>with "
+            + "<b>hidden</b>, <b>kept</b>: means over the images with the class, ± the population std; <b>vanish</b>: "
+            f"{html.escape(plural(names))} hidden entirely / found, pooled over the images; <b>SSIM</b>: mean "
+            "structural similarity to the original (1 = identical; 11 px Gaussian window, sigma 1.5); <b>with "
             "class</b>: images attacked; <b>absent</b>, <b>all hidden</b>, <b>unreadable</b>: counted apart, never "
             "averaged in."
             + (" <b>worst of all</b>: per image, the attack that hid the most." if several else "")
@@ -559,10 +667,27 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
         fig1.append(png)
         captions[png] = _figure1_caption(npz)
     lines = sentences(summary, class_names=names) if goal != "untargeted" else []
-    gallery = read_gallery(out, rows) if goal != "untargeted" else []
+    plain = [r for r in rows if not r.get("transform")]
+    gallery = read_gallery(out, plain) if goal != "untargeted" else []
+    survival = summarize_survival(
+        rows, eps_levels=exp.get("eps_levels"), modes=exp.get("modes"),
+        attacks=[a["name"] for a in exp.get("attacks", [])], transforms=exp.get("survive"),
+    )  # fmt: skip
+    lines_s: list[str] = []
+    survival_png = out / f"{SURVIVAL_STEM}.png"
+    if survival and goal != "untargeted":
+        figures += survival_figure(survival, out / SURVIVAL_STEM, class_names=names)
+        lines_s = survival_sentences(survival, class_names=names)
+    else:
+        for suffix in (".png", ".svg"):  # left from an earlier run with transforms
+            (out / f"{SURVIVAL_STEM}{suffix}").unlink(missing_ok=True)
     page = render_html(
         config, summary, lines, out / "figure2.png", fig1, attacks_png, lines_a,
-        rows=rows, figure1_captions=captions, gallery=gallery,
+        rows=plain, figure1_captions=captions, gallery=gallery, survival_png=survival_png, survival=survival,
+        survival_lines=lines_s,
     )  # fmt: skip
     write_text(out / REPORT_FILE, page)
-    return Report(out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a], gallery)
+    return Report(
+        out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a], gallery,
+        survival=survival, survival_sentences=lines_s,
+    )  # fmt: skip

@@ -1,4 +1,10 @@
-"""Aggregate result rows per (eps, mode) and say what they mean in a sentence. Reads result files only."""
+"""Aggregate result rows per (eps, mode) and say what they mean in a sentence. Reads result files only.
+
+The plain rows (no ``transform``) make ``summary.csv``; the survival rows (``transform`` set: the adversarial images
+measured again after an image transform) make ``survival.csv``, one block per transform with the plain rows as
+transform ``none``. Instance counts are pooled over the data set: ``instances_vanished`` = the sum of
+``instances_hidden`` over the images / the sum of ``instances`` (persons that vanish entirely, out of all persons).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.labels import is_void
+from ..instances import SIZE_BINS, vanished_share
 from ..metrics import summarize
 from ..rundir import CONFIG_FILE, DEFAULT_ATTACK, MODES, STATUSES, SUMMARY_FILE, atomic_open, read_config, read_rows
 
@@ -26,10 +33,22 @@ __all__ = [
     "attack_sentences",
     "headline",
     "attack_time",
+    "SURVIVAL_FILE",
+    "NO_TRANSFORM",
+    "INSTANCE_PREFIXES",
+    "summarize_survival",
+    "survival_sentences",
+    "plural",
 ]
 
 #: Per-image quantities summarised per (attack, eps, mode): mean, std (population), count, missing.
-SUMMARY_METRICS = ("fooled", "preserved", "target_hit", "accuracy", "clean_accuracy", "psnr")
+SUMMARY_METRICS = ("fooled", "preserved", "target_hit", "accuracy", "clean_accuracy", "psnr", "ssim")
+#: The survival summary of an experiment directory (rows with a ``transform``), beside ``summary.csv``.
+SURVIVAL_FILE = "survival.csv"
+#: The name the survival summary gives the plain rows (no transform).
+NO_TRANSFORM = "none"
+#: Instance counts pooled in the summary: from the clean prediction, and from the ground truth where there is one.
+INSTANCE_PREFIXES = ("instances", "gt_instances")
 #: The name of the summary rows that take, per image, the strongest of the attacks run (``worst_rows``).
 WORST = "worst of all"
 
@@ -49,9 +68,7 @@ def _nan_low(v: Any) -> float:
     return -1.0 if math.isnan(x) else x
 
 
-def _miou(
-    rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None, void: Sequence[int] = ()
-) -> float:
+def _miou(rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None, void: Sequence[int] = ()) -> float:
     """mIoU from the summed per-image confusion matrices (sparse triples under ``key``); NaN without any."""
     triples = [t for r in rows if r.get(key) for t in r[key]]
     if not triples:
@@ -83,6 +100,32 @@ def worst_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _count(v: Any) -> int | None:
+    """A row's instance count, or None where it has none (null, NaN, missing: rows of older runs)."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(float(v)):
+        return None
+    return int(v)
+
+
+def _pooled(rs: Sequence[Mapping[str, Any]], prefix: str) -> dict[str, float]:
+    """Instance counts summed over the rows that have them: ``<prefix>``, ``<prefix>_hidden``, ``<prefix>_vanished``
+    (hidden / all) and the same per size bin; NaN where no row has them (ground truth the data set lacks)."""
+    out: dict[str, float] = {}
+    for key in (prefix, *(f"{prefix}_{b}" for b in SIZE_BINS)):
+        pairs = [(_count(r.get(key)), _count(r.get(f"{key}_hidden"))) for r in rs]
+        have = [(n, h) for n, h in pairs if n is not None and h is not None]
+        total = sum(n for n, _ in have) if have else math.nan
+        hidden = sum(h for _, h in have) if have else math.nan
+        out[key], out[f"{key}_hidden"] = total, hidden
+        out[f"{key}_vanished"] = vanished_share(hidden, total) if have else math.nan
+    return out
+
+
+def _transform_of(row: Mapping[str, Any]) -> str | None:
+    t = row.get("transform")
+    return str(t) if t else None
+
+
 def summarize_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -91,16 +134,24 @@ def summarize_rows(
     attacks: Sequence[str] | None = None,
     num_classes: int | None = None,
     void_classes: Sequence[int] = (),
+    transform: str | None = None,
 ) -> list[dict[str, Any]]:
     """One summary row per (attack, eps, mode): attacks in the order given (then any others), eps ascending, modes
     in ``MODES`` order; with two or more attacks, also the per-image worst case over them (attack ``WORST``).
 
     Each holds ``attack``, ``eps``, ``mode``, ``images`` (rows for that budget and mode), the image counts per status
     (``ok``, ``absent``, ``all_hidden``, ``unreadable``), ``<metric>_mean/_std/_count/_missing`` for
-    ``SUMMARY_METRICS`` (rates as fractions in [0, 1], PSNR in dB; std is the population std over images, as
-    ``segattack.summarize``), ``miou`` and ``clean_miou`` (from the summed confusion matrices of the untargeted
-    goal; NaN otherwise) and ``linf_max`` (levels; never above eps).
+    ``SUMMARY_METRICS`` (rates as fractions in [0, 1], PSNR in dB, SSIM in [-1, 1]; std is the population std over
+    images, as ``segattack.summarize``), ``miou`` and ``clean_miou`` (from the summed confusion matrices of the
+    untargeted goal; NaN otherwise), ``linf_max`` (levels; never above eps for the plain rows), and the instance
+    counts pooled over the images (``_pooled``): ``instances``, ``instances_hidden``, ``instances_vanished`` (their
+    ratio: the share of persons that vanish entirely), the same per size bin (``instances_small...``) and from the
+    ground truth (``gt_instances...``; NaN without it).
+
+    Only the rows of ``transform`` are summarised: None (default) the plain rows, else the survival rows of that
+    transform (e.g. ``"jpeg:75"``).
     """
+    rows = [r for r in rows if _transform_of(r) == transform]
     names = list(attacks or ())
     for r in rows:
         a = str(r.get("attack") or DEFAULT_ATTACK)
@@ -130,8 +181,35 @@ def summarize_rows(
         linf = [_num(r.get("linf")) for r in rs]
         finite = [v for v in linf if not math.isnan(v)]
         row["linf_max"] = max(finite) if finite else math.nan
+        for prefix in INSTANCE_PREFIXES:
+            row.update(_pooled([r for r in rs if r.get("status") == "ok"], prefix))
         out.append(row)
     return out
+
+
+def summarize_survival(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    eps_levels: Sequence[float] | None = None,
+    modes: Sequence[str] | None = None,
+    attacks: Sequence[str] | None = None,
+    transforms: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The survival summary: ``summarize_rows`` of the plain rows (``transform`` ``NO_TRANSFORM``) and of each
+    transform's rows (in the order of ``transforms``, then any others), each row led by its ``transform``; empty when
+    no row has a transform. Single attacks only (no worst case over attacks)."""
+    names = list(dict.fromkeys([*(transforms or ()), *(t for r in rows if (t := _transform_of(r)) is not None)]))
+    if not names:
+        return []
+    out: list[dict[str, Any]] = []
+    for t in [None, *names]:
+        part = [r for r in rows if _transform_of(r) == t]
+        for a in dict.fromkeys(str(r.get("attack") or DEFAULT_ATTACK) for r in part):
+            mine = [r for r in part if str(r.get("attack") or DEFAULT_ATTACK) == a]
+            for row in summarize_rows(mine, eps_levels=eps_levels, modes=modes, attacks=[a], transform=t):
+                out.append({"transform": t or NO_TRANSFORM, **row})
+    order = {a: n for n, a in enumerate(attacks or ())}
+    return sorted(out, key=lambda r: order.get(r["attack"], len(order)))  # stable: transforms in order per attack
 
 
 def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True) -> list[dict[str, Any]]:
@@ -152,6 +230,17 @@ def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True
     )
     if write_csv:
         write_summary_csv(summary, out / SUMMARY_FILE)
+        survival = summarize_survival(
+            rows,
+            eps_levels=experiment.get("eps_levels"),
+            modes=experiment.get("modes"),
+            attacks=[a["name"] for a in experiment.get("attacks", [])],
+            transforms=experiment.get("survive"),
+        )
+        if survival:
+            write_summary_csv(survival, out / SURVIVAL_FILE)
+        else:
+            (out / SURVIVAL_FILE).unlink(missing_ok=True)  # left from an earlier run with transforms
     return summary
 
 
@@ -182,8 +271,10 @@ def class_phrase(class_names: Sequence[str]) -> str:
 
 def sentences(summary: Sequence[Mapping[str, Any]], *, class_names: Sequence[str] = ("person",)) -> list[str]:
     """One sentence per eps a person can read, for the first attack in ``summary``, e.g. ``"at eps=10, 87.1% ± 6.0
-    of person pixels hidden, 98.2% ± 0.9 of background kept (20 images); restricted to person pixels (post hoc):
-    61.0% ± 9.5 hidden, 100.0% ± 0.0 kept"``. The first mode present leads; the others follow briefly."""
+    of person pixels hidden, 98.2% ± 0.9 of background kept, 30.0% (12 of 40) of persons vanish entirely (20
+    images); restricted to person pixels (post hoc): 61.0% ± 9.5 hidden, 100.0% ± 0.0 kept, 10.0% (4 of 40)
+    vanish"``. The first mode present leads; the others follow briefly. The instances are pooled over the images
+    (left out where the rows have no instance counts)."""
     cls = class_phrase(class_names)
     first = next((r["attack"] for r in summary if "attack" in r), None)
     summary = [r for r in summary if r.get("attack", first) == first]
@@ -215,12 +306,65 @@ def sentences(summary: Sequence[Mapping[str, Any]], *, class_names: Sequence[str
                 continue
             fooled = _pct(r["fooled_mean"], r["fooled_std"])
             kept = _pct(r["preserved_mean"], r["preserved_std"])
+            v = _vanish(r)
             if n == 0:
-                lead = f"{fooled} of {cls} pixels hidden, {kept} of background kept ({r['fooled_count']} images)"
+                gone = f", {v} of {plural(class_names)} vanish entirely" if v else ""
+                lead = f"{fooled} of {cls} pixels hidden, {kept} of background kept{gone} ({r['fooled_count']} images)"
                 parts.append(lead if r["mode"] == "full" else f"{labels[r['mode']]}: {lead}")
             else:
-                parts.append(f"{labels[r['mode']]}: {fooled} hidden, {kept} kept")
+                parts.append(f"{labels[r['mode']]}: {fooled} hidden, {kept} kept" + (f", {v} vanish" if v else ""))
         out.append(f"at eps={eps}, " + "; ".join(parts))
+    return out
+
+
+def plural(class_names: Sequence[str]) -> str:
+    """What the instances of the hidden class(es) are called: ``["person"]`` -> ``"persons"``, ``["person",
+    "rider"]`` -> ``"person/rider instances"``.
+
+    >>> plural(["person"]), plural(["bus"]), plural(["person", "rider"])
+    ('persons', 'bus instances', 'person/rider instances')
+    """
+    if len(class_names) == 1 and class_names[0] and not class_names[0].endswith("s"):
+        return f"{class_names[0]}s"
+    return f"{class_phrase(class_names)} instances"
+
+
+def _vanish(row: Mapping[str, Any], prefix: str = "instances") -> str | None:
+    """``"30.0% (12 of 40)"``, or None without instances."""
+    n, h = _num(row.get(prefix)), _num(row.get(f"{prefix}_hidden"))
+    if math.isnan(n) or n <= 0:
+        return None
+    return f"{100 * h / n:.1f}% ({int(h)} of {int(n)})"
+
+
+def survival_sentences(survival: Sequence[Mapping[str, Any]], *, class_names: Sequence[str] = ("person",)) -> list[str]:
+    """One sentence per transform at the eps nearest 10, first attack, whole image (else the first mode run):
+    ``"after jpeg:75, 41.0% ± 12.0 of person pixels stay hidden (91.0% without), 99.1% ± 0.5 of background kept;
+    12.5% (5 of 40) of persons vanish"``, hidden and kept measured against the prediction of the transformed clean
+    image."""
+    if not survival:
+        return []
+    cls, who = class_phrase(class_names), plural(class_names)
+    first = survival[0]["attack"]
+    rows = [r for r in survival if r["attack"] == first]
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    mode = "full" if "full" in modes else modes[0]
+    e10 = _nearest10(rows)
+    at = {r["transform"]: r for r in rows if r["eps"] == e10 and r["mode"] == mode}
+    base = at.get(NO_TRANSFORM)
+    out: list[str] = []
+    for t, r in at.items():
+        if t == NO_TRANSFORM or not r["fooled_count"]:
+            continue
+        without = f" ({100 * base['fooled_mean']:.1f}% without)" if base and base["fooled_count"] else ""
+        text = (
+            f"after {t}, {_pct(r['fooled_mean'], r['fooled_std'])} of {cls} pixels stay hidden{without}, "
+            f"{_pct(r['preserved_mean'], r['preserved_std'])} of background kept"
+        )
+        v = _vanish(r)
+        if v:
+            text += f"; {v} of {who} vanish"
+        out.append(f"at eps={e10}" + ("" if mode == "full" else f" ({mode})") + f", {text}")
     return out
 
 
