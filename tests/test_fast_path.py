@@ -4,12 +4,15 @@ exactness of the adversarial images, the dtypes a loss sees, and the model's sta
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import segattack as sa
+from segattack.cli import main
 from segattack.models import model_fingerprint
 from segattack.pipeline import AttackSpec, HideGoal, attack_batch, measure
 
@@ -104,3 +107,21 @@ def test_compile_gives_the_same_logits_and_state(shipped: sa.PixelModel) -> None
         torch.testing.assert_close(out.detach(), shipped(x), atol=1e-4, rtol=1e-4)
     out.logsumexp(1).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_cli_amp_is_recorded_and_a_resume_in_another_precision_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    common = ["run", "--data", "synthetic:2", "--size", "64x128", "--eps", "2", "--figure1", "0",
+              "--out", str(out)]  # fmt: skip
+    assert main([*common, "--amp", "bf16", "--channels-last"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert '"amp": "bf16"' in json.dumps(config)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert rows and all(r["attack"] == "illm" for r in rows)
+    capsys.readouterr()
+    assert main(common) == 2  # float32 now: the gradients differ, so the finished rows are not this run's
+    err = capsys.readouterr().err
+    assert "amp" in err and len(err.strip().splitlines()) == 1
+    assert main([*common, "--amp", "bf16"]) == 0  # channels-last alone changes no result: resumes

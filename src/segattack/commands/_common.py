@@ -285,6 +285,45 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "Cityscapes train ids)",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_fast_path_args(g)
+
+
+def add_fast_path_args(g: Any) -> None:
+    """``--amp``, ``--channels-last`` and ``--compile`` (``PixelModel.set_fast_path``) on an argument group."""
+    g.add_argument(
+        "--amp",
+        choices=["bf16", "fp16"],
+        default=None,
+        help="mixed precision for the attack's forward and backward passes (autocast); predictions, losses and the "
+        "perturbation stay float32, so budgets stay exact in 8-bit levels (default: off; bf16 is the safe choice, "
+        "fp16 gradients can underflow)",
+    )
+    g.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="feed the network channels-last (NHWC) tensors, often faster on GPUs (default: off)",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the network through torch.compile (compiled on the first batch of each size; needs a C compiler "
+        "on the CPU; default: off)",
+    )
+
+
+def apply_fast_path(model: Any, args: argparse.Namespace, describe: dict[str, Any]) -> None:
+    """Configure the fast path the options ask for on a ``PixelModel``; ``--amp`` changes the attack's gradients,
+    so it is recorded in the run's configuration (a resume with another precision is refused)."""
+    amp = getattr(args, "amp", None)
+    channels_last = bool(getattr(args, "channels_last", False))
+    compiled = bool(getattr(args, "compile", False))
+    if amp is None and not channels_last and not compiled:
+        return
+    if not hasattr(model, "set_fast_path"):
+        raise UserError("--amp, --channels-last and --compile need a PixelModel; wrap the network in PixelModel")
+    model.set_fast_path(amp=amp, channels_last=channels_last, compile=compiled)
+    if amp is not None:
+        describe["amp"] = amp
 
 
 def check_model_args(args: argparse.Namespace) -> None:
@@ -392,6 +431,7 @@ def build_model(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         }
     if file_names is not None:
         describe["class_names_file"] = str(Path(args.class_names).expanduser().resolve())
+    apply_fast_path(model, args, describe)
     return model, describe
 
 

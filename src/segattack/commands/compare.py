@@ -18,6 +18,7 @@ from ._common import (
     RESTRICT_MODES,
     add_attack_args,
     add_data_args,
+    add_fast_path_args,
     add_hide_arg,
     build_data,
     build_model,
@@ -59,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "must predict the same classes",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_fast_path_args(g)
     a = p.add_argument_group("attack")
     add_attack_args(a, several=False)
     add_hide_arg(a)
@@ -168,11 +170,14 @@ def parse_transfer_eps(text: str | None, eps: list[int | float]) -> int | float:
     return int(value) if value.is_integer() else value
 
 
-def _model_namespace(spec: str, device: str) -> argparse.Namespace:
-    """The options ``build_model`` reads, for one model of ``--models`` (no per-model weights or normalisation)."""
+def _model_namespace(spec: str, device: str, fast: argparse.Namespace | None = None) -> argparse.Namespace:
+    """The options ``build_model`` reads, for one model of ``--models`` (no per-model weights or normalisation;
+    the fast-path options of ``fast`` apply to every model)."""
     return argparse.Namespace(
-        model=spec, weights=None, mean=None, std=None, bgr=False, num_classes=None, class_names=None, device=device
-    )
+        model=spec, weights=None, mean=None, std=None, bgr=False, num_classes=None, class_names=None, device=device,
+        amp=getattr(fast, "amp", None), channels_last=getattr(fast, "channels_last", False),
+        compile=getattr(fast, "compile", False),
+    )  # fmt: skip
 
 
 class _Bars:
@@ -262,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--figure1 must be 0 or more, got {args.figure1}")
     check_out_dir(args.out)
     device = parse_device(args.device)
-    namespaces = {name: _model_namespace(s, device) for name, s in pairs}
+    namespaces = {name: _model_namespace(s, device, args) for name, s in pairs}
     for ns in namespaces.values():
         check_model_args(ns)  # every spec's form, before any data or model is loaded
     data, describe = build_data(args.data, args.size, args.labels)

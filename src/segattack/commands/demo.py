@@ -7,6 +7,7 @@ import argparse
 from ._common import (
     DEFAULT_EPS,
     EPS_HELP,
+    add_fast_path_args,
     add_measure_args,
     build_data,
     build_model,
@@ -48,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="images attacked at once (default: 4)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    add_fast_path_args(p)
     p.add_argument("--overwrite", action="store_true", help="replace a different earlier demo in --out")
     add_measure_args(p)
     p.set_defaults(func=run)
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     model_args = argparse.Namespace(
         model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device, bgr=False,
-        class_names=None,
+        class_names=None, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
     model, model_describe = build_model(model_args)
     class_ids = parse_classes(DEMO_CLASS, model_label_names(model))
