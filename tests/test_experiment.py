@@ -81,6 +81,17 @@ def test_rows_well_formed(full_run: tuple[Path, list[dict[str, Any]]]) -> None:
     assert set(config["run"]["versions"]) == {"segattack", "torch", "python", "numpy"}
 
 
+def test_rundir_schema_names_every_row_field() -> None:
+    """``rundir.ROW_FIELDS`` is the whole schema of a row, each field once, the instance counts as
+    ``segattack.instances`` names them; a data set with ground-truth instances adds those after it."""
+    from segattack.instances import instance_fields
+    from segattack.rundir import ROW_FIELDS
+
+    assert ROW_FIELDS[ROW_FIELDS.index("transform") :] == ("transform", "ssim", *instance_fields())
+    assert len(set(ROW_FIELDS)) == len(ROW_FIELDS)
+    assert set(row_fields(gt_instances=True)) == {*ROW_FIELDS, *instance_fields("gt_instances")}
+
+
 def test_rows_equal_a_direct_attack(full_run: tuple[Path, list[dict[str, Any]]]) -> None:
     """The experiment's numbers are those of the library pieces called by hand (sweep = separate runs)."""
     _, rows = full_run

@@ -116,3 +116,36 @@ def test_panels_figure_has_eleven_panels() -> None:
     assert len(titles) == 11 and titles[0] == "(a) original image" and titles[-1].startswith("(k)")
     assert "100% hidden" in titles[9] and "0% hidden" in titles[10]
     assert "eps = 10 levels" in fig.texts[0].get_text()
+
+
+def test_report_command_prints_survival_and_overwrite_clears_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from segattack.cli import main
+    from segattack.rundir import clear_experiment_outputs, experiment_outputs
+
+    out = tmp_path / "run"
+    data = ListDataset([street_image(i) for i in range(2)])
+    run_experiment(tiny_fcn(), data, class_ids=11, eps_levels=[2], out_dir=out, modes=("full",), figure1_ids=0,
+                   survive="jpeg:50,blur:1")  # fmt: skip
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out.strip().split("\n")
+    report = write_report(out)
+    assert len(report.survival_sentences) == 2 and printed == [*report.sentences, *report.survival_sentences]
+    assert "after jpeg:50" in printed[-2] and "after blur:1" in printed[-1]
+    found = {p.name for p in experiment_outputs(out)}
+    assert {"survival.csv", "survival.png", "survival.svg", "summary.csv", "results.jsonl"} <= found
+    (out / "notes.txt").write_text("mine")
+    clear_experiment_outputs(out)  # what --overwrite removes
+    assert sorted(p.name for p in out.iterdir()) == [".segattack.lock", "notes.txt"]  # the lock stays, by design
+
+
+def test_null_ssim_reads_back_as_nan(run_dir: Path, tmp_path: Path) -> None:
+    from segattack.rundir import NUMERIC_FIELDS, ROW_FIELDS, append_jsonl, read_rows
+
+    assert "ssim" in NUMERIC_FIELDS and len(set(ROW_FIELDS)) == len(ROW_FIELDS)
+    row = {**read_rows(run_dir)[0], "ssim": None, "transform": None}
+    append_jsonl(tmp_path / "results.jsonl", [row])
+    (back,) = read_rows(tmp_path)
+    assert math.isnan(back["ssim"]) and back["transform"] is None

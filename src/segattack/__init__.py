@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
-    from . import attacks, data, pipeline, transforms, zoo
+    from . import attacks, data, instances, pipeline, transforms, zoo
     from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
     from .compare import compare_models
     from .evaluate import EvalResult, evaluate
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load
         perturbation_norms,
         pixel_accuracy,
         psnr,
+        ssim,
         summarize,
     )
     from .models import PixelModel
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load
 #: command line answers Ctrl-C during start-up (torch's import takes seconds) like any other moment.
 _LAZY: dict[str, str] = {
     "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "", "transforms": "",
+    "instances": "",
     "compare_models": "compare",
     "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
     "restrict": "attacks", "sweep_plan": "attacks",
@@ -41,7 +43,7 @@ _LAZY: dict[str, str] = {
     "run_experiment": "experiment",
     "HidingMetrics": "metrics", "Summary": "metrics", "confusion_matrix": "metrics", "hiding_metrics": "metrics",
     "iou": "metrics", "mean_iou": "metrics", "perturbation_norms": "metrics", "pixel_accuracy": "metrics",
-    "psnr": "metrics", "summarize": "metrics",
+    "psnr": "metrics", "ssim": "metrics", "summarize": "metrics",
     "PixelModel": "models",
     "hide_class_target": "targets", "static_target": "targets",
 }  # fmt: skip
@@ -81,6 +83,7 @@ __all__ = [
     "Summary",
     "perturbation_norms",
     "psnr",
+    "ssim",
     "confusion_matrix",
     "iou",
     "mean_iou",
@@ -90,6 +93,7 @@ __all__ = [
     "evaluate",
     "EvalResult",
     "attacks",
+    "instances",
     "pipeline",
     "transforms",
     "data",

@@ -222,14 +222,12 @@ def _number(e: float) -> int | float:
 
 
 #: Row fields after ``ROW_FIELDS``: the transform of a survival row (null for plain rows) and SSIM.
-_EXTRA_FIELDS = ("transform", "ssim")
-
-
 def row_fields(*, gt_instances: bool = False) -> tuple[str, ...]:
-    """The fields of every result row, in order: ``ROW_FIELDS``, ``transform``, ``ssim``, the instance counts
-    (``instance_fields()``) and, for a data set with ground-truth instances, ``instance_fields("gt_instances")``."""
+    """The fields of every result row, in order: ``ROW_FIELDS`` (ending in ``transform``, ``ssim`` and the instance
+    counts of ``instance_fields()``) and, for a data set with ground-truth instances,
+    ``instance_fields("gt_instances")``."""
     gt = instance_fields("gt_instances") if gt_instances else ()
-    return (*ROW_FIELDS, *_EXTRA_FIELDS, *instance_fields(), *gt)
+    return (*ROW_FIELDS, *gt)
 
 
 #: A row's key within its (image, attack) group: (eps, mode, attack, transform); "" for the plain rows (and the rows

@@ -41,6 +41,7 @@ __all__ = [
     "RESULTS_FILE",
     "CONFIG_FILE",
     "SUMMARY_FILE",
+    "SURVIVAL_FILE",
     "REPORT_FILE",
     "LOCK_FILE",
     "IMAGES_DIR",
@@ -83,18 +84,27 @@ IMAGES_DIR = "images"
 THUMBS_DIR = "thumbs"
 FIGURE1_PREFIX = "figure1_"
 #: Figures the report writes, as stems; each is written as .png, .svg and (Figure 2) .pdf.
-FIGURE_STEMS = ("figure2", "attacks")
+FIGURE_STEMS = ("figure2", "attacks", "survival")
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 MODES = ("full", "posthoc", "during")
 STATUSES = ("ok", "absent", "all_hidden", "unreadable")
+#: The survival summary's file (``segattack.report``: the rows with a ``transform``), beside ``summary.csv``.
+SURVIVAL_FILE = "survival.csv"
+#: The fields of every result row, in order: the measures, the ``transform`` of a survival row (null for the plain
+#: rows), SSIM and the instance counts (``segattack.instances.instance_fields()``). A data set with ground-truth
+#: instances adds ``instance_fields("gt_instances")`` after them (``segattack.experiment.row_fields``).
 ROW_FIELDS = (
     "image_id", "index", "attack", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
     "accuracy", "clean_accuracy", "confusion", "clean_confusion",
     "linf", "l2", "mean_abs", "psnr", "time_s", "status",
+    "transform", "ssim",
+    "instances", "instances_hidden", "instances_small", "instances_small_hidden", "instances_medium",
+    "instances_medium_hidden", "instances_large", "instances_large_hidden",
 )  # fmt: skip
 #: Row fields read back as float, ``null`` -> NaN.
 NUMERIC_FIELDS = (
     "fooled", "preserved", "target_hit", "accuracy", "clean_accuracy", "linf", "l2", "mean_abs", "psnr", "time_s",
+    "ssim",
 )  # fmt: skip
 #: The attack of rows written before rows named their attack.
 DEFAULT_ATTACK = "illm"
@@ -458,7 +468,7 @@ def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Every file and folder of an experiment directory that a run or its report writes (what ``--overwrite``
     removes); nothing else in the directory is touched."""
     out = Path(out_dir)
-    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR]
+    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR]
     names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
     found = [out / n for n in names if (out / n).exists()]
     found += sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")) + sorted(out.glob(f"{FIGURE1_PREFIX}*.png"))

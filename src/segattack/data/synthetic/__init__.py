@@ -14,6 +14,8 @@ carrying bags and backpacks, coats and skirts, children) vary, and the view angl
 
 Image and label are painted with the very same masks, back to front (painter's order), so the label is exactly what
 is drawn. Shading, shadows, texture, optical blur and sensor noise change only the image. No pixel is ignore (255).
+Ground-truth instances (``SyntheticStreets.instance_ids``, ``render_scene_instances``: one id per person and per rider)
+are painted the same way, so they agree with the label exactly, occlusion included.
 
 A scene is a pure function of ``(seed, split, index)``: item ``i`` of split ``s`` draws from
 ``numpy.random.SeedSequence([seed, code(s), i])``, so ``train`` and ``val`` are disjoint random streams.
@@ -39,6 +41,6 @@ from __future__ import annotations
 
 from .canvas import Canvas as _Canvas  # noqa: F401  (the painting canvas, used directly by the tests)
 from .dataset import SPLITS, SyntheticStreets, scene_rng
-from .scene import render_scene
+from .scene import render_scene, render_scene_instances
 
-__all__ = ["SPLITS", "SyntheticStreets", "render_scene", "scene_rng"]
+__all__ = ["SPLITS", "SyntheticStreets", "render_scene", "render_scene_instances", "scene_rng"]

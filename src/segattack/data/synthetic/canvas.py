@@ -1,19 +1,31 @@
-"""The canvas a scene is painted on: an RGB image and a label image drawn with the very same masks, and a light layer.
+"""The canvas a scene is painted on: an RGB image and a label image drawn with the very same masks, a light layer, and
+(when asked for) an instance layer.
 
 Because every labelled primitive is drawn on image and label with one call each, the label is exactly what is drawn.
+The instance layer follows the label the same way: inside ``with canvas.instance(cls):`` (one person or rider) the
+primitives of class ``cls`` paint that instance's id, every other labelled primitive paints "no instance", so
+occlusion is exactly the painter's order of the label. It draws nothing at random and is never read by the image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
 from .classes import SKY
 from .geometry import Point
 from .palette import Color
 
-__all__ = ["Canvas"]
+__all__ = ["Canvas", "INSTANCE_ID_FACTOR", "NO_INSTANCE"]
+
+#: Instance ids are ``train_id * INSTANCE_ID_FACTOR + k`` (k = 0, 1, ... per class), as Cityscapes' in train ids.
+INSTANCE_ID_FACTOR = 1000
+#: The instance id of a pixel that belongs to no instance.
+NO_INSTANCE = -1
 
 
 class Canvas:
@@ -22,33 +34,86 @@ class Canvas:
 
     Primitives with a class id go to the image and the label; without one (details: windows, lights, faces) they
     go to the image only. The light layer (255 = fully lit) holds cast shadows; it darkens ground classes only.
+
+    With ``instances=True`` labelled primitives also go to an instance layer (``instance_ids``): the id of the
+    instance open in ``instance(cls)`` for primitives of its class, no instance for all others. The layer is made
+    when the first instance opens (until then it would hold no instance everywhere), so a scene pays only for what
+    is painted after its first person.
     """
 
-    def __init__(self, h: int, w: int, fill: Color) -> None:
+    def __init__(self, h: int, w: int, fill: Color, *, instances: bool = False) -> None:
         self.image = Image.new("RGB", (w, h), fill)
         self.label = Image.new("L", (w, h), SKY)
         self.light = Image.new("L", (w, h), 255)
         self.image_draw = ImageDraw.Draw(self.image)
         self.label_draw = ImageDraw.Draw(self.label)
         self.light_draw = ImageDraw.Draw(self.light)
+        self.instances = instances
+        # the instance layer ("I": int32) holds id + 1, 0 for no instance; made by the first ``instance``
+        self._instance_layer: Image.Image | None = None
+        self._instance_draw: ImageDraw.ImageDraw | None = None
+        self._instance_cls: int | None = None  # the class of the open instance
+        self._instance_ink = 0  # what the open instance's primitives paint: its id + 1
+        self._counts: dict[int, int] = {}  # class -> instances opened so far
+
+    @contextlib.contextmanager
+    def instance(self, cls: int) -> Iterator[int]:
+        """Open the next instance of class ``cls`` for the ``with`` block; yields its id (``NO_INSTANCE`` when the
+        canvas keeps no instances). Primitives of class ``cls`` painted inside paint that id."""
+        if not self.instances:
+            yield NO_INSTANCE
+            return
+        if self._instance_cls is not None:
+            raise RuntimeError("instances do not nest: one instance at a time")
+        k = self._counts.get(cls, 0)
+        if k >= INSTANCE_ID_FACTOR:
+            raise ValueError(f"more than {INSTANCE_ID_FACTOR} instances of class {cls} in one scene")
+        self._counts[cls] = k + 1
+        if self._instance_layer is None:
+            self._instance_layer = Image.new("I", self.image.size, 0)
+            self._instance_draw = ImageDraw.Draw(self._instance_layer)
+        ident = cls * INSTANCE_ID_FACTOR + k
+        self._instance_cls, self._instance_ink = cls, ident + 1
+        try:
+            yield ident
+        finally:
+            self._instance_cls, self._instance_ink = None, 0
+
+    def _labelled(self, cls: int) -> list[tuple[ImageDraw.ImageDraw, int]]:
+        """The layers a primitive of class ``cls`` is painted on besides the image, each with its ink: the label,
+        and the instance layer once it exists (the open instance's id for its class, no instance for any other)."""
+        if self._instance_draw is None:
+            return [(self.label_draw, cls)]
+        ink = self._instance_ink if cls == self._instance_cls else 0
+        return [(self.label_draw, cls), (self._instance_draw, ink)]
+
+    def instance_ids(self) -> NDArray[np.int64]:
+        """(H, W) int64: ``train_id * 1000 + k`` on the pixels of instance k of a class, ``NO_INSTANCE`` elsewhere."""
+        w, h = self.image.size
+        if self._instance_layer is None:
+            return np.full((h, w), NO_INSTANCE, np.int64)
+        return np.asarray(self._instance_layer, np.int64) - 1
 
     def poly(self, pts: Sequence[Point], color: Color, cls: int | None = None) -> None:
         self.image_draw.polygon(pts, fill=color)
         if cls is not None:
-            self.label_draw.polygon(pts, fill=cls)
+            for draw, ink in self._labelled(cls):
+                draw.polygon(pts, fill=ink)
 
     def ellipse(self, cx: float, cy: float, rx: float, ry: float, color: Color, cls: int | None = None) -> None:
         box = (cx - abs(rx), cy - abs(ry), cx + abs(rx), cy + abs(ry))
         self.image_draw.ellipse(box, fill=color)
         if cls is not None:
-            self.label_draw.ellipse(box, fill=cls)
+            for draw, ink in self._labelled(cls):
+                draw.ellipse(box, fill=ink)
 
     def chord(self, cx: float, cy: float, rx: float, ry: float, color: Color, cls: int | None = None) -> None:
         """Upper half of an ellipse (hair, hats, helmets)."""
         box = (cx - abs(rx), cy - abs(ry), cx + abs(rx), cy + abs(ry))
         self.image_draw.chord(box, 180, 360, fill=color)
         if cls is not None:
-            self.label_draw.chord(box, 180, 360, fill=cls)
+            for draw, ink in self._labelled(cls):
+                draw.chord(box, 180, 360, fill=ink)
 
     def ring(
         self, cx: float, cy: float, rx: float, ry: float, width: float, color: Color, cls: int | None = None
@@ -59,7 +124,8 @@ class Canvas:
         box = (cx - rx, cy - ry, cx + rx, cy + ry)
         self.image_draw.ellipse(box, outline=color, width=w)
         if cls is not None:
-            self.label_draw.ellipse(box, outline=cls, width=w)
+            for draw, ink in self._labelled(cls):
+                draw.ellipse(box, outline=ink, width=w)
 
     def line(self, pts: Sequence[Point], width: float, color: Color, cls: int | None = None) -> None:
         """A polyline ``width`` pixels wide, with round joints when it is thick."""
@@ -67,7 +133,8 @@ class Canvas:
         joint = "curve" if w > 2 and len(pts) > 2 else None
         self.image_draw.line(pts, fill=color, width=w, joint=joint)
         if cls is not None:
-            self.label_draw.line(pts, fill=cls, width=w, joint=joint)
+            for draw, ink in self._labelled(cls):
+                draw.line(pts, fill=ink, width=w, joint=joint)
 
     def shadow(self, pts: Sequence[Point], lit: int) -> None:
         """Cast shadow on the ground (light layer only)."""

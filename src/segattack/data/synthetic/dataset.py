@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .scene import check_size, render_scene
+from .scene import check_size, render_scene, render_scene_instances
 
 __all__ = ["SPLITS", "SyntheticStreets", "scene_rng"]
 
@@ -34,6 +34,8 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
     Item ``i`` is ``(image, label)``: image uint8 (3, H, W) RGB, label int64 (H, W) train ids 0..18. Items are
     pure functions of ``(seed, split, i)``; ``train`` and ``val`` never share a scene. ``image_id(i)`` (and
     ``ids``, all of them) name items stably, e.g. ``"val_000012"``; ``render(i)`` gives the numpy arrays.
+    ``instance_ids(i)`` gives the ground-truth person and rider instances (``has_instances``), exact under
+    occlusion.
 
     Args:
         split: "train" or "val".
@@ -43,6 +45,7 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
     """
 
     has_labels = True
+    has_instances = True
 
     def __init__(
         self, split: str = "val", size: tuple[int, int] = (256, 512), length: int = 500, seed: int = 0
@@ -73,6 +76,16 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
         """Item ``index`` as numpy arrays: image (H, W, 3) uint8, label (H, W) int64."""
         i = self._index(index)
         return render_scene(scene_rng(self.seed, self.split, i), self.size)
+
+    def instance_ids(self, index: int) -> NDArray[np.int64]:
+        """The ground-truth instances of item ``index``: (H, W) int64, ``train_id * 1000 + k`` on the pixels of the
+        k-th person (train id 11) or rider (12) of the scene, -1 elsewhere (``segattack.instances``' convention).
+
+        Painted with the label's own masks in the label's order (``render_scene_instances``), so they agree with the
+        label exactly: an occluded person's id covers only its visible pixels. Renders the scene again.
+        """
+        i = self._index(index)
+        return render_scene_instances(scene_rng(self.seed, self.split, i), self.size)[2]
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         image, label = self.render(index)

@@ -3,7 +3,8 @@ as weak-perspective sprites standing on the ground.
 
 A figure's own frame is (lateral, up, forward) metres with the feet at the origin; ``draw_figure`` turns it by the
 figure's yaw, scales it by the camera's pixels per metre at its depth, and paints legs, torso, coat or skirt,
-backpack, arms, bag and head (with hair, face, hat or helmet) in their order of depth, plus any bike parts.
+backpack, arms, bag and head (with hair, face, hat or helmet) in their order of depth, plus any bike parts. A person or
+rider is one instance (``Canvas.instance``); a bike is none.
 """
 
 from __future__ import annotations
@@ -271,4 +272,5 @@ def draw_figure(
             )
 
     add(depth(joints[HEAD]) - 0.3, head)
-    paint_strokes()
+    with canvas.instance(cls):  # one person or rider: its strokes paint its instance id, the bike's none
+        paint_strokes()

@@ -18,8 +18,9 @@ from .sampling import pick
 __all__ = ["paint_sky"]
 
 
-def paint_sky(rng: np.random.Generator, camera: Camera) -> tuple[Canvas, Color]:
-    """A new canvas with the sky painted, and the horizon (haze) colour."""
+def paint_sky(rng: np.random.Generator, camera: Camera, *, instances: bool = False) -> tuple[Canvas, Color]:
+    """A new canvas with the sky painted, and the horizon (haze) colour; ``instances``: the canvas keeps instance
+    ids (``Canvas``)."""
     h, w = camera.height, camera.width
     kind = pick(rng, ("clear", "overcast", "hazy", "dusk"), p=(0.45, 0.3, 0.15, 0.1))
     if kind == "clear":  # clear blue
@@ -34,7 +35,7 @@ def paint_sky(rng: np.random.Generator, camera: Camera) -> tuple[Canvas, Color]:
     zenith = zenith + rng.normal(0, 12, 3)
     horizon = horizon + rng.normal(0, 12, 3)
     haze = clip_colour(horizon)
-    canvas = Canvas(h, w, haze)
+    canvas = Canvas(h, w, haze, instances=instances)
     rows = min(h, int(math.ceil(camera.horizon_row)) + 2)
     if rows == 0:
         return canvas, haze
