@@ -9,7 +9,9 @@ Goal: >= 0.90 on CPU for the demo's configuration (20 synthetic scenes at 256x51
 batch 4).
 
 The wall time is also split into the time inside ``attack_batch`` (the attack's passes and the predictions),
-``measure`` (the per-image measures) and the rest, so a low efficiency says where to look.
+``measure`` (the per-image measures) and the rest, so a low efficiency says where to look. The experiment runs
+pipelined (``overlap=True``, the default: the next batch read and the previous one measured on worker threads while
+one is attacked); ``--sequential`` also runs it one batch after the other, in the same process, for the ratio.
 
 ``--distributed`` also measures the multi-process overhead: the same images with 2 gloo processes of 1 thread each
 (``torchrun --nproc-per-node 2 -m segattack run``) against 1 process with 2 threads (``segattack run``), as a
@@ -113,7 +115,7 @@ class Timed:
         setattr(experiment_mod, self.name, self.original)
 
 
-def efficiency(args: argparse.Namespace) -> dict[str, Any]:
+def efficiency(args: argparse.Namespace, overlap: bool = True) -> dict[str, Any]:
     model = sa.zoo.load(args.model)
     if args.amp or args.channels_last:
         model.set_fast_path(amp=args.amp, channels_last=args.channels_last)
@@ -128,7 +130,7 @@ def efficiency(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         experiment_mod.run_experiment(
             model, data, class_ids=PERSON, eps_levels=args.eps, out_dir=out, modes=("full", "posthoc"),
-            batch_size=args.batch_size, figure1_ids=args.figure1, overwrite=True,
+            batch_size=args.batch_size, figure1_ids=args.figure1, overwrite=True, overlap=overlap,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     finally:
@@ -148,6 +150,7 @@ def efficiency(args: argparse.Namespace) -> dict[str, Any]:
         "eps": args.eps,
         "batch_size": args.batch_size,
         "figure1": args.figure1,
+        "overlap": overlap,
         "amp": args.amp,
         "channels_last": args.channels_last,
         "wall_s": round(wall, 2),
@@ -206,6 +209,7 @@ def main() -> None:
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--distributed", action="store_true", help="also measure 2 gloo processes against 1 process")
+    p.add_argument("--sequential", action="store_true", help="also run without overlap (one batch after the other)")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
 
@@ -216,12 +220,22 @@ def main() -> None:
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
         },  # fmt: skip
-        "experiment": efficiency(args),
     }
-    e = result["experiment"]
-    print(f"pipeline efficiency {e['pipeline_efficiency']:.3f}: model {e['model_s']:.1f} s of {e['wall_s']:.1f} s wall "
-          f"(attack_batch {e['split_s']['attack_batch']:.1f} s, measure {e['split_s']['measure']:.1f} s, "
-          f"rest {e['split_s']['rest']:.1f} s)")  # fmt: skip
+    if args.sequential:
+        result["sequential"] = efficiency(args, overlap=False)
+    result["experiment"] = efficiency(args)
+    for key in ("sequential", "experiment"):
+        if key not in result:
+            continue
+        e = result[key]
+        print(f"{'pipelined' if e['overlap'] else 'sequential'}: pipeline efficiency {e['pipeline_efficiency']:.3f}: "
+              f"model {e['model_s']:.1f} s of {e['wall_s']:.1f} s wall (attack_batch {e['split_s']['attack_batch']:.1f}"
+              f" s, measure {e['split_s']['measure']:.1f} s, rest {e['split_s']['rest']:.1f} s)")  # fmt: skip
+    if args.sequential:
+        result["pipelined_over_sequential_wall"] = round(
+            result["experiment"]["wall_s"] / result["sequential"]["wall_s"], 4
+        )
+        print(f"wall time pipelined / sequential: {result['pipelined_over_sequential_wall']:.3f}")
     if args.distributed:
         result["distributed"] = distributed_overhead(args)
         d = result["distributed"]

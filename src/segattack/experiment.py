@@ -65,6 +65,7 @@ images no longer chosen are removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -354,6 +355,7 @@ def run_experiment(
     label_names: Sequence[str] | None = None,
     instance_threshold: float = DEFAULT_THRESHOLD,
     survive: str | Sequence[Any] = (),
+    overlap: bool = True,
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -399,6 +401,11 @@ def run_experiment(
             more row per transform (field ``transform``), hidden and kept against the prediction of the identically
             transformed clean image; noise is drawn per (image, transform) from a generator seeded by ``seed``, the
             same for the clean and the adversarial images. Hide goal.
+        overlap: pipeline the batches: while one batch is attacked (the model's work, on the calling thread), the
+            next is read (or generated) on a reader thread and the previous one measured (metrics, SSIM, instances,
+            thumbnails, saved images) on a measuring thread; its rows are appended once they are complete, so an
+            interruption loses at most the batches in flight. False: one batch after the other on the calling thread
+            (the rows are the same).
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -472,7 +479,7 @@ def run_experiment(
         run = _Run(
             model, dataset, Path(out_dir), experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes,
             reference, batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, progress=progress,
-            seed=seed, world=w, instance_threshold=threshold, transforms=transforms,
+            seed=seed, world=w, instance_threshold=threshold, transforms=transforms, overlap=overlap,
         )  # fmt: skip
         with contextlib.ExitStack() as stack:
             # rank 0 alone checks and writes config.json, prepares results.jsonl and holds the directory's lock
@@ -520,7 +527,9 @@ class _Run:
         world: distributed.World,
         instance_threshold: float = DEFAULT_THRESHOLD,
         transforms: Sequence[Any] = (),
+        overlap: bool = True,
     ) -> None:
+        self.overlap = overlap
         self.dataset, self.out, self.experiment, self.goal_obj = dataset, out, experiment, goal_obj
         self.transforms = list(transforms)
         self.specs, self.eps, self.modes_t, self.ids, self.n, self.dev = specs, eps, modes_t, ids, n, dev
@@ -595,17 +604,61 @@ class _Run:
         results = self.out / RESULTS_FILE
         append = distributed.append_rows if w.many else rundir.append_jsonl
         cuda = [self.dev.index or 0] if self.dev.type == "cuda" else []
+
+        def emit(todo: Mapping[int, list[str]], per_image: Mapping[int, list[dict[str, Any]]]) -> None:
+            nonlocal count
+            for i in todo:
+                append(results, per_image[i])  # image by image: a crash loses at most the batches in flight
+            for i in todo:
+                count += 1
+                means.add(per_image[i])
+                report(ids[i], str(per_image[i][0]["status"]), per_image[i])
+
+        todos = [{i: missing[i] for i in batch} for batch in mine]
         with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed)
-            for batch in mine:
-                todo = {i: missing[i] for i in batch}
-                per_image = self.runner.run(self.dataset, todo, ids)
-                for i in todo:
-                    append(results, per_image[i])  # image by image: a crash loses at most one image
-                for i in todo:
-                    count += 1
-                    means.add(per_image[i])
-                    report(ids[i], str(per_image[i][0]["status"]), per_image[i])
+            if self.overlap and len(todos) > 1:
+                self._pipelined(todos, emit)
+            else:
+                for todo in todos:
+                    emit(todo, self.runner.run(self.dataset, todo, ids))
+
+    def _pipelined(
+        self,
+        todos: Sequence[Mapping[int, list[str]]],
+        emit: Callable[[Mapping[int, list[str]], Mapping[int, list[dict[str, Any]]]], None],
+    ) -> None:
+        """Batch n is attacked on this thread while batch n + 1 is read on a reader thread and batch n - 1 is
+        measured on a measuring thread; rows are emitted (appended, reported) on this thread in batch order. On an
+        error or Ctrl-C the batch being measured is still finished and emitted, then the error goes on."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        runner, ids = self.runner, self.ids
+        reader = ThreadPoolExecutor(1, thread_name_prefix="segattack-read")
+        measurer = ThreadPoolExecutor(1, thread_name_prefix="segattack-measure")
+        pending: tuple[Mapping[int, list[str]], Future[dict[int, list[dict[str, Any]]]]] | None = None
+        try:
+            next_read = reader.submit(runner.read, self.dataset, todos[0], ids)
+            for n, todo in enumerate(todos):
+                batch = next_read.result()
+                if n + 1 < len(todos):
+                    next_read = reader.submit(runner.read, self.dataset, todos[n + 1], ids)
+                runner.attack(batch, ids)
+                if pending is not None:
+                    done, pending = pending, None
+                    emit(done[0], done[1].result())
+                pending = (todo, measurer.submit(runner.measure, batch))
+            if pending is not None:
+                done, pending = pending, None
+                emit(done[0], done[1].result())
+        except BaseException:
+            if pending is not None:  # finished work is kept: the batch measured meanwhile is written
+                with contextlib.suppress(Exception):
+                    emit(pending[0], pending[1].result())
+            raise
+        finally:
+            reader.shutdown(wait=True, cancel_futures=True)
+            measurer.shutdown(wait=True, cancel_futures=True)
 
     def finish(self) -> None:
         """Figure 1 from the rows of every image (every process's), or no Figure 1 files for the untargeted goal."""
@@ -1028,6 +1081,19 @@ def _probe_model(
     raise ExperimentError(f"none of the {n} images can be read")
 
 
+@dataclass
+class _Batch:
+    """One batch on its way through the pipeline: read (``groups``: images by size), attacked (``jobs``: the
+    measures left to make, ``attack_s``), measured (``rows``: every image's rows)."""
+
+    todo: Mapping[int, list[str]]
+    groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = field(default_factory=dict)
+    instance_ids: dict[int, Tensor] = field(default_factory=dict)
+    rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    jobs: list[Callable[[], None]] = field(default_factory=list)
+    attack_s: float = 0.0
+
+
 class _BatchRunner:
     def __init__(
         self,
@@ -1055,7 +1121,6 @@ class _BatchRunner:
         self.seed = seed
         self.gt_instances = gt_instances
         self.fields = row_fields(gt_instances=gt_instances)
-        self.instance_ids: dict[int, Tensor] = {}  # image index -> its ground-truth instance ids, this batch
         self.device = device
         self.goal = goal
         self.attacks = attacks
@@ -1094,7 +1159,11 @@ class _BatchRunner:
                         rows.append(row)
         return rows
 
-    def _read(self, dataset: Any, i: int, image_id: str) -> tuple[Tensor, Tensor]:
+    def _read(
+        self, dataset: Any, i: int, image_id: str, instance_ids: dict[int, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Item ``i`` as (uint8 image, label), checked; its ground-truth instance ids into ``instance_ids`` where
+        the data set has them and a dict is given."""
         image, label = dataset[i]
         if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
             raise ExperimentError(
@@ -1102,46 +1171,65 @@ class _BatchRunner:
                 "segattack.data contract"
             )
         self.pixels[i] = int(image.shape[1]) * int(image.shape[2])
-        if self.gt_instances:
+        if self.gt_instances and instance_ids is not None:
             ids = torch.as_tensor(dataset.instance_ids(i))
             if tuple(ids.shape) != tuple(image.shape[1:]):
                 raise ExperimentError(
                     f"data set item {i} ({image_id}): instance ids {tuple(ids.shape)} and image {tuple(image.shape)} "
                     "differ in size: instance_ids(i) must match the image (H, W)"
                 )
-            self.instance_ids[i] = ids.to(torch.int64)
+            instance_ids[i] = ids.to(torch.int64)
         return image, torch.as_tensor(label)
 
-    def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
-        """Rows of the images in ``todo`` for the attacks listed there (those not finished before)."""
-        t0 = time.perf_counter()
-        indices = list(todo)
-        self.instance_ids = {}
-        rows: dict[int, list[dict[str, Any]]] = {}
-        groups: dict[tuple[int, ...], list[tuple[int, Tensor, Tensor]]] = {}
-        for i in indices:
+    def read(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> _Batch:
+        """Read (and, for synthetic data, generate) the images of ``todo``, grouped by size; unreadable ones get
+        their status rows. Thread-safe with respect to the attacking thread (it touches only this batch's state)."""
+        batch = _Batch(todo=todo)
+        for i in todo:
             try:
-                image, label = self._read(dataset, i, ids[i])
+                image, label = self._read(dataset, i, ids[i], batch.instance_ids)
             except UnreadableImageError as err:
                 log.warning("skipping unreadable image %s: %s", ids[i], err)
-                rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
+                batch.rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
                 continue
-            groups.setdefault(tuple(image.shape), []).append((i, image, label))
-        for items in groups.values():
-            rows.update(self._run_group(items, ids, todo))
-        elapsed = time.perf_counter() - t0
-        share = elapsed / max(1, len(indices))
-        for i in indices:
-            for r in rows[i]:
+            batch.groups.setdefault(tuple(image.shape), []).append((i, image, label))
+        return batch
+
+    def attack(self, batch: _Batch, ids: list[str]) -> None:
+        """Predict, target and attack ``batch`` (the model's work, on the calling thread); the per-image measures
+        are left in ``batch.jobs`` for ``measure`` (on this thread or a worker)."""
+        t0 = time.perf_counter()
+        for items in batch.groups.values():
+            self._run_group(items, ids, batch)
+        batch.attack_s = time.perf_counter() - t0
+
+    @staticmethod
+    def measure(batch: _Batch) -> dict[int, list[dict[str, Any]]]:
+        """Run the measuring jobs of an attacked batch (metrics, SSIM, instances, thumbnails, saved images) and
+        return its rows; ``time_s`` of an image is its share of the batch's attack and measuring time."""
+        t0 = time.perf_counter()
+        for job in batch.jobs:
+            job()
+        batch.jobs.clear()
+        share = (batch.attack_s + time.perf_counter() - t0) / max(1, len(batch.todo))
+        for i in batch.todo:
+            for r in batch.rows[i]:
                 if r["status"] == "ok":
                     r["time_s"] = round(share, 4)
-        return rows
+        return batch.rows
 
-    def _run_group(
-        self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], todo: Mapping[int, list[str]]
-    ) -> dict[int, list[dict[str, Any]]]:
+    def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
+        """Rows of the images in ``todo`` for the attacks listed there (those not finished before), all on this
+        thread."""
+        batch = self.read(dataset, todo, ids)
+        self.attack(batch, ids)
+        return self.measure(batch)
+
+    def _run_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], batch: _Batch) -> None:
+        """Attack one group of equally sized images of ``batch``; their rows are made by the jobs it leaves in
+        ``batch.jobs`` (status rows at once)."""
+        todo, rows, jobs = batch.todo, batch.rows, batch.jobs
         x = torch.stack([img for _, img, _ in items]).to(self.device, torch.float32) / 255
-        rows: dict[int, list[dict[str, Any]]] = {}
         pred = self.model.predict(x, batch_size=self.batch_size)
         ok: list[int] = list(range(len(items)))
         if isinstance(self.goal, HideGoal):
@@ -1157,7 +1245,7 @@ class _BatchRunner:
                 else:
                     ok.append(b)
         if not ok:
-            return rows
+            return
         sel = torch.tensor(ok, device=self.device)
         xs, ps = x[sel], pred[sel]
         truth = None
@@ -1165,6 +1253,7 @@ class _BatchRunner:
             truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
         ok_ids = [ids[items[b][0]] for b in ok]
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
+        rows.update(per)  # filled in by the jobs
         for spec in self.attacks:
             sub = [j for j, b in enumerate(ok) if spec.name in todo[items[b][0]]]
             if not sub:
@@ -1173,32 +1262,36 @@ class _BatchRunner:
             sub_ids = [ok_ids[j] for j in sub]
             inst = None
             if self.gt_instances:
-                inst = [self.instance_ids[items[ok[j]][0]] for j in sub]
+                inst = [batch.instance_ids[items[ok[j]][0]] for j in sub]
             outcome = attack_batch(
                 self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
                 pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
                 instance_ids=inst,
             )  # fmt: skip
-            self._rows(spec, outcome, xs[pick], [ok[j] for j in sub], items, ids, per)
-            for t in self.transforms:  # survival: one transform at a time, its images dropped once measured
+            picked = [ok[j] for j in sub]
+            jobs.append(functools.partial(self._rows, spec, outcome, xs[pick], picked, items, ids, per))
+            for t in self.transforms:  # survival: the model's predictions here, the measures in a job
                 seeds = [_transform_seed(self.seed, iid, t.name) for iid in sub_ids]
                 out_t, clean_t = transformed_outcome(
                     self.model, outcome, xs[pick], t, goal=self.goal, seeds=seeds, batch_size=self.batch_size,
                     instance_ids=inst,
                 )  # fmt: skip
-                self._rows(spec, out_t, clean_t, [ok[j] for j in sub], items, ids, per, transform=t.name)
+                jobs.append(functools.partial(self._rows, spec, out_t, clean_t, picked, items, ids, per,
+                                              transform=t.name))  # fmt: skip
                 del out_t, clean_t
             if spec is self.attacks[0] and isinstance(self.goal, HideGoal) and "full" in self.modes:
-                self._thumbnails(sub_ids, xs[pick], ps[pick], outcome)
+                jobs.append(functools.partial(self._thumbnails, sub_ids, xs[pick], ps[pick], outcome))
             if self.save_images:
-                folder = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
-                for k, e in enumerate(self.eps):
-                    for m in self.modes:
-                        for n, iid in enumerate(sub_ids):
-                            path = self.out / folder / f"eps{_number(e)}" / m / f"{output_name(iid)}.png"
-                            _save_png(path, to_uint8(outcome.advs[m][k, n], xs[pick][n], e))
-        rows.update(per)
-        return rows
+                jobs.append(functools.partial(self._save_images, spec, outcome, xs[pick], sub_ids))
+
+    def _save_images(self, spec: AttackSpec, outcome: BatchOutcome, xs: Tensor, image_ids: list[str]) -> None:
+        """Every adversarial image as a lossless PNG under ``images/[attack/]eps<E>/<mode>/``."""
+        folder = Path("images") / spec.name if len(self.attacks) > 1 else Path("images")
+        for k, e in enumerate(self.eps):
+            for m in self.modes:
+                for n, iid in enumerate(image_ids):
+                    path = self.out / folder / f"eps{_number(e)}" / m / f"{output_name(iid)}.png"
+                    _save_png(path, to_uint8(outcome.advs[m][k, n], xs[n], e))
 
     def _thumbnails(self, image_ids: list[str], xs: Tensor, ps: Tensor, outcome: BatchOutcome) -> None:
         """The report's gallery: original, adversarial, prediction and prediction on the adversarial image at the
