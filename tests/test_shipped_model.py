@@ -39,14 +39,19 @@ def test_tampered_weights_are_refused(tmp_path: Path) -> None:
         sa.zoo.load(DEFAULT_MODEL, weights_dir=tmp_path)
 
 
-def test_reaches_its_cards_miou_on_the_recorded_val_slice() -> None:
-    check = card()["check"]  # mIoU on a small val slice, recorded when the model was exported
-    model = sa.zoo.load(DEFAULT_MODEL)
+@pytest.mark.parametrize("name", sorted(sa.zoo.available()))
+def test_reaches_its_cards_miou_on_the_recorded_val_slice(name: str) -> None:
+    """Every shipped model (the default and the architectures compared with it)."""
+    info = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    check = info["check"]  # mIoU on a small val slice, recorded when the model was exported
+    model = sa.zoo.load(name)
+    assert model.net.__class__ is sa.zoo.ARCHITECTURES[info["arch"]]
     data = sa.data.SyntheticStreets(split="val", size=tuple(check["size"]), length=check["images"], seed=0)
     result = evaluate(model, data, num_classes=19, batch_size=4)
     assert result.miou == pytest.approx(check["miou"], abs=0.005)
     assert float(result.iou[11]) == pytest.approx(check["person_iou"], abs=0.01)
-    assert result.miou >= card()["val"]["miou"] - 0.1  # the slice is not far from the card's full validation
+    assert result.miou >= info["val"]["miou"] - 0.1  # the slice is not far from the card's full validation
+    assert (WEIGHTS_DIR / info["weights"]).stat().st_size <= 10 * 2**20  # at most 10 MB each
 
 
 def write_cityscapes_layout(root: Path, n: int = 3, size: tuple[int, int] = (256, 512)) -> None:

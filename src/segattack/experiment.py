@@ -1229,7 +1229,10 @@ class _BatchRunner:
         """Attack one group of equally sized images of ``batch``; their rows are made by the jobs it leaves in
         ``batch.jobs`` (status rows at once)."""
         todo, rows, jobs = batch.todo, batch.rows, batch.jobs
-        x = torch.stack([img for _, img, _ in items]).to(self.device, torch.float32) / 255
+        x8 = torch.stack([img for _, img, _ in items])
+        if self.device.type == "cuda":  # page-locked, so the copy to the GPU is one DMA transfer, not staged
+            x8 = x8.pin_memory()
+        x = x8.to(self.device, non_blocking=True).to(torch.float32) / 255
         pred = self.model.predict(x, batch_size=self.batch_size)
         ok: list[int] = list(range(len(items)))
         if isinstance(self.goal, HideGoal):
