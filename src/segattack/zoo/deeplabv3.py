@@ -26,12 +26,13 @@ torch.Size([1, 19, 37, 61])
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._checks import check_common
 
 __all__ = ["DeepLabV3"]
 
@@ -140,17 +141,12 @@ class DeepLabV3(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
-            raise ValueError(f"width must be a positive channel multiplier such as 1.0 or 0.5, got {width!r}")
+        check_common(num_classes, width, dropout)
         if output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride!r}")
         rates = tuple(int(r) for r in aspp_rates)
         if len(rates) != 3 or any(r < 1 for r in rates):
             raise ValueError(f"aspp_rates must be three dilations >= 1, such as (3, 6, 9), got {aspp_rates!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
         self.num_classes = num_classes
         self.width = float(width)
         self.output_stride = output_stride

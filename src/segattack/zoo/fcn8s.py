@@ -34,11 +34,11 @@ torch.Size([1, 19, 37, 61])
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._checks import check_common
 
 __all__ = ["FCN8s", "bilinear_kernel"]
 
@@ -126,12 +126,7 @@ class FCN8s(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
-            raise ValueError(f"width must be a positive channel multiplier such as 1.0 or 0.125, got {width!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+        check_common(num_classes, width, dropout, example="1.0 or 0.125")
         if fc6_kernel < 1 or fc6_kernel % 2 == 0:
             raise ValueError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
         self.num_classes = num_classes

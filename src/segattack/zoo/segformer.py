@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_common
+
 __all__ = ["SegFormer"]
 
 
@@ -153,8 +155,7 @@ class SegFormer(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        check_common(num_classes, width, dropout)
         lists = {"dims": dims, "depths": depths, "heads": heads, "sr_ratios": sr_ratios}
         for name, value in lists.items():
             if len(value) != 4 or any(not isinstance(v, int) or v < 1 for v in value):
@@ -164,14 +165,12 @@ class SegFormer(nn.Module):
                 raise ValueError(
                     f"each stage's channels must be divisible by its heads, got dims {dims}, heads {heads}"
                 )
-        if not (isinstance(width, int | float) and math.isfinite(width) and width > 0):
-            raise ValueError(f"width must be a positive channel multiplier such as 1.0 or 0.5, got {width!r}")
         dims = [max(h, int(round(d * width / h)) * h) for d, h in zip(dims, heads, strict=True)]
         decoder_dim = max(1, int(round(decoder_dim * width)))
         if mlp_ratio < 1 or decoder_dim < 1:
             raise ValueError(f"mlp_ratio and decoder_dim must be >= 1, got {mlp_ratio} and {decoder_dim}")
-        if not (0.0 <= drop_path < 1.0 and 0.0 <= dropout < 1.0):
-            raise ValueError(f"drop_path and dropout must be probabilities in [0, 1), got {drop_path} and {dropout}")
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path must be a probability in [0, 1), got {drop_path}")
         self.num_classes = num_classes
         self.dims = tuple(int(d) for d in dims)
         total = sum(depths)
