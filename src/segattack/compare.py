@@ -43,7 +43,7 @@ from torch import Tensor
 from . import rundir
 from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
-from .experiment import Progress, figure1_eps, image_id_of, run_experiment
+from .experiment import Progress, figure1_eps, first_readable, image_id_of, run_experiment
 from .metrics import hiding_metrics
 from .models import model_fingerprint
 from .pipeline import AttackSpec, HideGoal, attack_batch
@@ -154,16 +154,10 @@ def _check_eps(eps_levels: Sequence[float], transfer_eps: float | None) -> tuple
 
 def _probe_classes(models: Mapping[str, Any], dataset: Any, n: int, device: torch.device) -> int:
     """Run every model once on the first readable image; all must predict the same number of classes."""
-    x: Tensor | None = None
-    for i in range(n):
-        try:
-            image, _ = dataset[i]
-        except UnreadableImageError:
-            continue
-        x = torch.as_tensor(image)[None].to(device, torch.float32) / 255
-        break
-    if x is None:
+    first = first_readable(dataset, n, device)
+    if first is None:
         raise CompareError(f"none of the {n} images can be read")
+    x = first[1]
     counts: dict[str, int] = {}
     for name, model in models.items():
         try:

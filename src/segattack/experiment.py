@@ -1054,17 +1054,26 @@ def _check_memory(
                      n_modes=n_modes, what="this run")  # fmt: skip
 
 
-def _probe_model(
-    model: Any, dataset: Any, n: int, class_ids: tuple[int, ...], ids: list[str], device: torch.device
-) -> int:
-    """Run the model once on the first readable image: its errors (wrong class count, probabilities, ...) and a
-    class id it cannot predict surface before anything is written. Returns the number of classes."""
+def first_readable(dataset: Any, n: int, device: torch.device) -> tuple[int, Tensor] | None:
+    """The first of the ``n`` items of ``dataset`` that can be read: (its index, the image (1, 3, H, W) in [0, 1] on
+    ``device``), or None if none can."""
     for i in range(n):
         try:
             image, _ = dataset[i]
         except UnreadableImageError:
             continue
-        x = torch.as_tensor(image)[None].to(device, torch.float32) / 255
+        return i, torch.as_tensor(image)[None].to(device, torch.float32) / 255
+    return None
+
+
+def _probe_model(
+    model: Any, dataset: Any, n: int, class_ids: tuple[int, ...], ids: list[str], device: torch.device
+) -> int:
+    """Run the model once on the first readable image: its errors (wrong class count, probabilities, ...) and a
+    class id it cannot predict surface before anything is written. Returns the number of classes."""
+    first = first_readable(dataset, n, device)
+    if first is not None:
+        i, x = first
         try:
             with torch.no_grad():
                 logits = model(x)

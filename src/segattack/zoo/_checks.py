@@ -1,8 +1,11 @@
-"""The argument checks every zoo architecture shares (one message for one mistake)."""
+"""What the zoo architectures share: their argument checks (one message for one mistake) and the He
+initialisation of convolutional networks."""
 
 from __future__ import annotations
 
 import math
+
+from torch import nn
 
 
 def check_common(num_classes: object, width: object, dropout: object, *, example: str = "1.0 or 0.5") -> None:
@@ -14,3 +17,15 @@ def check_common(num_classes: object, width: object, dropout: object, *, example
         raise ValueError(f"width must be a positive channel multiplier such as {example}, got {width!r}")
     if not (isinstance(dropout, int | float) and 0.0 <= dropout < 1.0):
         raise ValueError(f"dropout must be a probability in [0, 1), got {dropout}")
+
+
+def he_init(net: nn.Module) -> None:
+    """He-normal (fan out, ReLU) weights and zero biases for every convolution, BatchNorm at identity."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

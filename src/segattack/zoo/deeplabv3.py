@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_common
+from ._checks import check_common, he_init
 
 __all__ = ["DeepLabV3"]
 
@@ -184,14 +184,7 @@ class DeepLabV3(nn.Module):
     def reset_parameters(self) -> None:
         """He-normal convolutions, BatchNorm at identity, the last BN of each residual branch at zero (so each
         block starts as its shortcut, Goyal et al. 2017), zero classifier."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)
         for m in self.modules():
             if isinstance(m, _BasicBlock):
                 nn.init.zeros_(m.bn2.weight)

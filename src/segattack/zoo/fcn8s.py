@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import check_common
+from ._checks import check_common, he_init
 
 __all__ = ["FCN8s", "bilinear_kernel"]
 
@@ -168,14 +168,7 @@ class FCN8s(nn.Module):
     def reset_parameters(self) -> None:
         """Initialise for training from scratch: He-normal convolutions, zero score layers (as Long et al.),
         bilinear upsampling kernels, BatchNorm at identity."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init(self)
         for score in (self.score_fr, self.score_pool4, self.score_pool3):
             nn.init.zeros_(score.weight)
             assert score.bias is not None
