@@ -336,3 +336,55 @@ def test_cli_rejects_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[st
     if not torch.cuda.is_available():
         assert main(["train", "--out", str(tmp_path), "--device", "cuda"]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_init_starts_from_an_exported_model(tmp_path: Path) -> None:
+    first = tiny_config(tmp_path / "a", optimizer="adamw", lr=1e-3, steps=4, export_name="first",
+                        export_dir=str(tmp_path / "zoo"))  # fmt: skip
+    train(first, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    card_a = json.loads((tmp_path / "zoo" / "first.json").read_text())
+    spec = f"zoo:{tmp_path / 'zoo' / 'first.json'}"
+    # AdamW's first step moves every weight by about lr, so lr 1e-9 leaves the initial weights visible.
+    second = tiny_config(tmp_path / "b", optimizer="adamw", lr=1e-9, steps=1, init=spec, weight_decay=0.0,
+                         export_name="second", export_dir=str(tmp_path / "zoo"))  # fmt: skip
+    train(second, train_data=EasyScenes(8, seed=5), val_data=EasyScenes(2, seed=1))
+    card_b = json.loads((tmp_path / "zoo" / "second.json").read_text())
+    assert card_b["mean"] == card_a["mean"] and card_b["std"] == card_a["std"]  # the init's, not measured again
+    assert card_b["training"]["init"] == spec and card_b["training"]["init_sha256"] == card_a["sha256"]
+    a = load("first", weights_dir=tmp_path / "zoo").net.state_dict()
+    b = load("second", weights_dir=tmp_path / "zoo").net.state_dict()
+    weights = [k for k in a if k.endswith(".weight") and a[k].dim() == 4]
+    assert weights and all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)
+    fresh = load("first", weights_dir=tmp_path / "zoo").net
+    torch.manual_seed(0)
+    random_init = type(fresh)(19, **card_a["arch_kwargs"]).state_dict()
+    assert not all(torch.allclose(random_init[k], b[k], atol=1e-3) for k in weights)
+
+
+def test_init_of_another_network_or_changed_weights_is_refused(tmp_path: Path) -> None:
+    first = tiny_config(tmp_path / "a", steps=2, export_name="first", export_dir=str(tmp_path / "zoo"))
+    train(first, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    spec = f"zoo:{tmp_path / 'zoo' / 'first.json'}"
+    with pytest.raises(ValueError, match="different network: arch_kwargs .*width"):
+        train_mod.check_init(tiny_config(tmp_path / "b", width=1 / 8, init=spec))
+    with pytest.raises(ValueError, match="unknown model 'no-such'"):
+        train_mod.check_init(tiny_config(tmp_path / "b", init="zoo:no-such"))
+    with pytest.raises(ValueError, match="init must name a model as zoo:NAME"):
+        tiny_config(tmp_path / "b", init="first")
+    # A run stopped part-way refuses to resume once the init model's weights have changed.
+    run = tiny_config(tmp_path / "c", steps=6, stop_at=2, init=spec)
+    train(run, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    train(tiny_config(tmp_path / "a", steps=3, export_name="first", export_dir=str(tmp_path / "zoo"), seed=9),
+          train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1), overwrite=True)  # fmt: skip
+    with pytest.raises(ValueError, match="has changed since this run started"):
+        train(dataclasses.replace(run, stop_at=None), train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+
+
+def test_cli_train_init(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "a"), *CLI_ARGS]) == 0
+    card = tmp_path / "a" / "cli_model.json"
+    assert main(["train", "--out", str(tmp_path / "b"), *CLI_ARGS, "--init", f"zoo:{card}"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "c"), *CLI_ARGS, "--init", f"zoo:{card}", "--dropout", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "is a different network" in err and "--dropout" in err and "Traceback" not in err

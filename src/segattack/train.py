@@ -93,7 +93,10 @@ class TrainConfig:
     None = the architecture's default: 0.125 for FCN8s, where 1.0 is the paper's 134 M-parameter network, 1.0 for the
     others), ``batch_norm`` (FCN8s only; the others always have their normalisation layers), ``dropout`` (None = the
     architecture's default: 0.5 after fc6 and fc7 for FCN8s, 0.1 before the classifier for the others),
-    ``fc6_kernel`` (FCN8s only), ``num_classes``.
+    ``fc6_kernel`` (FCN8s only), ``num_classes``. ``init``: start from a trained model's weights instead of a random
+    initialisation (fine-tuning): ``zoo:NAME`` (a shipped model) or ``zoo:PATH/NAME.json`` (an exported one), of the
+    same architecture, ``arch_kwargs`` and ``num_classes``; its normalisation is used unless ``mean``/``std`` are
+    given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
     ``train``), ``size`` (image size of the synthetic data), ``train_images`` and ``val_images`` (how many images
@@ -124,6 +127,7 @@ class TrainConfig:
     dropout: float | None = None
     fc6_kernel: int = 7
     num_classes: int = 19
+    init: str | None = None
     # data
     data: str = "synthetic"
     size: tuple[int, int] = (256, 512)
@@ -242,6 +246,10 @@ class TrainConfig:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}") from None
+        if self.init is not None and not (self.init.startswith("zoo:") and self.init[4:].strip()):
+            raise ValueError(
+                f"init must name a model as zoo:NAME (shipped) or zoo:PATH/NAME.json (exported), got {self.init!r}"
+            )
         if self.data != "synthetic":
             raise ValueError(f"data must be 'synthetic' (pass other datasets to train() directly), got {self.data!r}")
 
@@ -411,6 +419,37 @@ class _Source:
         return (m[0], m[1], m[2]), (s[0], s[1], s[2])
 
 
+def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
+    """The model ``config.init`` names, checked against the configured network: (model, card path, card)."""
+    from .specs import SpecError, _load_zoo
+    from .zoo import WEIGHTS_DIR
+
+    assert config.init is not None
+    name = config.init[4:].strip()
+    try:
+        model = _load_zoo(name, "cpu")
+    except SpecError as err:
+        raise ValueError(f"init {config.init}: {err}") from None
+    card_path = Path(name).expanduser() if name.endswith(".json") else Path(WEIGHTS_DIR) / f"{name}.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    want = {"arch": config.arch, "arch_kwargs": json.loads(json.dumps(config.arch_kwargs())),
+            "num_classes": config.num_classes}  # fmt: skip
+    got = {"arch": card.get("arch"), "arch_kwargs": card.get("arch_kwargs", {}), "num_classes": card.get("num_classes")}
+    if got != want:
+        diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
+        raise ValueError(
+            f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout "
+            "and network options as that model"
+        )
+    return model, str(card_path), card
+
+
+def check_init(config: TrainConfig) -> None:
+    """Raise ``ValueError`` (naming the fix) if ``config.init`` cannot start this run; nothing to check without one."""
+    if config.init is not None:
+        _load_init(config)
+
+
 def _disable(progress: bool | None) -> bool | None:
     """tqdm's ``disable``: True hides the bar, None shows it only on a terminal."""
     return None if progress is None else not progress
@@ -569,6 +608,15 @@ def config_differences(config: TrainConfig) -> list[str]:
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
+def _previous_resolved(out: Path) -> dict[str, Any]:
+    """The ``resolved`` block of the run's existing config.json ({} when there is none or it is unreadable)."""
+    try:
+        resolved = json.loads((out / CONFIG).read_text(encoding="utf-8")).get("resolved", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return resolved if isinstance(resolved, dict) else {}
+
+
 def _check_existing(out: Path, config: TrainConfig, *, overwrite: bool) -> None:
     """Refuse to resume a run with a different configuration, unless ``overwrite`` (then start over)."""
     diffs = config_differences(config)
@@ -692,14 +740,32 @@ def _train_locked(
     if config.crop is None and not train_src.cached:
         raise ValueError("training images of varying size need a crop size (crop=(h, w), --crop HxW)")
 
+    init_model = init_card = init_sha = None
+    if config.init is not None:
+        init_model, init_card, card = _load_init(config)
+        init_sha = str(card["sha256"])
+        init_mean = tuple(float(v) for v in card["mean"])
+        init_std = tuple(float(v) for v in card["std"])
+        previous = _previous_resolved(out)
+        if (out / CHECKPOINT).is_file() and previous.get("init_sha256") not in (None, init_sha):
+            raise ValueError(
+                f"init {config.init} has changed since this run started (weights sha256 {init_sha[:12]}, the run "
+                f"started from {str(previous['init_sha256'])[:12]}); restore that model or start a new --out"
+            )
     if config.mean is None or config.std is None:
-        measured_mean, measured_std = train_src.mean_std()
+        if init_model is not None:
+            measured_mean, measured_std = init_mean, init_std
+        else:
+            measured_mean, measured_std = train_src.mean_std()
     mean = config.mean if config.mean is not None else measured_mean
     std = config.std if config.std is not None else measured_std
 
     torch.manual_seed(config.seed)
     arch_kwargs = config.arch_kwargs()
     net = ARCHITECTURES[config.arch](config.num_classes, **arch_kwargs).to(device)
+    if init_model is not None:
+        net.load_state_dict(init_model.net.state_dict())  # a resume overwrites it with the checkpoint's below
+        del init_model
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     groups = _param_groups(net, weight_decay)
@@ -725,6 +791,7 @@ def _train_locked(
                 "device": str(device), "parameters": n_params, "train_images": train_src.n,
                 "val_images": val_src.n, "train_data": type(train_data).__name__,
                 "val_data": type(val_data).__name__, "torch": torch.__version__,
+                **({"init_card": init_card, "init_sha256": init_sha} if init_sha is not None else {}),
             },
         },
     )  # fmt: skip
@@ -871,6 +938,7 @@ def _train_locked(
                     "train_images": train_src.n, "val_images": val_src.n, "optimizer": config.optimizer, "lr": lr,
                     "weight_decay": weight_decay, "schedule": config.schedule, "device": str(device),
                     "elapsed_s": round(total_s, 1), "final_train_loss": last_loss, "torch": torch.__version__,
+                    **({"init": config.init, "init_sha256": init_sha} if init_sha is not None else {}),
                     "config": {k: v for k, v in config.as_json().items() if k not in RUNTIME_FIELDS},
                 },
                 "val": _val_summary(last_val),

@@ -57,6 +57,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="dropout: after fc6 and fc7 for fcn8s (default 0.5), before the classifier for the others (default 0.1)",
     )
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="zoo:NAME",
+        help="start from this model's weights (fine-tuning): zoo:NAME (shipped) or zoo:PATH/NAME.json (exported); "
+        "same --arch and network options; its normalisation is kept; --steps counts the new steps (default: random "
+        "initialisation)",
+    )
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps in total (default: 4000)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8)")
     p.add_argument(
@@ -150,12 +158,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import TrainConfig, checkpoint_step, config_differences, train
+    from ..train import TrainConfig, check_init, checkpoint_step, config_differences, train
 
     try:
         config = TrainConfig(
             out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout,
+            dropout=args.dropout, init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,
@@ -170,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--device {config.device} requested but CUDA is not available; use --device cpu or auto")
 
     check_writable_dir(args.out, create=False)  # a file, a path under a file, no permission: refused before training
+    try:
+        check_init(config)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     diffs = config_differences(config)
     if diffs and not args.overwrite:
         raise UserError(
