@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import segattack as sa
+import segattack.experiment as experiment_mod
 from segattack.errors import ModelError
 from segattack.experiment import (
     ExperimentError,
@@ -252,8 +253,19 @@ def test_representative_figure1_images_on_a_real_run(tmp_path: Path, monkeypatch
         for key, mode in (("pred_adv", "full"), ("pred_restricted", "posthoc")):
             row = next(r for r in rows if r["index"] == i and r["eps"] == 4 and r["mode"] == mode)
             assert hidden_share(z, key) == pytest.approx(row["fooled"], abs=1e-12)  # the re-attack is the row's
-    # 6 images in batches of 2 at every eps, then the 3 chosen ones again at eps 4 only
+    # 6 images in batches of 2 at every eps; the chosen ones are those saved during the run, not attacked again
+    assert counter.calls == [(2, (1.0, 2.0, 4.0))] * 3
+    assert not (out / ".figure1_cache").exists()  # the candidates go once Figure 1 is written
+    # without the candidates (a size budget of 0) the 3 chosen ones are attacked again at eps 4 only: the same files
+    monkeypatch.setattr(experiment_mod, "FIGURE1_CACHE_MB", 0)
+    counter.calls.clear()
+    run(tmp_path / "again", data, figure1_ids=3)
     assert counter.calls == [(2, (1.0, 2.0, 4.0))] * 3 + [(2, (4.0,)), (1, (4.0,))]
+    again = figure1_files(tmp_path / "again")
+    assert again.keys() == files.keys()
+    assert all(again[i].keys() == files[i].keys() for i in files)
+    assert all(np.array_equal(again[i][k], files[i][k]) for i in files for k in files[i])
+    counter.calls.clear()
     for p in out.glob("figure1_*.npz"):  # as the report leaves them
         p.with_suffix(".png").write_bytes(b"png")
 

@@ -72,6 +72,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,6 +104,7 @@ from .pipeline import (
 from .rundir import (
     CONFIG_FILE,
     DEFAULT_ATTACK,
+    FIGURE1_CACHE_DIR,
     MODES,
     RESULTS_FILE,
     ROW_FIELDS,
@@ -543,6 +545,11 @@ class _Run:
             experiment["label_names"], instance_threshold=instance_threshold, transforms=self.transforms, seed=seed,
             gt_instances=bool(experiment.get("gt_instances")),
         )  # fmt: skip
+        # Figure 1 candidates: every image when the representative ones are chosen, else the named ones (none for 0).
+        self.runner.figure1_candidates = (
+            None if isinstance(figure1_ids, int) and figure1_ids > 0 else set(() if isinstance(figure1_ids, int)
+                                                                              else figure1_ids)
+        )  # fmt: skip
 
     def _keys(self, attacks: Iterable[str]) -> dict[str, set[RowKey]]:
         names = set(attacks)
@@ -692,6 +699,9 @@ FIGURE1_KEYS = (
     "adv_restricted", "target", "pred", "pred_adv", "pred_restricted",
 )  # fmt: skip
 _NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+#: Figure 1 candidates are saved during a run (``rundir.FIGURE1_CACHE_DIR``) up to this many MB in all (the demo's 20
+#: scenes at 256x512 take 35 MB); an image chosen beyond it is attacked again when Figure 1 is written.
+FIGURE1_CACHE_MB = 256
 
 
 @dataclass(frozen=True)
@@ -1142,6 +1152,8 @@ class _BatchRunner:
         self.reference = reference
         self.label_names = list(label_names)
         self.pixels: dict[int, int] = {}  # image index -> H * W, for the images read in this run
+        self.cache_left = FIGURE1_CACHE_MB * 2**20  # bytes of Figure 1 candidates this process may still save
+        self.figure1_candidates: set[str] | None = set()  # image ids to save them for (None: every image)
 
     def pixels_of(self, dataset: Any, index: int) -> int:
         """H * W of image ``index``: known if this run read it, else its header (``image_size``) or the image."""
@@ -1296,6 +1308,8 @@ class _BatchRunner:
                 del out_t, clean_t
             if spec is self.attacks[0] and isinstance(self.goal, HideGoal) and "full" in self.modes:
                 jobs.append(functools.partial(self._thumbnails, sub_ids, xs[pick], ps[pick], outcome))
+                if "posthoc" in self.modes:
+                    jobs.append(functools.partial(self._figure1_candidates, sub_ids, xs[pick], outcome))
             if self.save_images:
                 jobs.append(functools.partial(self._save_images, spec, outcome, xs[pick], sub_ids))
 
@@ -1361,16 +1375,53 @@ class _BatchRunner:
 
     # -- Figure 1 -------------------------------------------------------------------------------------------------
 
-    def _figure1_meta(self, pick: Figure1Pick) -> dict[str, Any]:
+    def _figure1_candidates(self, image_ids: list[str], xs: Tensor, outcome: BatchOutcome) -> None:
+        """Save each image's Figure 1 arrays at the Figure 1 eps (from this run's attack) while the size budget
+        lasts, so that ``update_figure1`` need not attack the chosen images again."""
+        k = self.eps.index(figure1_eps(self.eps))
+        folder = self.out / FIGURE1_CACHE_DIR
+        for j, iid in enumerate(image_ids):
+            if self.figure1_candidates is not None and iid not in self.figure1_candidates:
+                continue
+            arrays = self._figure1_arrays(iid, "", xs[j], outcome, k, j)
+            size = sum(a.nbytes for a in arrays.values())
+            if size > self.cache_left:
+                return
+            self.cache_left -= size
+            folder.mkdir(exist_ok=True)
+            with rundir.atomic_open(folder / f"{output_name(iid)}.npz") as fh:
+                np.savez(fh, **arrays)  # type: ignore[arg-type]  # uncompressed: a temporary file, written on the measuring thread
+
+    def _figure1_arrays(
+        self, image_id: str, reason: str, x: Tensor, outcome: BatchOutcome, k: int, j: int
+    ) -> dict[str, np.ndarray]:
+        """What a Figure 1 file holds for image ``j`` of ``outcome`` at its eps index ``k``."""
+        nc = self.num_classes
+        arrays = {
+            **self._figure1_meta(image_id, reason),
+            "image": to_uint8(x),
+            "adv": to_uint8(outcome.advs["full"][k, j]),
+            "adv_restricted": to_uint8(outcome.advs["posthoc"][k, j]),
+            "target": _labels_np(outcome.labels[j], nc),
+            "pred": _labels_np(outcome.pred[j], nc),
+            "pred_adv": _labels_np(outcome.preds["full"][k, j], nc),
+            "pred_restricted": _labels_np(outcome.preds["posthoc"][k, j], nc),
+        }
+        if "during" in outcome.advs:
+            arrays["adv_during"] = to_uint8(outcome.advs["during"][k, j])
+            arrays["pred_during"] = _labels_np(outcome.preds["during"][k, j], nc)
+        return arrays
+
+    def _figure1_meta(self, image_id: str, reason: str) -> dict[str, Any]:
         spec = self.attacks[0]
         return {
-            "image_id": np.array(pick.image_id),
+            "image_id": np.array(image_id),
             "attack": np.array(spec.name),
             "attack_options": np.array(json.dumps(spec.describe()["options"], sort_keys=True)),
             "eps": np.array(figure1_eps(self.eps)),
             "class_ids": np.array(getattr(self.goal, "class_ids", ())),
             "label_names": np.array(self.label_names, dtype=str),
-            "reason": np.array(pick.reason),
+            "reason": np.array(reason),
         }
 
     def _figure1_current(self, path: Path, pick: Figure1Pick) -> dict[str, np.ndarray] | None:
@@ -1381,7 +1432,7 @@ class _BatchRunner:
                 data = {k: z[k] for k in z.files}
         except _NPZ_ERRORS:
             return None
-        want = self._figure1_meta(pick)
+        want = self._figure1_meta(pick.image_id, pick.reason)
         keys = set(FIGURE1_KEYS) | ({"adv_during", "pred_during"} if "during" in self.modes else set())
         if not keys <= data.keys() or ("adv_during" in data) != ("during" in self.modes):
             return None
@@ -1392,18 +1443,25 @@ class _BatchRunner:
 
     def update_figure1(self, dataset: Any, picks: Sequence[Figure1Pick]) -> None:
         """Bring the Figure 1 files up to date with ``picks``: remove those of images no longer chosen (and corrupt
-        ones), keep those still current (a changed reason is rewritten), attack the others again and write them."""
+        ones), keep those still current (a changed reason is rewritten), take the others from the candidates saved
+        during the run, attack the rest again and write them; then drop the candidates."""
         files = _figure1_files(self.out)
         _remove_figure1(self.out, keep={p.image_id for p in picks}, files=files)
         redo: list[Figure1Pick] = []
+        cache = self.out / FIGURE1_CACHE_DIR
         for pick in picks:
             path = files.get(pick.image_id)
             data = self._figure1_current(path, pick) if path is not None else None
+            fresh = data is None
+            if data is None:  # saved during the run (the same attack), else attacked again below
+                candidate = cache / f"{output_name(pick.image_id)}.npz"
+                data = self._figure1_current(candidate, pick) if candidate.is_file() else None
             if data is None:
                 redo.append(pick)
-            elif str(data["reason"]) != pick.reason:
+            elif fresh or str(data["reason"]) != pick.reason:
                 data["reason"] = np.array(pick.reason)
                 self._write_figure1(pick.image_id, data)
+        shutil.rmtree(cache, ignore_errors=True)
         if not redo:
             return
         e = figure1_eps(self.eps)
@@ -1431,27 +1489,13 @@ class _BatchRunner:
         )  # fmt: skip
         mode = "full" if "full" in self.modes else self.modes[0]
         measured = measure(self.goal, outcome, mode, 0, num_classes=self.num_classes)
-        nc = self.num_classes
         for j, pick in enumerate(picks):
             fooled = float(measured[j]["fooled"])
             if pick.fooled is not None and abs(fooled - pick.fooled) > 1e-9:
                 log.info("Figure 1 of %s: attacked again, %s of the class pixels are hidden against %s in the results "
                          "(an attack with random starts, or GPU kernels that add in varying order); the figure "
                          "shows the new attack", pick.image_id, _pct(fooled), _pct(pick.fooled))  # fmt: skip
-            arrays: dict[str, Any] = {
-                **self._figure1_meta(pick),
-                "image": to_uint8(x[j]),
-                "adv": to_uint8(outcome.advs["full"][0, j]),
-                "adv_restricted": to_uint8(outcome.advs["posthoc"][0, j]),
-                "target": _labels_np(outcome.labels[j], nc),
-                "pred": _labels_np(outcome.pred[j], nc),
-                "pred_adv": _labels_np(outcome.preds["full"][0, j], nc),
-                "pred_restricted": _labels_np(outcome.preds["posthoc"][0, j], nc),
-            }
-            if "during" in outcome.advs:
-                arrays["adv_during"] = to_uint8(outcome.advs["during"][0, j])
-                arrays["pred_during"] = _labels_np(outcome.preds["during"][0, j], nc)
-            self._write_figure1(pick.image_id, arrays)
+            self._write_figure1(pick.image_id, self._figure1_arrays(pick.image_id, pick.reason, x[j], outcome, 0, j))
 
     def _write_figure1(self, image_id: str, arrays: Mapping[str, Any]) -> None:
         with rundir.atomic_open(figure1_path(self.out, image_id)) as fh:

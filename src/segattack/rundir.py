@@ -82,6 +82,9 @@ REPORT_FILE = "report.html"
 LOCK_FILE = ".segattack.lock"
 IMAGES_DIR = "images"
 THUMBS_DIR = "thumbs"
+#: Figure 1 candidates saved during a run (the attack at the Figure 1 eps of every image, up to a size budget), so that
+#: the images chosen afterwards need no second attack; removed once Figure 1 is written.
+FIGURE1_CACHE_DIR = ".figure1_cache"
 FIGURE1_PREFIX = "figure1_"
 #: Figures the report writes, as stems; each is written as .png, .svg and (Figure 2) .pdf.
 FIGURE_STEMS = ("figure2", "attacks", "survival")
@@ -468,7 +471,8 @@ def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
     """Every file and folder of an experiment directory that a run or its report writes (what ``--overwrite``
     removes); nothing else in the directory is touched."""
     out = Path(out_dir)
-    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR]
+    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR,
+             FIGURE1_CACHE_DIR]  # fmt: skip
     names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
     found = [out / n for n in names if (out / n).exists()]
     found += sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")) + sorted(out.glob(f"{FIGURE1_PREFIX}*.png"))
