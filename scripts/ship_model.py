@@ -111,6 +111,13 @@ def main() -> None:
 |---|---|---|---|
 {lines}
 """
+    init_md = ""
+    if tr.get("init"):
+        init_md = (
+            f"\n- Initialised from `{tr['init']}` (weights SHA-256 `{tr['init_sha256'][:16]}...`, `segattack train "
+            "--init`): the steps and minutes above are those of this fine-tuning run only; the init model's card has "
+            "its own."
+        )
     md = f"""# Model card: {name}
 
 {card["description"]}
@@ -123,7 +130,8 @@ def main() -> None:
 - Data: segattack's synthetic street scenes (`segattack.data.SyntheticStreets`), {tr["train_images"]} training
   scenes at {size[0]}x{size[1]} (height x width), random scale + crop {tr["crop"]}, flip, colour jitter.
 - Training: {tr["steps"]} steps, batch {tr["batch_size"]}, {tr["optimizer"]} lr {tr["lr"]}, {tr["schedule"]}
-  schedule, seed {tr["seed"]}, on {tr["device"]} (2-core CPU), {tr["elapsed_s"] / 60:.0f} min, torch {tr["torch"]}.
+  schedule, seed {tr["seed"]}, on {tr["device"]} (2-core CPU), {tr["elapsed_s"] / 60:.0f} min, torch {tr["torch"]}.\
+{init_md}
 - Command (from the repository root):
 
   ```
