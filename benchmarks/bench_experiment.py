@@ -6,19 +6,20 @@ model's own time per image for each kind of pass is measured in the same run, be
 mean of the two medians), at the experiment's batch size. Everything else (reading and generating images, targets,
 restriction, metrics, instance and SSIM measures, writing rows, Figure 1 files, the report) is the overhead.
 Goal: >= 0.90 on CPU for the demo's configuration (20 synthetic scenes at 256x512, eps 1..20, full + posthoc,
-batch 4).
+batch 2, channels-last, 3 Figure 1 images).
 
 The wall time is also split into the time inside ``attack_batch`` (the attack's passes and the predictions),
-``measure`` (the per-image measures) and the rest, so a low efficiency says where to look. The experiment runs
-pipelined (``overlap=True``, the default: the next batch read and the previous one measured on worker threads while
-one is attacked); ``--sequential`` also runs it one batch after the other, in the same process, for the ratio.
+``measure`` (the per-image measures) and the rest, so a low efficiency says where to look. The experiment runs as
+``run_experiment`` does by default on the CPU, one batch after the other; ``--pipelined`` also runs it pipelined
+(``overlap=True``: the next batch read and the previous one measured on worker threads while one is attacked, the
+default on a GPU), in the same process, for the ratio of wall times.
 
 ``--distributed`` also measures the multi-process overhead: the same images with 2 gloo processes of 1 thread each
 (``torchrun --nproc-per-node 2 -m segattack run``) against 1 process with 2 threads (``segattack run``), as a
 ratio of wall times (> 1: the two processes are slower).
 
-Run:  python benchmarks/bench_experiment.py [--images 20] [--size 256x512] [--eps 1,...,20] [--batch-size 4]
-      [--amp bf16] [--channels-last] [--distributed] [--json OUT]
+Run:  python benchmarks/bench_experiment.py [--images 20] [--size 256x512] [--eps 1,...,20] [--batch-size 2]
+      [--amp bf16] [--no-channels-last] [--pipelined] [--distributed] [--json OUT]
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch
 import segattack as sa
 import segattack.experiment as experiment_mod
 from segattack.commands._common import DEFAULT_EPS
+from segattack.commands.demo import DEMO_BATCH
 
 PERSON = 11
 
@@ -115,7 +117,9 @@ class Timed:
         setattr(experiment_mod, self.name, self.original)
 
 
-def efficiency(args: argparse.Namespace, overlap: bool = True) -> dict[str, Any]:
+def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[str, Any]:
+    """One ``run_experiment`` of the configuration; ``overlap`` as there (None: its default, one batch after the
+    other on the CPU)."""
     model = sa.zoo.load(args.model)
     if args.amp or args.channels_last:
         model.set_fast_path(amp=args.amp, channels_last=args.channels_last)
@@ -150,7 +154,7 @@ def efficiency(args: argparse.Namespace, overlap: bool = True) -> dict[str, Any]
         "eps": args.eps,
         "batch_size": args.batch_size,
         "figure1": args.figure1,
-        "overlap": overlap,
+        "overlap": bool(overlap),  # the bench runs on the CPU, where the default (None) is one batch after the other
         "amp": args.amp,
         "channels_last": args.channels_last,
         "wall_s": round(wall, 2),
@@ -203,13 +207,16 @@ def main() -> None:
     p.add_argument("--images", type=int, default=20)
     p.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(256, 512))
     p.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=list(DEFAULT_EPS))
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=DEMO_BATCH, help="(default: the demo's, %(default)s)")
     p.add_argument("--figure1", type=int, default=3, help="Figure 1 images, as the demo (default: 3)")
     p.add_argument("--repeats", type=int, default=5, help="timings of the model's own passes (default: 5)")
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels-last tensors, as the demo (default: on)")  # fmt: skip
     p.add_argument("--distributed", action="store_true", help="also measure 2 gloo processes against 1 process")
-    p.add_argument("--sequential", action="store_true", help="also run without overlap (one batch after the other)")
+    p.add_argument("--pipelined", action="store_true",
+                   help="also run pipelined (overlap=True: the next batch read and the last one measured on worker "
+                   "threads), for the ratio of wall times")  # fmt: skip
     p.add_argument("--skip-efficiency", action="store_true", help="only the --distributed measurement")
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
@@ -222,20 +229,20 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         },  # fmt: skip
     }
-    if args.sequential and not args.skip_efficiency:
-        result["sequential"] = efficiency(args, overlap=False)
     if not args.skip_efficiency:
         result["experiment"] = efficiency(args)
-    for key in ("sequential", "experiment"):
+    if args.pipelined and not args.skip_efficiency:
+        result["pipelined"] = efficiency(args, overlap=True)
+    for key in ("experiment", "pipelined"):
         if key not in result:
             continue
         e = result[key]
         print(f"{'pipelined' if e['overlap'] else 'sequential'}: pipeline efficiency {e['pipeline_efficiency']:.3f}: "
               f"model {e['model_s']:.1f} s of {e['wall_s']:.1f} s wall (attack_batch {e['split_s']['attack_batch']:.1f}"
               f" s, measure {e['split_s']['measure']:.1f} s, rest {e['split_s']['rest']:.1f} s)")  # fmt: skip
-    if "sequential" in result:
+    if "pipelined" in result:
         result["pipelined_over_sequential_wall"] = round(
-            result["experiment"]["wall_s"] / result["sequential"]["wall_s"], 4
+            result["pipelined"]["wall_s"] / result["experiment"]["wall_s"], 4
         )
         print(f"wall time pipelined / sequential: {result['pipelined_over_sequential_wall']:.3f}")
     if args.distributed:

@@ -230,7 +230,15 @@ def test_demo_end_to_end(shipped_tiny_model: Path, tmp_path: Path, capsys: pytes
     assert (out / "report.html").exists() and (out / "figure2.png").exists()
     config = json.loads((out / "config.json").read_text())
     assert config["experiment"]["model"] == "zoo:tiny" and config["experiment"]["modes"] == ["full", "posthoc"]
+    assert config["run"]["batch_size"] == 2  # the demo's default: the fastest per image on a CPU
     assert len(read_rows(out)) == 2 * 2 * 2
+    # channels-last is on by default and can be turned off; neither it nor the batch size is part of the experiment,
+    # so the demo resumes in either layout
+    rows = read_rows(out)
+    assert main([*argv, "--no-channels-last", "--batch-size", "1"]) == 0
+    assert "resum" in capsys.readouterr().err.lower()
+    assert json.loads((out / "config.json").read_text())["experiment"] == config["experiment"]
+    assert read_rows(out) == rows
 
 
 def test_demo_without_shipped_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,5 +1,5 @@
-"""The pipelined experiment (``run_experiment(overlap=True)``, the default): the next batch is read and the previous
-one measured on worker threads while a batch is attacked. It must write the same rows as one batch after the other,
+"""The pipelined experiment (``run_experiment(overlap=True)``, the default on a GPU): the next batch is read and the
+previous one measured on worker threads while a batch is attacked. It must write the same rows as one batch after the other,
 in the same order, and an interruption must keep every image it wrote whole."""
 
 from __future__ import annotations
@@ -58,12 +58,12 @@ def test_interrupt_keeps_whole_images_and_resume_completes(model: sa.PixelModel,
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run(model, out, progress=stop_after_three)
+        run(model, out, progress=stop_after_three, overlap=True)
     partial = rows_of(out)
     per_image: dict[str, int] = {}
     for r in partial:
         per_image[r["image_id"]] = per_image.get(r["image_id"], 0) + 1
     assert 3 <= len(per_image) < 6  # the batch being measured is written too; the batch in flight is not
     assert set(per_image.values()) == {8}  # every written image has all its rows
-    run(model, out)  # resume
+    run(model, out, overlap=True)  # resume
     assert rows_of(out) == rows_of(run(model, tmp_path / "fresh", overlap=False))

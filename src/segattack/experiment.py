@@ -357,7 +357,7 @@ def run_experiment(
     label_names: Sequence[str] | None = None,
     instance_threshold: float = DEFAULT_THRESHOLD,
     survive: str | Sequence[Any] = (),
-    overlap: bool = True,
+    overlap: bool | None = None,
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -407,7 +407,9 @@ def run_experiment(
             next is read (or generated) on a reader thread and the previous one measured (metrics, SSIM, instances,
             thumbnails, saved images) on a measuring thread; its rows are appended once they are complete, so an
             interruption loses at most the batches in flight. False: one batch after the other on the calling thread
-            (the rows are the same).
+            (the rows are the same). None (default): pipelined on a GPU, where the attack runs on the device and
+            the CPU is free for the rest; one after the other on a CPU, where the worker threads would take cores
+            from the attack's own threads (measured on 2 cores: 148 s pipelined against 122 s, the demo's run).
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -481,7 +483,8 @@ def run_experiment(
         run = _Run(
             model, dataset, Path(out_dir), experiment, goal_obj, specs, eps, modes_t, ids, n, dev, num_classes,
             reference, batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, progress=progress,
-            seed=seed, world=w, instance_threshold=threshold, transforms=transforms, overlap=overlap,
+            seed=seed, world=w, instance_threshold=threshold, transforms=transforms,
+            overlap=dev.type == "cuda" if overlap is None else bool(overlap),
         )  # fmt: skip
         with contextlib.ExitStack() as stack:
             # rank 0 alone checks and writes config.json, prepares results.jsonl and holds the directory's lock

@@ -288,7 +288,11 @@ class PixelModel(nn.Module):
         so clean and adversarial predictions (what is measured) are those of the network itself."""
         if batch_size is None or images.shape[0] <= batch_size:
             return classes_of(self(images, amp=False))
-        return torch.cat([classes_of(self(chunk, amp=False)) for chunk in images.split(batch_size)])
+        # The input is checked whole; the output's value checks (NaN, probabilities) on the first chunk only: they
+        # concern the model, and cost a pass over the logits each.
+        check_images(images)
+        return torch.cat([classes_of(self(chunk, amp=False, check=j == 0))
+                          for j, chunk in enumerate(images.split(batch_size))])  # fmt: skip
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -456,8 +456,12 @@ def sign_ascent(
     start: Tensor,
     best: bool,
     score: bool = False,
+    check: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
     """The iterative sign-gradient method in levels: D <- clamp(D + step * sign(grad objective), lo, hi).
+
+    ``check``: validate the model's output on the first step (off for the later segments of an eps sweep, whose
+    first segment has checked the same model on the same images).
 
     ``steps``: iterations per image (an image stops at its own count); ``step_size``: (B, 1, 1, 1) levels;
     ``start``: the initial perturbation. With ``best`` the perturbation of the highest success per image is kept,
@@ -474,7 +478,8 @@ def sign_ascent(
     delta = start
     tracker: Best | None = None
     for t in range(t_max):
-        _, grad, now = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=t == 0, predict=best)
+        _, grad, now = objective_and_grad(problem, delta, loss, t=t, steps=t_max, check=check and t == 0,
+                                          predict=best)  # fmt: skip
         if now is not None:
             if tracker is None:
                 tracker = Best(delta, now)

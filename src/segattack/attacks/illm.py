@@ -224,18 +224,23 @@ def illm_sweep(
     trunk = torch.zeros_like(base)
     trunk_step = 0
     b = problem.batch
+    checked = False  # the model's output is validated on the sweep's first pass only
     for k in sorted(range(len(plan.eps_levels)), key=lambda i: plan.fork[i]):
         if trunk_step < plan.fork[k]:
             trunk, _ = sign_ascent(
-                trunk_problem, losses.ce, steps=[plan.fork[k] - trunk_step] * b, step_size=s, start=trunk, best=False
-            )
+                trunk_problem, losses.ce, steps=[plan.fork[k] - trunk_step] * b, step_size=s, start=trunk, best=False,
+                check=not checked,
+            )  # fmt: skip
+            checked = True
             trunk_step = plan.fork[k]
         e = torch.full((), plan.eps_levels[k], dtype=base.dtype, device=base.device)
         lo, hi = bounds(base, e, problem.mask)
+        n_k = plan.steps[k] - plan.fork[k]
         delta, _ = sign_ascent(
-            replace(problem, lo=lo, hi=hi), losses.ce, steps=[plan.steps[k] - plan.fork[k]] * b, step_size=s,
-            start=trunk, best=False,
+            replace(problem, lo=lo, hi=hi), losses.ce, steps=[n_k] * b, step_size=s, start=trunk, best=False,
+            check=not checked,
         )  # fmt: skip
+        checked = checked or n_k > 0
         out[k] = problem.adv(delta)
     return out
 
