@@ -1,6 +1,6 @@
 """The pipelined experiment (``run_experiment(overlap=True)``, the default on a GPU): the next batch is read and the
-previous one measured on worker threads while a batch is attacked. It must write the same rows as one batch after the other,
-in the same order, and an interruption must keep every image it wrote whole."""
+previous one measured on worker threads while a batch is attacked. It must write the same rows as one batch after the
+other, in the same order, and an interruption must keep every image it wrote whole."""
 
 from __future__ import annotations
 
