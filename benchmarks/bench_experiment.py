@@ -44,6 +44,7 @@ import segattack as sa
 import segattack.experiment as experiment_mod
 from segattack.commands._common import DEFAULT_EPS
 from segattack.commands.demo import DEMO_BATCH
+from segattack.memory import tune_allocator
 
 PERSON = 11
 
@@ -218,8 +219,11 @@ def main() -> None:
                    help="also run pipelined (overlap=True: the next batch read and the last one measured on worker "
                    "threads), for the ratio of wall times")  # fmt: skip
     p.add_argument("--skip-efficiency", action="store_true", help="only the --distributed measurement")
+    p.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
+                   help="glibc's malloc tuned as the command line does (memory.tune_allocator)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
+    tuned = tune_allocator() if args.tune_allocator else False  # as the command line does
 
     result: dict[str, Any] = {
         "machine": {
@@ -227,6 +231,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "allocator_tuned": tuned,
         },  # fmt: skip
     }
     if not args.skip_efficiency:

@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        from .memory import tune_allocator
+
+        tune_allocator()
         return int(args.func(args) or 0)
     except SegattackError as err:
         if args is not None and getattr(args, "verbose", False):
