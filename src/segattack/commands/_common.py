@@ -304,9 +304,9 @@ def add_fast_path_args(g: Any, *, channels_last: bool = False) -> None:
             "--channels-last",
             action=argparse.BooleanOptionalAction,
             default=True,
-            help="feed the network channels-last (NHWC) tensors: 1.3x faster on the 2-core CPU the demo was timed on "
-            "(float32 either way; kernels that add in another order, so single images can end differently; "
-            "default: on)",
+            help="feed the network channels-last (NHWC) tensors: 1.3x faster per attack step on the 2-core CPU the "
+            "demo was timed on (float32 either way; kernels that add in another order, so single images can end "
+            "differently; default: on)",
         )
     else:
         g.add_argument(

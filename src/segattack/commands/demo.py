@@ -19,8 +19,8 @@ from ._common import (
 
 #: Images the demo attacks by default (synthetic validation scenes); tuned to finish in minutes on a 2-core CPU.
 DEFAULT_IMAGES = 20
-#: Images attacked at once: on the 2-core CPU one attack step per image took 54 ms at batch 2 against 69 ms at 4 and
-#: 82 ms at 8 (channels-last, interleaved runs), the activations of small batches staying in cache.
+#: Images attacked at once: on the 2-core CPU one attack step per image took 49 ms at batch 2 and 4, 60 ms at 1 and
+#: 66 ms at 8 (channels-last, ``benchmarks/bench_layout.py``); 2 needs half the memory of 4.
 DEMO_BATCH = 2
 #: The class the demo hides (Cityscapes train id 11).
 DEMO_CLASS = "person"
