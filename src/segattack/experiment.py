@@ -720,7 +720,7 @@ class Figure1Pick:
 
 #: Images per ``ssim`` call when the rows are made (several budgets at once: the whole-image perturbations of one
 #: image share their box, so they go through the window in one batch).
-SSIM_CHUNK = 16
+SSIM_CHUNK = 8
 
 
 def _ssim_all(advs: Tensor, xs: Tensor) -> Tensor:
