@@ -549,10 +549,10 @@ class _Run:
             gt_instances=bool(experiment.get("gt_instances")),
         )  # fmt: skip
         # Figure 1 candidates: every image when the representative ones are chosen, else the named ones (none for 0).
-        self.runner.figure1_candidates = (
-            None if isinstance(figure1_ids, int) and figure1_ids > 0 else set(() if isinstance(figure1_ids, int)
-                                                                              else figure1_ids)
-        )  # fmt: skip
+        if isinstance(figure1_ids, int):
+            self.runner.figure1_candidates = None if figure1_ids > 0 else set()
+        else:
+            self.runner.figure1_candidates = set(figure1_ids)
 
     def _keys(self, attacks: Iterable[str]) -> dict[str, set[RowKey]]:
         names = set(attacks)
@@ -1329,7 +1329,7 @@ class _BatchRunner:
                 del out_t, clean_t
             if spec is self.attacks[0] and isinstance(self.goal, HideGoal) and "full" in self.modes:
                 jobs.append(functools.partial(self._thumbnails, sub_ids, xs[pick], ps[pick], outcome))
-                if "posthoc" in self.modes:
+                if "posthoc" in self.modes and self.figure1_candidates != set():
                     jobs.append(functools.partial(self._figure1_candidates, sub_ids, xs[pick], outcome))
             if self.save_images:
                 jobs.append(functools.partial(self._save_images, spec, outcome, xs[pick], sub_ids))
@@ -1411,8 +1411,8 @@ class _BatchRunner:
                 return
             self.cache_left -= size
             folder.mkdir(exist_ok=True)
-            with rundir.atomic_open(folder / f"{output_name(iid)}.npz") as fh:
-                np.savez(fh, **arrays)  # type: ignore[arg-type]  # uncompressed: a temporary file, written on the measuring thread
+            with rundir.atomic_open(folder / f"{output_name(iid)}.npz") as fh:  # uncompressed: a temporary file
+                np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     def _figure1_arrays(
         self, image_id: str, reason: str, x: Tensor, outcome: BatchOutcome, k: int, j: int

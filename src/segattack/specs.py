@@ -376,22 +376,24 @@ def _load_callable(
     return model
 
 
+def zoo_card_path(name: str) -> Path:
+    """The model card a ``zoo:`` spec's target names: ``PATH/NAME.json`` itself, or a shipped model's card."""
+    from . import zoo
+
+    return Path(name).expanduser() if name.endswith(".json") else Path(zoo.WEIGHTS_DIR) / f"{name}.json"
+
+
 def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
     from . import zoo
 
-    if name.endswith(".json"):
-        card = Path(name).expanduser()
-        if not card.is_file():
-            raise SpecError(f"model card {name!r} does not exist")
-        root: Path | None = card.parent
-        stem = card.stem
-    else:
-        root, stem = None, name  # the shipped weights
-    try:
-        model = zoo.load(stem, device=device, weights_dir=root)
+    card_path = zoo_card_path(name)
+    exported = name.endswith(".json")
+    if exported and not card_path.is_file():
+        raise SpecError(f"model card {name!r} does not exist")
+    try:  # a shipped model: weights_dir None, zoo.load's own default
+        model = zoo.load(card_path.stem, device=device, weights_dir=card_path.parent if exported else None)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    card_path = (root if root is not None else Path(zoo.WEIGHTS_DIR)) / f"{stem}.json"
     try:
         names = json.loads(card_path.read_text(encoding="utf-8")).get("class_names")
     except (OSError, ValueError, AttributeError):

@@ -421,8 +421,7 @@ class _Source:
 
 def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
     """The model ``config.init`` names, checked against the configured network: (model, card path, card)."""
-    from .specs import SpecError, _load_zoo
-    from .zoo import WEIGHTS_DIR
+    from .specs import SpecError, _load_zoo, zoo_card_path
 
     assert config.init is not None
     name = config.init[4:].strip()
@@ -430,7 +429,7 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
         model = _load_zoo(name, "cpu")
     except SpecError as err:
         raise ValueError(f"init {config.init}: {err}") from None
-    card_path = Path(name).expanduser() if name.endswith(".json") else Path(WEIGHTS_DIR) / f"{name}.json"
+    card_path = zoo_card_path(name)
     card = json.loads(card_path.read_text(encoding="utf-8"))
     want = {"arch": config.arch, "arch_kwargs": json.loads(json.dumps(config.arch_kwargs())),
             "num_classes": config.num_classes}  # fmt: skip
@@ -744,8 +743,6 @@ def _train_locked(
     if config.init is not None:
         init_model, init_card, card = _load_init(config)
         init_sha = str(card["sha256"])
-        init_mean = tuple(float(v) for v in card["mean"])
-        init_std = tuple(float(v) for v in card["std"])
         previous = _previous_resolved(out)
         if (out / CHECKPOINT).is_file() and previous.get("init_sha256") not in (None, init_sha):
             raise ValueError(
@@ -753,8 +750,9 @@ def _train_locked(
                 f"started from {str(previous['init_sha256'])[:12]}); restore that model or start a new --out"
             )
     if config.mean is None or config.std is None:
-        if init_model is not None:
-            measured_mean, measured_std = init_mean, init_std
+        if init_model is not None:  # the init model's normalisation, as its card gives it
+            measured_mean = tuple(float(v) for v in card["mean"])
+            measured_std = tuple(float(v) for v in card["std"])
         else:
             measured_mean, measured_std = train_src.mean_std()
     mean = config.mean if config.mean is not None else measured_mean
