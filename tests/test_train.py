@@ -380,6 +380,33 @@ def test_init_of_another_network_or_changed_weights_is_refused(tmp_path: Path) -
         train(dataclasses.replace(run, stop_at=None), train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
 
 
+def test_init_grows_an_fcn8s_into_an_fcn4s(tmp_path: Path) -> None:
+    first = tiny_config(tmp_path / "a", steps=3, export_name="s8", export_dir=str(tmp_path / "zoo"))
+    train(first, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    spec = f"zoo:{tmp_path / 'zoo' / 's8.json'}"
+    grown = tiny_config(tmp_path / "b", optimizer="adamw", lr=1e-9, weight_decay=0.0, steps=1, init=spec,
+                        output_stride=4, export_name="s4", export_dir=str(tmp_path / "zoo"))  # fmt: skip
+    assert grown.describe().startswith("FCN4s-VGG16") and grown.arch_kwargs()["output_stride"] == 4
+    assert "output_stride" not in first.arch_kwargs()  # FCN-8s cards are as they were
+    train(grown, train_data=EasyScenes(8, seed=5), val_data=EasyScenes(2, seed=1))
+    card = json.loads((tmp_path / "zoo" / "s4.json").read_text())
+    assert card["arch_kwargs"]["output_stride"] == 4 and card["training"]["init"] == spec
+    a = load("s8", weights_dir=tmp_path / "zoo").net.state_dict()
+    b = load("s4", weights_dir=tmp_path / "zoo").net.state_dict()
+    assert set(b) - set(a) == {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"}
+    convs = [k for k in a if k.endswith(".weight") and a[k].dim() == 4]
+    assert convs and all(torch.allclose(a[k], b[k], atol=1e-6) for k in convs)
+    # Growth goes one way only: an FCN-4s does not start an FCN-8s, and the other options must still agree.
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=f"zoo:{tmp_path / 'zoo' / 's4.json'}"))
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=4, dropout=0.2))
+    with pytest.raises(ValueError, match="output_stride applies to fcn8s only"):
+        tiny_config(tmp_path / "c", arch="deeplabv3", output_stride=4)
+    with pytest.raises(ValueError, match="output_stride must be 8"):
+        tiny_config(tmp_path / "c", output_stride=16)
+
+
 def test_cli_train_init(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "a"), *CLI_ARGS]) == 0
     card = tmp_path / "a" / "cli_model.json"

@@ -53,6 +53,40 @@ def test_output_stride_is_8() -> None:
     assert seen == [(math.ceil(37 / 8), math.ceil(61 / 8))]
 
 
+def test_output_stride_4_adds_the_pool2_skip() -> None:
+    net = FCN8s(5, width=1 / 16, output_stride=4).eval()
+    seen: list[tuple[int, ...]] = []
+    net.upscore8.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 37, 61))
+    assert out.shape == (1, 5, 37, 61) and net.output_stride == 4
+    assert seen == [(math.ceil(37 / 4), math.ceil(61 / 4))]
+    assert {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"} <= set(net.state_dict())
+    assert "score_pool2.weight" not in FCN8s(5, width=1 / 16).state_dict()
+    with pytest.raises(ValueError, match="output_stride must be 8 .* or 4"):
+        FCN8s(5, width=1 / 16, output_stride=16)
+
+
+def test_fresh_stride_4_stage_passes_the_stride_8_scores_through() -> None:
+    # Long et al.'s staged scheme: the FCN-8s's weights in an FCN-4s give (nearly) the FCN-8s's logits, because the
+    # new score layer starts at zero and the new 2x upsampling at bilinear; only 2x-then-4x vs 8x interpolation differs.
+    torch.manual_seed(0)
+    s8 = FCN8s(5, width=1 / 16, batch_norm=True).eval()
+    for score in (s8.score_fr, s8.score_pool4, s8.score_pool3):
+        torch.nn.init.normal_(score.weight)
+    s4 = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=4).eval()
+    missing, unexpected = s4.load_state_dict(s8.state_dict(), strict=False)
+    assert sorted(missing) == ["score_pool2.bias", "score_pool2.weight", "upscore_pool3.weight"] and not unexpected
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 128)
+        a, b = s8(x), s4(x)
+    assert (a - b).abs().max() < 0.25 * a.abs().max()
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.9
+    with torch.no_grad():  # and the new stage is live: a non-zero pool2 score changes the output
+        s4.score_pool2.weight.normal_()  # type: ignore[union-attr]
+        assert not torch.allclose(s4(x), b)
+
+
 def test_fixed_upsampling_is_bilinear() -> None:
     # Inside the image the 8x transposed convolution equals F.interpolate(bilinear, align_corners=False).
     net = FCN8s(3, width=1 / 16)

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,10 +93,12 @@ class TrainConfig:
     None = the architecture's default: 0.125 for FCN8s, where 1.0 is the paper's 134 M-parameter network, 1.0 for the
     others), ``batch_norm`` (FCN8s only; the others always have their normalisation layers), ``dropout`` (None = the
     architecture's default: 0.5 after fc6 and fc7 for FCN8s, 0.1 before the classifier for the others),
-    ``fc6_kernel`` (FCN8s only), ``num_classes``. ``init``: start from a trained model's weights instead of a random
-    initialisation (fine-tuning): ``zoo:NAME`` (a shipped model) or ``zoo:PATH/NAME.json`` (an exported one), of the
-    same architecture, ``arch_kwargs`` and ``num_classes``; its normalisation is used unless ``mean``/``std`` are
-    given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
+    ``fc6_kernel`` (FCN8s only), ``output_stride`` (FCN8s only: 8, or 4 for FCN-4s with the pool2 skip),
+    ``num_classes``. ``init``: start from a trained model's weights instead of a random initialisation
+    (fine-tuning): ``zoo:NAME`` (a shipped model) or ``zoo:PATH/NAME.json`` (an exported one), of the same
+    architecture, ``arch_kwargs`` and ``num_classes``, or an FCN-8s for an FCN-4s run (its new pool2 stage starts
+    as Long et al. start each finer stage: zero scores, bilinear upsampling); its normalisation is used unless
+    ``mean``/``std`` are given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
     ``train``), ``size`` (image size of the synthetic data), ``train_images`` and ``val_images`` (how many images
@@ -126,6 +128,7 @@ class TrainConfig:
     batch_norm: bool = True
     dropout: float | None = None
     fc6_kernel: int = 7
+    output_stride: int = 8
     num_classes: int = 19
     init: str | None = None
     # data
@@ -183,6 +186,10 @@ class TrainConfig:
             raise ValueError(f"batch_norm=False (--no-batch-norm) applies to fcn8s only; {self.arch} keeps its norms")
         if self.arch != "fcn8s" and self.fc6_kernel != 7:
             raise ValueError(f"fc6_kernel applies to fcn8s only, not to {self.arch}")
+        if self.output_stride not in (4, 8) or isinstance(self.output_stride, bool):
+            raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s), got {self.output_stride!r}")
+        if self.arch != "fcn8s" and self.output_stride != 8:
+            raise ValueError(f"output_stride applies to fcn8s only, not to {self.arch}")
         # Normalise types so that the JSON form is canonical: paths as strings, sequences as tuples.
         object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
         if self.export_dir is not None:
@@ -259,15 +266,16 @@ class TrainConfig:
 
     def arch_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``zoo.ARCHITECTURES[arch]`` this configuration builds (and the model card keeps)."""
-        if self.arch == "fcn8s":
+        if self.arch == "fcn8s":  # output_stride only when it is not FCN-8s's, so that FCN-8s cards stay as they were
             return {"width": self.width, "batch_norm": self.batch_norm, "dropout": self.dropout,
-                    "fc6_kernel": self.fc6_kernel}  # fmt: skip
+                    "fc6_kernel": self.fc6_kernel,
+                    **({"output_stride": self.output_stride} if self.output_stride != 8 else {})}  # fmt: skip
         return {"width": self.width, "dropout": self.dropout}
 
     def describe(self) -> str:
         """One line naming the network, e.g. "DeepLabv3+ (residual, ASPP) width 1"."""
         if self.arch == "fcn8s":
-            return f"FCN8s-VGG16 width {self.width:g}{' + BatchNorm' if self.batch_norm else ''}"
+            return f"FCN{self.output_stride}s-VGG16 width {self.width:g}{' + BatchNorm' if self.batch_norm else ''}"
         return f"{ARCH_TITLES[self.arch]} width {self.width:g}"
 
 
@@ -419,6 +427,24 @@ class _Source:
         return (m[0], m[1], m[2]), (s[0], s[1], s[2])
 
 
+def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """Whether an init network ``got`` is the FCN-8s of the FCN-4s ``want`` (the same options but the stride)."""
+    if want["arch"] != "fcn8s" or want["arch_kwargs"].get("output_stride") != 4:
+        return False
+    if got["arch_kwargs"].get("output_stride", 8) != 8:
+        return False
+    return {**got, "arch_kwargs": {**got["arch_kwargs"], "output_stride": 4}} == want
+
+
+def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load an init model's state into ``net``: all of it, or an FCN-8s's into an FCN-4s, whose new pool2 stage
+    keeps its initialisation (zero scores and a bilinear 2x: the FCN-8s's scores passed through)."""
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    new_stage = {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"}
+    if unexpected or not set(missing) <= new_stage or (missing and getattr(net, "output_stride", 8) != 4):
+        raise RuntimeError(f"init weights do not fit the network: missing {missing}, unexpected {unexpected}")
+
+
 def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
     """The model ``config.init`` names, checked against the configured network: (model, card path, card)."""
     from .specs import SpecError, _load_zoo, zoo_card_path
@@ -434,7 +460,7 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
     want = {"arch": config.arch, "arch_kwargs": json.loads(json.dumps(config.arch_kwargs())),
             "num_classes": config.num_classes}  # fmt: skip
     got = {"arch": card.get("arch"), "arch_kwargs": card.get("arch_kwargs", {}), "num_classes": card.get("num_classes")}
-    if got != want:
+    if got != want and not _is_growth(got, want):
         diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
         raise ValueError(
             f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout "
@@ -604,6 +630,7 @@ def config_differences(config: TrainConfig) -> list[str]:
             f"{config_path} is corrupt (not a JSON object); start over with --overwrite or choose another --out"
         ) from None
     stored.setdefault("arch", "fcn8s")  # runs from before --arch trained FCN8s
+    stored.setdefault("output_stride", 8)  # and from before output_stride, at stride 8
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
@@ -762,7 +789,7 @@ def _train_locked(
     arch_kwargs = config.arch_kwargs()
     net = ARCHITECTURES[config.arch](config.num_classes, **arch_kwargs).to(device)
     if init_model is not None:
-        net.load_state_dict(init_model.net.state_dict())  # a resume overwrites it with the checkpoint's below
+        _load_init_weights(net, init_model.net.state_dict())  # a resume overwrites it with the checkpoint's below
         del init_model
     if config.channels_last:
         net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -58,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="dropout: after fc6 and fc7 for fcn8s (default 0.5), before the classifier for the others (default 0.1)",
     )
     p.add_argument(
+        "--output-stride",
+        type=int,
+        choices=[8, 4],
+        default=8,
+        help="fcn8s only: 8 (FCN-8s, the paper's) or 4 (FCN-4s: adds a pool2 skip); an FCN-8s --init starts an "
+        "FCN-4s with its new stage passing the FCN-8s's scores through (default: 8)",
+    )
+    p.add_argument(
         "--init",
         default=None,
         metavar="zoo:NAME",
@@ -163,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout, init=args.init,
+            dropout=args.dropout, output_stride=args.output_stride, init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,

@@ -11,6 +11,11 @@ Layout, as in the reference ``voc-fcn8s`` net:
   fused with the pool3 scores; 8x upsampling back to the input. As the paper describes, the two 2x upsamplings are
   initialised to bilinear interpolation and learned; the final 8x is fixed bilinear interpolation, held as a
   non-persistent buffer (so it is neither a parameter nor part of the shipped state dict).
+- ``output_stride=4`` continues the scheme one step (FCN-4s, not in the paper): a zero-initialised 1x1 score layer on
+  pool2 (stride 4), fused after a third learned 2x upsampling, then a fixed 4x. Zero scores and bilinear kernels
+  make a freshly added stage pass the stride-8 scores through (up to the interpolation of 2x-then-4x instead of 8x),
+  so an FCN-8s's weights start it where Long et al. start each finer stage: from the coarser net (``segattack train
+  --init``).
 
 Differences from the Caffe reference, and why:
 
@@ -108,12 +113,11 @@ class FCN8s(nn.Module):
         dropout: dropout probability after fc6 and fc7 (0.5 in the paper).
         fc6_kernel: kernel size of fc6, 7 (the paper's, default) or any odd size; padding keeps the size.
         in_channels: input channels (3 for RGB).
+        output_stride: 8 (FCN-8s, the paper's) or 4 (adds the pool2 skip: FCN-4s).
 
     Input is expected normalised (wrap in ``segattack.PixelModel`` with mean/std to feed [0, 1] images). Any
     H, W >= 1 is accepted; the logits are returned exactly at (H, W).
     """
-
-    output_stride: int = 8
 
     def __init__(
         self,
@@ -124,9 +128,13 @@ class FCN8s(nn.Module):
         dropout: float = 0.5,
         fc6_kernel: int = 7,
         in_channels: int = 3,
+        output_stride: int = 8,
     ) -> None:
         super().__init__()
         check_common(num_classes, width, dropout, example="1.0 or 0.125")
+        if output_stride not in (4, 8) or isinstance(output_stride, bool):
+            raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s, the pool2 skip), got {output_stride!r}")
+        self.output_stride = output_stride
         if fc6_kernel < 1 or fc6_kernel % 2 == 0:
             raise ValueError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
         self.num_classes = num_classes
@@ -144,6 +152,7 @@ class FCN8s(nn.Module):
             layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
             blocks.append(nn.Sequential(*layers))
         self.block1, self.block2, self.block3, self.block4, self.block5 = blocks
+        c_pool2 = _channels(128, width)
         c_pool3 = _channels(256, width)
         c_pool4 = _channels(512, width)
         c_fc = _channels(_FC_CHANNELS, width)
@@ -155,7 +164,12 @@ class FCN8s(nn.Module):
         self.score_pool3 = nn.Conv2d(c_pool3, num_classes, 1)
         self.upscore2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
         self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
-        self.upscore8 = _FixedUpsample(num_classes, 8)
+        self.score_pool2: nn.Conv2d | None = None
+        self.upscore_pool3: nn.ConvTranspose2d | None = None
+        if output_stride == 4:
+            self.score_pool2 = nn.Conv2d(c_pool2, num_classes, 1)
+            self.upscore_pool3 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
+        self.upscore8 = _FixedUpsample(num_classes, output_stride)  # the final fixed upsampling (8x, or 4x)
         self.reset_parameters()
 
     @staticmethod
@@ -169,12 +183,16 @@ class FCN8s(nn.Module):
         """Initialise for training from scratch: He-normal convolutions, zero score layers (as Long et al.),
         bilinear upsampling kernels, BatchNorm at identity."""
         he_init(self)
-        for score in (self.score_fr, self.score_pool4, self.score_pool3):
+        for score in (self.score_fr, self.score_pool4, self.score_pool3, self.score_pool2):
+            if score is None:
+                continue
             nn.init.zeros_(score.weight)
             assert score.bias is not None
             nn.init.zeros_(score.bias)
         with torch.no_grad():
-            for up in (self.upscore2, self.upscore_pool4):
+            for up in (self.upscore2, self.upscore_pool4, self.upscore_pool3):
+                if up is None:
+                    continue
                 up.weight.zero_()
                 kernel = bilinear_kernel(up.kernel_size[0])
                 for c in range(self.num_classes):
@@ -184,14 +202,18 @@ class FCN8s(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"FCN8s expects (B, C, H, W) input, got shape {tuple(x.shape)}")
         size = (x.shape[-2], x.shape[-1])
-        pool3 = self.block3(self.block2(self.block1(x)))  # stride 8
+        pool2 = self.block2(self.block1(x))  # stride 4
+        pool3 = self.block3(pool2)  # stride 8
         pool4 = self.block4(pool3)  # stride 16
         fc7 = self.fc7(self.fc6(self.block5(pool4)))  # stride 32
         score = self.upscore2(self.score_fr(fc7))
         score = _crop(score, pool4) + self.score_pool4(pool4)
         score = self.upscore_pool4(score)
-        score = _crop(score, pool3) + self.score_pool3(pool3)  # output stride 8
+        score = _crop(score, pool3) + self.score_pool3(pool3)  # stride 8
+        if self.score_pool2 is not None and self.upscore_pool3 is not None:
+            score = _crop(self.upscore_pool3(score), pool2) + self.score_pool2(pool2)  # stride 4
         return _crop(self.upscore8(score), size)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}"
+        stride = f", output_stride={self.output_stride}" if self.output_stride != 8 else ""
+        return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}{stride}"
