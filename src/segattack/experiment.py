@@ -75,7 +75,7 @@ import platform
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -358,6 +358,7 @@ def run_experiment(
     instance_threshold: float = DEFAULT_THRESHOLD,
     survive: str | Sequence[Any] = (),
     overlap: bool | None = None,
+    read_workers: int | None = None,
 ) -> Path:
     """Run the paper's experiment (hide ``class_ids`` at every budget) over ``dataset``; return ``out_dir``.
 
@@ -410,6 +411,11 @@ def run_experiment(
             (the rows are the same). None (default): pipelined on a GPU, where the attack runs on the device and
             the CPU is free for the rest; one after the other on a CPU, where the worker threads would take cores
             from the attack's own threads (measured on 2 cores: 148 s pipelined against 122 s, the demo's run).
+        read_workers: worker processes that read (decode, resize, generate) the next batches' images while the
+            model attacks (a ``torch.utils.data.DataLoader`` over the images left, two batches ahead per worker); 0
+            reads on the calling thread (or the reader thread when pipelined). None (default): up to 4 (half the
+            CPU cores) on a GPU, 0 on a CPU, where they would take cores from the attack. The rows are the same
+            either way. The data set must work in a forked process (those of ``segattack.data`` do).
 
     Raises:
         ExperimentError: invalid arguments, a model whose classes do not fit, or a different configuration in
@@ -435,6 +441,9 @@ def run_experiment(
         raise ExperimentError(f"batch_size must be a positive integer, got {batch_size!r}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ExperimentError(f"limit must be a positive integer, got {limit!r}")
+    if read_workers is not None and (isinstance(read_workers, bool) or not isinstance(read_workers, int)
+                                     or read_workers < 0):  # fmt: skip
+        raise ExperimentError(f"read_workers must be an integer >= 0 (0: read on this process), got {read_workers!r}")
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise ExperimentError("the data set holds no images")
@@ -485,6 +494,7 @@ def run_experiment(
             reference, batch_size=batch_size, save_images=save_images, figure1_ids=figure1_spec, progress=progress,
             seed=seed, world=w, instance_threshold=threshold, transforms=transforms,
             overlap=dev.type == "cuda" if overlap is None else bool(overlap),
+            read_workers=default_read_workers(dev) if read_workers is None else read_workers,
         )  # fmt: skip
         with contextlib.ExitStack() as stack:
             # rank 0 alone checks and writes config.json, prepares results.jsonl and holds the directory's lock
@@ -533,8 +543,9 @@ class _Run:
         instance_threshold: float = DEFAULT_THRESHOLD,
         transforms: Sequence[Any] = (),
         overlap: bool = True,
+        read_workers: int = 0,
     ) -> None:
-        self.overlap = overlap
+        self.overlap, self.read_workers = overlap, read_workers
         self.dataset, self.out, self.experiment, self.goal_obj = dataset, out, experiment, goal_obj
         self.transforms = list(transforms)
         self.specs, self.eps, self.modes_t, self.ids, self.n, self.dev = specs, eps, modes_t, ids, n, dev
@@ -625,17 +636,33 @@ class _Run:
                 report(ids[i], str(per_image[i][0]["status"]), per_image[i])
 
         todos = [{i: missing[i] for i in batch} for batch in mine]
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=cuda), contextlib.closing(self._reads(todos)) as reads:
             torch.manual_seed(self.seed)
             if self.overlap and len(todos) > 1:
-                self._pipelined(todos, emit)
+                self._pipelined(todos, reads, emit)
             else:
-                for todo in todos:
-                    emit(todo, self.runner.run(self.dataset, todo, ids))
+                for todo, batch in zip(todos, reads, strict=True):
+                    self.runner.attack(batch, ids)
+                    emit(todo, self.runner.measure(batch))
+
+    def _reads(self, todos: Sequence[Mapping[int, list[str]]]) -> Generator[_Batch, None, None]:
+        """The batches of ``todos``, read in order: as they are asked for, on the asking thread, or ahead of
+        time in ``read_workers`` processes, started here, on the calling thread, before any worker thread (a fork
+        from the reader thread left workers that failed at exit)."""
+        runner, ids = self.runner, self.ids
+        if self.read_workers == 0 or not todos:
+            return (runner.read(self.dataset, todo, ids) for todo in todos)
+        loader = torch.utils.data.DataLoader(
+            _Items(self.dataset, runner.gt_instances), batch_sampler=[list(todo) for todo in todos],
+            num_workers=min(self.read_workers, len(todos)), collate_fn=_as_list, prefetch_factor=2,
+            pin_memory=False,  # the attack pins each batch once it is stacked (see _run_group)
+        )  # fmt: skip
+        return _read_ahead(iter(loader), todos, runner, ids)
 
     def _pipelined(
         self,
         todos: Sequence[Mapping[int, list[str]]],
+        reads: Iterator[_Batch],
         emit: Callable[[Mapping[int, list[str]], Mapping[int, list[dict[str, Any]]]], None],
     ) -> None:
         """Batch n is attacked on this thread while batch n + 1 is read on a reader thread and batch n - 1 is
@@ -648,11 +675,11 @@ class _Run:
         measurer = ThreadPoolExecutor(1, thread_name_prefix="segattack-measure")
         pending: tuple[Mapping[int, list[str]], Future[dict[int, list[dict[str, Any]]]]] | None = None
         try:
-            next_read = reader.submit(runner.read, self.dataset, todos[0], ids)
+            next_read = reader.submit(next, reads)
             for n, todo in enumerate(todos):
                 batch = next_read.result()
                 if n + 1 < len(todos):
-                    next_read = reader.submit(runner.read, self.dataset, todos[n + 1], ids)
+                    next_read = reader.submit(next, reads)
                 runner.attack(batch, ids)
                 if pending is not None:
                     done, pending = pending, None
@@ -1134,6 +1161,60 @@ class _Batch:
     attack_s: float = 0.0
 
 
+def default_read_workers(device: torch.device) -> int:
+    """Reading processes ``run_experiment`` uses by default: up to 4 (half the CPU cores) on a GPU, where the
+    CPU is otherwise idle; none on a CPU, where they would take cores from the attack."""
+    return min(4, (os.cpu_count() or 1) // 2) if device.type == "cuda" else 0
+
+
+def _load_item(dataset: Any, i: int, with_instances: bool) -> tuple[Any, Any, Any]:
+    """Item ``i`` of ``dataset`` as it gives it: (image, label, ground-truth instance ids or None), unchecked."""
+    image, label = dataset[i]
+    return image, label, (dataset.instance_ids(i) if with_instances else None)
+
+
+#: An item as a reading process returns it: (index, image, label, instance ids or None, None or why unreadable).
+_Item = tuple[int, Any, Any, Any, "str | None"]
+
+
+class _Items(torch.utils.data.Dataset[_Item]):
+    """A data set's items for ``DataLoader`` reading processes, an unreadable file as its message (the run counts
+    it and goes on) rather than an error that would stop the loader."""
+
+    def __init__(self, dataset: Any, with_instances: bool) -> None:
+        self.dataset, self.with_instances = dataset, with_instances
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> _Item:
+        try:
+            image, label, ids = _load_item(self.dataset, i, self.with_instances)
+        except UnreadableImageError as err:
+            return i, None, None, None, str(err)
+        return i, image, label, ids, None
+
+
+def _as_list(items: list[_Item]) -> list[_Item]:
+    return items
+
+
+def _read_ahead(
+    it: Iterator[list[_Item]], todos: Sequence[Mapping[int, list[str]]], runner: _BatchRunner, ids: list[str]
+) -> Generator[_Batch, None, None]:
+    """The batches a DataLoader's iterator ``it`` reads ahead; its workers stop at the last one, or on close."""
+    try:
+        for n, todo in enumerate(todos):
+            items = next(it)
+            if n + 1 == len(todos):
+                next(it, None)  # at its end the loader stops its workers itself
+            yield runner.assemble(todo, items, ids)
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)  # now, not when the iterator is collected
+        if shutdown is not None:
+            shutdown()
+
+
 class _BatchRunner:
     def __init__(
         self,
@@ -1206,15 +1287,21 @@ class _BatchRunner:
     ) -> tuple[Tensor, Tensor]:
         """Item ``i`` as (uint8 image, label), checked; its ground-truth instance ids into ``instance_ids`` where
         the data set has them and a dict is given."""
-        image, label = dataset[i]
+        image, label, ids = _load_item(dataset, i, self.gt_instances and instance_ids is not None)
+        return self._accept(i, image_id, image, label, ids, instance_ids)
+
+    def _accept(
+        self, i: int, image_id: str, image: Any, label: Any, ids: Any, instance_ids: dict[int, Tensor] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Check item ``i`` as read (here or in a reading process) and keep its pixel count and instance ids."""
         if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
             raise ExperimentError(
                 f"data set item {i} ({image_id}) is not a uint8 (3, H, W) image tensor: the data set breaks the "
                 "segattack.data contract"
             )
         self.pixels[i] = int(image.shape[1]) * int(image.shape[2])
-        if self.gt_instances and instance_ids is not None:
-            ids = torch.as_tensor(dataset.instance_ids(i))
+        if ids is not None and instance_ids is not None:
+            ids = torch.as_tensor(ids)
             if tuple(ids.shape) != tuple(image.shape[1:]):
                 raise ExperimentError(
                     f"data set item {i} ({image_id}): instance ids {tuple(ids.shape)} and image {tuple(image.shape)} "
@@ -1234,6 +1321,19 @@ class _BatchRunner:
                 log.warning("skipping unreadable image %s: %s", ids[i], err)
                 batch.rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
                 continue
+            batch.groups.setdefault(tuple(image.shape), []).append((i, image, label))
+        return batch
+
+    def assemble(self, todo: Mapping[int, list[str]], items: Sequence[_Item], ids: list[str]) -> _Batch:
+        """The batch of ``todo`` from its items as reading processes return them (``_Items``), checked as
+        ``read`` checks them."""
+        batch = _Batch(todo=todo)
+        for i, image, label, instance_ids, unreadable in items:
+            if unreadable is not None:
+                log.warning("skipping unreadable image %s: %s", ids[i], unreadable)
+                batch.rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
+                continue
+            image, label = self._accept(i, ids[i], image, label, instance_ids, batch.instance_ids)
             batch.groups.setdefault(tuple(image.shape), []).append((i, image, label))
         return batch
 

@@ -528,12 +528,14 @@ def run_and_report(
     label_names: Sequence[str] | None = None,
     instance_threshold: float | None = None,
     survive: Sequence[Any] = (),
+    read_workers: int | None = None,
 ) -> list[str]:
     """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences.
 
     ``label_names``: the names of all the model's output classes (default: the model's ``class_names``, else the
     defaults); they go to ``run_experiment(label_names=...)``. ``instance_threshold`` and ``survive`` (transforms)
-    go to ``run_experiment`` as they are (None: its default threshold). After the sentences, those on survival
+    go to ``run_experiment`` as they are (None: its default threshold), and so does ``read_workers`` (None: its
+    default). After the sentences, those on survival
     (one per transform) are printed too (not returned)."""
     import inspect
 
@@ -564,6 +566,8 @@ def run_and_report(
         extra["label_names"] = all_names
     if instance_threshold is not None:
         extra["instance_threshold"] = instance_threshold
+    if read_workers is not None:
+        extra["read_workers"] = read_workers
     if survive:
         if goal != "hide":
             raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")

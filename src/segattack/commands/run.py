@@ -68,6 +68,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     o.add_argument("--batch-size", type=int, default=4, metavar="N", help="images attacked at once (default: 4)")
     o.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (default: all)")
     o.add_argument(
+        "--read-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes that read and resize the next images while the model attacks (default: up to 4 on a GPU, "
+        "0 on a CPU, where they would take cores from the attack)",
+    )
+    o.add_argument(
         "--save-images",
         action="store_true",
         help="also write every adversarial image as a lossless 8-bit PNG under DIR/images/eps<E>/<mode>/",
@@ -109,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     threshold, survive = parse_measure_args(args)
     if survive and args.goal != "hide":
         raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")
+    if args.read_workers is not None and args.read_workers < 0:
+        raise UserError(f"--read-workers must be 0 or more (0: read in this process), got {args.read_workers}")
     check_out_dir(args.out)
     check_model_args(args)
     data, describe = build_data(args.data, args.size, args.labels)
@@ -136,5 +146,6 @@ def run(args: argparse.Namespace) -> int:
         label_names=names,
         instance_threshold=threshold,
         survive=survive,
+        read_workers=args.read_workers,
     )
     return 0
