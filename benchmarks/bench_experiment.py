@@ -1,10 +1,14 @@
 """Pipeline efficiency of the paper's whole experiment, and the multi-process overhead, measured in one run.
 
 Pipeline efficiency = (the model's own time for the passes ``run_experiment`` makes) / (its wall time). The passes
-are counted with hooks on the network during the run (forward passes with and without gradient, images per call); the
-model's own time per image for each kind of pass is measured in the same run, before and after the experiment (the
-mean of the two medians), at the experiment's batch size. Everything else (reading and generating images, targets,
-restriction, metrics, instance and SSIM measures, writing rows, Figure 1 files, the report) is the overhead.
+are counted with hooks on the network during the run (forward passes with and without gradient, images per call). The
+model's own time per image for each kind of pass is measured in the same run, at the experiment's batch size: before
+it, after it, and between its batches (every ``--calibrate-every`` images, from the progress callback; that time is
+taken off the wall time and its passes are not counted). The median of all those timings is the model's time: on a
+shared machine the speed of the same pass drifts by 30-45% over a run, and timings only before and after it gave
+efficiencies of 0.86 to 1.14 for runs of the same code (kept in the output as ``before_after``). Everything else
+(reading and generating images, targets, restriction, metrics, instance and SSIM measures, writing rows, Figure 1
+files, the report) is the overhead.
 Goal: >= 0.90 on CPU for the demo's configuration (20 synthetic scenes at 256x512, eps 1..20, full + posthoc,
 batch 2, channels-last, 3 Figure 1 images).
 
@@ -51,15 +55,18 @@ PERSON = 11
 
 class PassCounter:
     """Forward hooks on the wrapped network: images per call, split by whether autograd records the call (an attack
-    step: forward + backward) or not (a prediction: forward only)."""
+    step: forward + backward) or not (a prediction: forward only); none while ``paused`` (calibration)."""
 
     def __init__(self, model: sa.PixelModel) -> None:
         self.grad_images = 0
         self.nograd_images = 0
         self.calls = 0
+        self.paused = False
         self._handle = model.net.register_forward_pre_hook(self._hook)
 
     def _hook(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if self.paused:
+            return
         n = int(args[0].shape[0])
         self.calls += 1
         if torch.is_grad_enabled():
@@ -97,6 +104,25 @@ def per_image_times(model: sa.PixelModel, x: torch.Tensor, repeats: int) -> tupl
     return median(step), median(forward)
 
 
+class Calibration:
+    """The model's own times per image (forward + backward, forward), taken at several points of a run."""
+
+    def __init__(self, model: sa.PixelModel, probe: torch.Tensor, counter: PassCounter) -> None:
+        self.model, self.probe, self.counter = model, probe, counter
+        self.points: list[tuple[float, float]] = []
+        self.seconds_inside = 0.0  # spent calibrating between the run's batches (taken off its wall time)
+
+    def take(self, repeats: int, *, inside: bool = False) -> None:
+        self.counter.paused = True
+        t = time.perf_counter()
+        try:
+            self.points.append(per_image_times(self.model, self.probe, repeats))
+        finally:
+            self.counter.paused = False
+        if inside:
+            self.seconds_inside += time.perf_counter() - t
+
+
 class Timed:
     """Wrap a module-level function of ``segattack.experiment`` and add up the seconds spent in it."""
 
@@ -126,9 +152,14 @@ def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[st
         model.set_fast_path(amp=args.amp, channels_last=args.channels_last)
     data = sa.data.SyntheticStreets(split="val", size=args.size, length=args.images, seed=0)
     probe = torch.stack([data[i][0] for i in range(min(args.batch_size, len(data)))]).float() / 255
-    before = per_image_times(model, probe, args.repeats)
-
     counter = PassCounter(model)
+    cal = Calibration(model, probe, counter)
+    cal.take(args.repeats)  # before
+
+    def between_batches(p: experiment_mod.Progress) -> None:
+        if p.image_id is not None and args.calibrate_every and p.done % args.calibrate_every == 0 and p.done < p.total:
+            cal.take(args.calibrate_repeats, inside=True)
+
     timers = [Timed("attack_batch"), Timed("measure")]
     out = Path(tempfile.mkdtemp(prefix="bench_experiment_"))
     try:
@@ -136,17 +167,20 @@ def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[st
         experiment_mod.run_experiment(
             model, data, class_ids=PERSON, eps_levels=args.eps, out_dir=out, modes=("full", "posthoc"),
             batch_size=args.batch_size, figure1_ids=args.figure1, overwrite=True, overlap=overlap,
+            progress=between_batches,
         )  # fmt: skip
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - t0 - cal.seconds_inside
     finally:
-        counter.remove()
         for timer in timers:
             timer.restore()
         shutil.rmtree(out, ignore_errors=True)
-    after = per_image_times(model, probe, args.repeats)
-    t_step = (before[0] + after[0]) / 2
-    t_fwd = (before[1] + after[1]) / 2
+    cal.take(args.repeats)  # after
+    counter.remove()
+    t_step = statistics.median(t for t, _ in cal.points)
+    t_fwd = statistics.median(f for _, f in cal.points)
     model_s = counter.grad_images * t_step + counter.nograd_images * t_fwd
+    first, last = cal.points[0], cal.points[-1]  # before and after the run: the calibration used until now
+    ends_s = counter.grad_images * (first[0] + last[0]) / 2 + counter.nograd_images * (first[1] + last[1]) / 2
     inside_attack = timers[0].seconds
     inside_measure = timers[1].seconds
     return {
@@ -169,8 +203,13 @@ def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[st
         "per_image_s": {
             "forward_backward": round(t_step, 5),
             "forward": round(t_fwd, 5),
-            "forward_backward_before_after": [round(before[0], 5), round(after[0], 5)],
+            "calibration_points": len(cal.points),
+            "forward_backward_min_max": [round(min(t for t, _ in cal.points), 5),
+                                         round(max(t for t, _ in cal.points), 5)],
+            "forward_backward_before_after": [round(first[0], 5), round(last[0], 5)],
         },  # fmt: skip
+        "calibration_s_taken_off": round(cal.seconds_inside, 2),
+        "before_after": {"model_s": round(ends_s, 2), "pipeline_efficiency": round(ends_s / wall, 4)},
         "split_s": {
             "attack_batch": round(inside_attack, 2),
             "measure": round(inside_measure, 2),
@@ -210,7 +249,13 @@ def main() -> None:
     p.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=list(DEFAULT_EPS))
     p.add_argument("--batch-size", type=int, default=DEMO_BATCH, help="(default: the demo's, %(default)s)")
     p.add_argument("--figure1", type=int, default=3, help="Figure 1 images, as the demo (default: 3)")
-    p.add_argument("--repeats", type=int, default=5, help="timings of the model's own passes (default: 5)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timings of the model's own passes before and after the run (default: 5)")
+    p.add_argument("--calibrate-every", type=int, default=None, metavar="N",
+                   help="time the model's own passes again every N images of the run (default: every batch; 0: only "
+                   "before and after)")
+    p.add_argument("--calibrate-repeats", type=int, default=3,
+                   help="timings at each of those points (default: 3)")  # fmt: skip
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="channels-last tensors, as the demo (default: on)")  # fmt: skip
@@ -223,6 +268,8 @@ def main() -> None:
                    help="glibc's malloc tuned as the command line does (memory.tune_allocator)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
+    if args.calibrate_every is None:
+        args.calibrate_every = args.batch_size
     tuned = tune_allocator() if args.tune_allocator else False  # as the command line does
 
     result: dict[str, Any] = {
