@@ -89,12 +89,27 @@ def restored_flags(net: nn.Module) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _frozen(net: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards."""
-    with restored_flags(net):
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
+    """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards. Only the
+    flags that differ are set (an attack calls this on every pass, with the network already frozen: setting every
+    flag twice per pass cost 0.7 ms of a 50 ms pass)."""
+    modules = list(net.modules())
+    params = list(net.parameters())
+    modes = [m.training for m in modules]
+    flags = [p.requires_grad for p in params]
+    try:
+        if any(modes):
+            net.eval()
+        for p, flag in zip(params, flags, strict=True):
+            if flag:
+                p.requires_grad_(False)
         yield
+    finally:
+        for m, training in zip(modules, modes, strict=True):
+            if m.training != training:
+                m.training = training
+        for p, flag in zip(params, flags, strict=True):
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
 
 
 def extract_logits(out: object) -> Tensor:
