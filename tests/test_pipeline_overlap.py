@@ -67,3 +67,16 @@ def test_interrupt_keeps_whole_images_and_resume_completes(model: sa.PixelModel,
     assert set(per_image.values()) == {8}  # every written image has all its rows
     run(model, out, overlap=True)  # resume
     assert rows_of(out) == rows_of(run(model, tmp_path / "fresh", overlap=False))
+
+
+def test_a_model_in_train_mode_is_attacked_in_eval_mode_and_left_as_it_was(model: sa.PixelModel,
+                                                                           tmp_path: Path) -> None:  # fmt: skip
+    # The run freezes the network once (eval mode, no parameter gradients) and restores it at the end; the pipelined
+    # run's reader thread predicts and makes targets while the main thread attacks, and must find it frozen.
+    reference = rows_of(run(model, tmp_path / "eval", overlap=False))
+    training = sa.zoo.load(sa.zoo.DEFAULT_MODEL).train()
+    grads = [p.requires_grad for p in training.parameters()]
+    assert all(grads) and training.net.training
+    assert rows_of(run(training, tmp_path / "train", overlap=True)) == reference
+    assert training.net.training and all(m.training for m in training.net.modules())
+    assert [p.requires_grad for p in training.parameters()] == grads

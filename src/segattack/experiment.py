@@ -90,7 +90,7 @@ from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
 from .instances import DEFAULT_THRESHOLD, check_threshold, instance_fields
 from .metrics import perturbation_norms, psnr, ssim
-from .models import model_fingerprint
+from .models import _frozen, model_fingerprint
 from .pipeline import (
     AttackSpec,
     BatchOutcome,
@@ -98,6 +98,7 @@ from .pipeline import (
     HideGoal,
     UntargetedGoal,
     attack_batch,
+    clean_instances,
     measure,
     transformed_outcome,
 )
@@ -636,7 +637,11 @@ class _Run:
                 report(ids[i], str(per_image[i][0]["status"]), per_image[i])
 
         todos = [{i: missing[i] for i in batch} for batch in mine]
-        with torch.random.fork_rng(devices=cuda), contextlib.closing(self._reads(todos)) as reads:
+        net = getattr(self.runner.model, "net", self.runner.model)
+        frozen = _frozen(net) if isinstance(net, torch.nn.Module) else contextlib.nullcontext()
+        # frozen for the whole run (eval mode, no parameter gradients; restored at the end): every pass would
+        # freeze it anyway, and the pipelined run's two threads then find nothing to set or restore
+        with torch.random.fork_rng(devices=cuda), frozen, contextlib.closing(self._reads(todos)) as reads:
             torch.manual_seed(self.seed)
             if self.overlap and len(todos) > 1:
                 self._pipelined(todos, reads, emit)
@@ -675,11 +680,14 @@ class _Run:
         measurer = ThreadPoolExecutor(1, thread_name_prefix="segattack-measure")
         pending: tuple[Mapping[int, list[str]], Future[dict[int, list[dict[str, Any]]]]] | None = None
         try:
-            next_read = reader.submit(next, reads)
+            def read_and_prepare() -> _Batch:  # on the reader thread: reading, prediction, targets, instances
+                return runner.prepare(next(reads), ids)
+
+            next_read = reader.submit(read_and_prepare)
             for n, todo in enumerate(todos):
                 batch = next_read.result()
                 if n + 1 < len(todos):
-                    next_read = reader.submit(next, reads)
+                    next_read = reader.submit(read_and_prepare)
                 runner.attack(batch, ids)
                 if pending is not None:
                     done, pending = pending, None
@@ -1159,6 +1167,21 @@ class _Batch:
     rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     jobs: list[Callable[[], None]] = field(default_factory=list)
     attack_s: float = 0.0
+    prepared: list[_Group] | None = None  # once ``prepare`` has run: the groups' images, predictions and labels
+
+
+@dataclass
+class _Group:
+    """One group of equally sized images of a batch, prepared for the attack: the images on the device, their clean
+    prediction, the images to attack (``ok``: positions in ``items``), their labels and clean instances."""
+
+    items: list[tuple[int, Tensor, Tensor]]
+    ok: list[int]
+    xs: Tensor | None = None  # (len(ok), 3, H, W) in [0, 1]
+    ps: Tensor | None = None  # (len(ok), H, W) clean prediction
+    truth: Tensor | None = None
+    labels: Tensor | None = None  # the goal's labels of ps (hide: the nearest-other-class target)
+    instances: dict[str, Any] = field(default_factory=dict)  # clean_instances of ps
 
 
 def default_read_workers(device: torch.device) -> int:
@@ -1337,12 +1360,24 @@ class _BatchRunner:
             batch.groups.setdefault(tuple(image.shape), []).append((i, image, label))
         return batch
 
+    def prepare(self, batch: _Batch, ids: list[str]) -> _Batch:
+        """Predict ``batch`` and make its labels and clean instances (targets: a distance transform per image, on
+        the CPU); the images without the class get their status rows. ``attack`` does it first unless it was done:
+        the pipelined experiment does it on its reader thread, so that the CPU work overlaps the previous batch's
+        attack on a GPU. Returns ``batch``."""
+        if batch.prepared is None:
+            batch.prepared = [self._prepare_group(items, ids, batch) for items in batch.groups.values()]
+        return batch
+
     def attack(self, batch: _Batch, ids: list[str]) -> None:
-        """Predict, target and attack ``batch`` (the model's work, on the calling thread); the per-image measures
-        are left in ``batch.jobs`` for ``measure`` (on this thread or a worker)."""
+        """Attack ``batch`` (the model's work, on the calling thread; predicted and targeted first unless
+        ``prepare`` did so); the per-image measures are left in ``batch.jobs`` for ``measure`` (on this thread or a
+        worker)."""
         t0 = time.perf_counter()
-        for items in batch.groups.values():
-            self._run_group(items, ids, batch)
+        self.prepare(batch, ids)
+        assert batch.prepared is not None
+        for group in batch.prepared:
+            self._run_group(group, ids, batch)
         batch.attack_s = time.perf_counter() - t0
 
     @staticmethod
@@ -1370,10 +1405,10 @@ class _BatchRunner:
         self.attack(batch, ids)
         return self.measure(batch)
 
-    def _run_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], batch: _Batch) -> None:
-        """Attack one group of equally sized images of ``batch``; their rows are made by the jobs it leaves in
-        ``batch.jobs`` (status rows at once)."""
-        todo, rows, jobs = batch.todo, batch.rows, batch.jobs
+    def _prepare_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], batch: _Batch) -> _Group:
+        """One group of equally sized images of ``batch`` on the device, predicted, the images without the class
+        given their status rows, the others' labels and clean instances made."""
+        todo, rows = batch.todo, batch.rows
         x8 = torch.stack([img for _, img, _ in items])
         if self.device.type == "cuda":  # page-locked, so the copy to the GPU is one DMA transfer, not staged
             x8 = x8.pin_memory()
@@ -1393,12 +1428,24 @@ class _BatchRunner:
                 else:
                     ok.append(b)
         if not ok:
-            return
+            return _Group(items, ok)
         sel = torch.tensor(ok, device=self.device)
         xs, ps = x[sel], pred[sel]
         truth = None
         if self.reference == "truth":
             truth = torch.stack([items[b][2] for b in ok]).to(self.device, torch.int64)
+        inst = [batch.instance_ids[items[b][0]] for b in ok] if self.gt_instances else None
+        return _Group(items, ok, xs, ps, truth, self.goal.labels(ps, truth), clean_instances(self.goal, ps, inst))
+
+    def _run_group(self, group: _Group, ids: list[str], batch: _Batch) -> None:
+        """Attack the images of a prepared group; their rows are made by the jobs it leaves in ``batch.jobs``
+        (status rows at once)."""
+        todo, rows, jobs = batch.todo, batch.rows, batch.jobs
+        items, ok = group.items, group.ok
+        if not ok:
+            return
+        xs, ps, truth, labels = group.xs, group.ps, group.truth, group.labels
+        assert xs is not None and ps is not None and labels is not None
         ok_ids = [ids[items[b][0]] for b in ok]
         per: dict[int, list[dict[str, Any]]] = {items[b][0]: [] for b in ok}
         rows.update(per)  # filled in by the jobs
@@ -1411,10 +1458,11 @@ class _BatchRunner:
             inst = None
             if self.gt_instances:
                 inst = [batch.instance_ids[items[ok[j]][0]] for j in sub]
+            picked_instances = {k: None if v is None else [v[j] for j in sub] for k, v in group.instances.items()}
             outcome = attack_batch(
                 self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
                 pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
-                instance_ids=inst,
+                labels=labels[pick], instances=picked_instances,
             )  # fmt: skip
             picked = [ok[j] for j in sub]
             jobs.append(functools.partial(self._rows, spec, outcome, xs[pick], picked, items, ids, per))

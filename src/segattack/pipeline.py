@@ -121,7 +121,11 @@ class BatchOutcome:
     no_target: list[bool] | None = None  # per image: the labels are no target (a transformed image all class)
 
 
-def _instances(goal: Goal, pred: Tensor, instance_ids: Tensor | Sequence[Tensor | None] | None) -> dict[str, Any]:
+def clean_instances(
+    goal: Goal, pred: Tensor, instance_ids: Tensor | Sequence[Tensor | None] | None
+) -> dict[str, Any]:
+    """The hide goal's instances of a batch's clean prediction (and ground truth), as ``BatchOutcome`` keeps them:
+    ``{"components": [...], "gt": [...] or None}``; ``{}`` for another goal."""
     if not isinstance(goal, HideGoal):
         return {}
     comps = [components(p, goal.class_ids) for p in pred]
@@ -144,6 +148,8 @@ def attack_batch(
     batch_size: int | None = None,
     keep: Sequence[str] = (),
     instance_ids: Tensor | Sequence[Tensor | None] | None = None,
+    labels: Tensor | None = None,
+    instances: Mapping[str, Any] | None = None,
 ) -> BatchOutcome:
     """Attack ``images`` (B, 3, H, W) in [0, 1] at every budget in ``eps_levels`` (8-bit levels).
 
@@ -151,11 +157,15 @@ def attack_batch(
     and ``during`` (restricted during the optimisation: one more attack). ``keep``: modes whose images are made
     although they are not measured (Figure 1 needs ``full`` and ``posthoc``). The clean prediction ``pred`` is
     computed unless given. ``instance_ids``: per image the ground-truth instance ids (H, W) (``segattack.instances``;
-    None for an image without them), for the hide goal's ``gt_instances*`` measures.
+    None for an image without them), for the hide goal's ``gt_instances*`` measures. ``labels`` (the goal's labels
+    of ``pred``: ``goal.labels(pred, truth)``) and ``instances`` (``clean_instances(goal, pred, instance_ids)``) may
+    be given when they were computed beforehand (the experiment does so on its reader thread while the previous batch
+    attacks).
     """
     if pred is None:
         pred = model.predict(images, batch_size=batch_size)
-    labels = goal.labels(pred, truth)
+    if labels is None:
+        labels = goal.labels(pred, truth)
     eps01 = [e / 255 for e in eps_levels]
     wanted = [m for m in ("full", "posthoc", "during") if m in modes or m in keep]
     mask = goal.restrict_mask(pred) if "posthoc" in wanted or "during" in wanted else None
@@ -171,7 +181,9 @@ def attack_batch(
     k, b = len(eps01), images.shape[0]
     h, w = images.shape[-2:]
     preds = {m: model.predict(a.flatten(0, 1), batch_size=batch_size).view(k, b, h, w) for m, a in advs.items()}
-    return BatchOutcome(pred=pred, labels=labels, advs=advs, preds=preds, **_instances(goal, pred, instance_ids))
+    if instances is None:
+        instances = clean_instances(goal, pred, instance_ids)
+    return BatchOutcome(pred=pred, labels=labels, advs=advs, preds=preds, **instances)
 
 
 def transformed_outcome(
@@ -226,7 +238,7 @@ def transformed_outcome(
             labels[has] = goal.labels(pred_t[has], None)
     out = BatchOutcome(
         pred=pred_t, labels=labels, advs=advs, preds=preds, no_target=no_target,
-        **_instances(goal, pred_t, instance_ids),
+        **clean_instances(goal, pred_t, instance_ids),
     )  # fmt: skip
     return out, clean_t
 
