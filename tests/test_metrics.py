@@ -60,6 +60,7 @@ def test_norms_and_psnr() -> None:
     p = sa.psnr(adv, x)
     assert p[0].item() == pytest.approx(10 * math.log10(48 / (104 / 255**2)))
     assert math.isinf(p[1])
+    assert torch.equal(n["psnr"], p)  # the same PSNR from the norms' own difference
 
 
 def test_confusion_matrix_and_iou() -> None:

@@ -89,7 +89,7 @@ from .attacks import registry
 from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
 from .instances import DEFAULT_THRESHOLD, check_threshold, instance_fields
-from .metrics import perturbation_norms, psnr, ssim
+from .metrics import perturbation_norms, ssim
 from .models import _frozen, model_fingerprint
 from .pipeline import (
     AttackSpec,
@@ -1523,8 +1523,7 @@ class _BatchRunner:
             for m in self.modes:
                 measures = measure(self.goal, outcome, m, k, num_classes=self.num_classes,
                                    instance_threshold=self.instance_threshold)  # fmt: skip
-                norms = perturbation_norms(outcome.advs[m][k], xs)
-                snr = psnr(outcome.advs[m][k], xs)
+                norms = perturbation_norms(outcome.advs[m][k], xs)  # and PSNR
                 sim = sims[m][k]
                 for j, b in enumerate(ok):
                     i = items[b][0]
@@ -1536,7 +1535,7 @@ class _BatchRunner:
                         linf=rundir.json_safe(round(float(norms["linf"][j]), 4)),
                         l2=rundir.json_safe(round(float(norms["l2"][j]), 4)),
                         mean_abs=rundir.json_safe(round(float(norms["mean_abs"][j]), 4)),
-                        psnr=rundir.json_safe(round(float(snr[j]), 4)),
+                        psnr=rundir.json_safe(round(float(norms["psnr"][j]), 4)),
                         ssim=rundir.json_safe(round(float(sim[j]), 6)),
                         time_s=0.0,
                         status="ok",
