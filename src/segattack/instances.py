@@ -134,7 +134,7 @@ def _mask_np(pred: Tensor | np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
     arr = pred.detach().cpu().numpy() if isinstance(pred, Tensor) else np.asarray(pred)
     if arr.ndim != 2:
         raise ValueError(f"expected one (H, W) prediction, got shape {arr.shape}")
-    return np.isin(arr, ids)
+    return arr == ids[0] if len(ids) == 1 else np.isin(arr, ids)
 
 
 def components(pred: Tensor | np.ndarray, class_id: int | Sequence[int]) -> Components:
