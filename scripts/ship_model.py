@@ -100,6 +100,9 @@ def main() -> None:
     rows = "\n".join(f"| {n} | {100 * v:.1f} |" for n, v in present)
     absent = [n for n, v in zip(CLASS_NAMES, val.iou.tolist(), strict=True) if v != v]
     arch = ARCH_LINES[card["arch"]].format(**card["arch_kwargs"])
+    if card["arch"] == "fcn8s" and card["arch_kwargs"].get("output_stride", 8) == 4:
+        arch = arch.replace("FCN-8s (Long et al. 2015)", "FCN-4s (FCN-8s of Long et al. 2015 with a pool2 skip: "
+                            "output stride 4)")
     curve_md = ""
     if curve:
         lines = "\n".join(f"| {c['step']} | {c['elapsed_s'] / 60:.0f} | {100 * c['miou']:.1f} | "
