@@ -114,7 +114,7 @@ def test_panels_figure_has_eleven_panels() -> None:
     fig = panels_figure(data)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 11 and titles[0] == "(a) original image" and titles[-1].startswith("(k)")
-    assert "100% hidden" in titles[9] and "0% hidden" in titles[10]
+    assert "100.0% hidden" in titles[9] and "\n0.0% hidden" in titles[10]
     assert "eps = 10 levels" in fig.texts[0].get_text()
 
 

@@ -429,7 +429,7 @@ def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figur
         n = int(hidden.sum())
         fooled = 100 * float((hidden & ~np.isin(p, class_ids)).sum()) / max(n, 1)
         kept = 100 * float(((p == pred) & ~hidden).sum()) / max(int((~hidden).sum()), 1)
-        return f"{fooled:.0f}% hidden, {kept:.1f}% kept"
+        return f"{fooled:.1f}% hidden, {kept:.1f}% kept"  # as the title: 99.5% is not 100%
 
     panels: list[tuple[int, int, str, np.ndarray | None]] = [
         (0, 0, "(a) original image", image),
