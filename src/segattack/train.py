@@ -463,8 +463,8 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
     if got != want and not _is_growth(got, want):
         diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
         raise ValueError(
-            f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout "
-            "and network options as that model"
+            f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout, "
+            "--output-stride and network options as that model (an FCN-8s may start an FCN-4s, not the reverse)"
         )
     return model, str(card_path), card
 
