@@ -6,7 +6,9 @@ root, which ``segattack.specs`` puts on the import path).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -164,3 +166,17 @@ def one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     assert code == 2, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     return err
+
+
+def interrupt_after(n: int) -> Callable[[Any], None]:
+    """A ``run_experiment`` progress callback that raises KeyboardInterrupt once ``n`` images are reported done, as
+    Ctrl-C would."""
+    seen: list[str] = []
+
+    def progress(p: Any) -> None:
+        if p.image_id is not None:
+            seen.append(p.image_id)
+            if len(seen) == n:
+                raise KeyboardInterrupt
+
+    return progress

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 import segattack as sa
-from segattack.experiment import Progress, run_experiment
+from segattack.experiment import run_experiment
+
+from .models_for_cli import interrupt_after
 
 PERSON = 11
 
@@ -49,16 +51,8 @@ def test_overlap_writes_the_rows_of_the_sequential_run(model: sa.PixelModel, tmp
 
 def test_interrupt_keeps_whole_images_and_resume_completes(model: sa.PixelModel, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    seen: list[str] = []
-
-    def stop_after_three(p: Progress) -> None:
-        if p.image_id is not None:
-            seen.append(p.image_id)
-            if len(seen) == 3:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run(model, out, progress=stop_after_three, overlap=True)
+        run(model, out, progress=interrupt_after(3), overlap=True)
     partial = rows_of(out)
     per_image: dict[str, int] = {}
     for r in partial:

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from segattack.data import ImageFolder
-from segattack.experiment import ExperimentError, Progress, default_read_workers, run_experiment
+from segattack.experiment import ExperimentError, default_read_workers, run_experiment
 
-from .models_for_cli import street_image, tiny_fcn
+from .models_for_cli import interrupt_after, street_image, tiny_fcn
 from .test_instances import InstanceList
 
 PERSON = 11
@@ -65,16 +65,8 @@ def test_ground_truth_instances_come_through_the_readers(tmp_path: Path) -> None
 
 def test_interrupt_stops_the_readers_and_resume_completes(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    seen: list[str] = []
-
-    def stop_after_three(p: Progress) -> None:
-        if p.image_id is not None:
-            seen.append(p.image_id)
-            if len(seen) == 3:
-                raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run(ImageFolder(folder), out, progress=stop_after_three, read_workers=2)
+        run(ImageFolder(folder), out, progress=interrupt_after(3), read_workers=2)
     assert not multiprocessing.active_children()
     written = {r["image_id"] for r in rows_of(out)}
     assert 3 <= len(written) < 8
