@@ -1334,22 +1334,15 @@ class _BatchRunner:
         return image, torch.as_tensor(label)
 
     def read(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> _Batch:
-        """Read (and, for synthetic data, generate) the images of ``todo``, grouped by size; unreadable ones get
-        their status rows. Thread-safe with respect to the attacking thread (it touches only this batch's state)."""
-        batch = _Batch(todo=todo)
-        for i in todo:
-            try:
-                image, label = self._read(dataset, i, ids[i], batch.instance_ids)
-            except UnreadableImageError as err:
-                log.warning("skipping unreadable image %s: %s", ids[i], err)
-                batch.rows[i] = self._status_rows(i, ids[i], "unreadable", None, todo[i])
-                continue
-            batch.groups.setdefault(tuple(image.shape), []).append((i, image, label))
-        return batch
+        """Read (and, for synthetic data, generate) the images of ``todo`` on this thread, as reading processes
+        would (``_Items``, then ``assemble``). Thread-safe with respect to the attacking thread (it touches only this
+        batch's state)."""
+        items = _Items(dataset, self.gt_instances)
+        return self.assemble(todo, [items[i] for i in todo], ids)
 
     def assemble(self, todo: Mapping[int, list[str]], items: Sequence[_Item], ids: list[str]) -> _Batch:
-        """The batch of ``todo`` from its items as reading processes return them (``_Items``), checked as
-        ``read`` checks them."""
+        """The batch of ``todo`` from its items as ``_Items`` gives them (here or in reading processes), checked and
+        grouped by size; unreadable ones get their status rows."""
         batch = _Batch(todo=todo)
         for i, image, label, instance_ids, unreadable in items:
             if unreadable is not None:
@@ -1397,13 +1390,6 @@ class _BatchRunner:
                 if r["status"] == "ok":
                     r["time_s"] = round(share, 4)
         return batch.rows
-
-    def run(self, dataset: Any, todo: Mapping[int, list[str]], ids: list[str]) -> dict[int, list[dict[str, Any]]]:
-        """Rows of the images in ``todo`` for the attacks listed there (those not finished before), all on this
-        thread."""
-        batch = self.read(dataset, todo, ids)
-        self.attack(batch, ids)
-        return self.measure(batch)
 
     def _prepare_group(self, items: list[tuple[int, Tensor, Tensor]], ids: list[str], batch: _Batch) -> _Group:
         """One group of equally sized images of ``batch`` on the device, predicted, the images without the class

@@ -152,16 +152,19 @@ def perturbation_norms(adv: Tensor, images: Tensor) -> dict[str, Tensor]:
     d = (adv.detach().to(torch.float64) - images.detach().to(torch.float64)).flatten(1)
     mse = d.pow(2).mean(1)
     d = d.abs_().mul_(255)
-    snr = torch.where(mse > 0, -10 * torch.log10(mse.clamp(min=1e-300)), torch.full_like(mse, math.inf))
-    return {"linf": d.amax(1), "l2": mse.mul(d.shape[1]).sqrt().mul(255), "mean_abs": d.mean(1), "psnr": snr}
+    return {"linf": d.amax(1), "l2": mse.mul(d.shape[1]).sqrt().mul(255), "mean_abs": d.mean(1), "psnr": _psnr(mse)}
+
+
+def _psnr(mse: Tensor) -> Tensor:
+    """PSNR in dB of images in [0, 1] from their mean squared difference; +inf where it is 0."""
+    return torch.where(mse > 0, -10 * torch.log10(mse.clamp(min=1e-300)), torch.full_like(mse, math.inf))
 
 
 def psnr(adv: Tensor, images: Tensor) -> Tensor:
     """Per-image peak signal-to-noise ratio in dB for images in [0, 1]; +inf where identical. (B,) float64."""
     if adv.shape != images.shape:
         raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
-    mse = (adv.detach().to(torch.float64) - images.detach().to(torch.float64)).pow(2).flatten(1).mean(1)
-    return torch.where(mse > 0, -10 * torch.log10(mse.clamp(min=1e-300)), torch.full_like(mse, math.inf))
+    return _psnr((adv.detach().to(torch.float64) - images.detach().to(torch.float64)).pow(2).flatten(1).mean(1))
 
 
 #: SSIM's Gaussian window (Wang et al. 2004): 11 x 11 pixels, sigma 1.5 pixels; constants K1 = 0.01, K2 = 0.03.
