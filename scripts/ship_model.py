@@ -103,6 +103,9 @@ def main() -> None:
     if card["arch"] == "fcn8s" and card["arch_kwargs"].get("output_stride", 8) == 4:
         arch = arch.replace("FCN-8s (Long et al. 2015)", "FCN-4s (FCN-8s of Long et al. 2015 with a pool2 skip: "
                             "output stride 4)")
+    if card["arch_kwargs"].get("refine"):
+        arch += (f", and a stride-4 refinement block ({card['arch_kwargs']['refine']} channels: the scores and the "
+                 "pool2 features through two 3x3 convolutions, added to the scores)")
     curve_md = ""
     if curve:
         lines = "\n".join(f"| {c['step']} | {c['elapsed_s'] / 60:.0f} | {100 * c['miou']:.1f} | "

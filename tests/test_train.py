@@ -407,6 +407,36 @@ def test_init_grows_an_fcn8s_into_an_fcn4s(tmp_path: Path) -> None:
         tiny_config(tmp_path / "c", output_stride=16)
 
 
+def test_init_grows_an_fcn4s_into_one_with_a_refinement_block(tmp_path: Path) -> None:
+    s4 = tiny_config(tmp_path / "a", steps=2, output_stride=4, export_name="s4", export_dir=str(tmp_path / "zoo"))
+    train(s4, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    spec = f"zoo:{tmp_path / 'zoo' / 's4.json'}"
+    grown = tiny_config(tmp_path / "b", steps=1, init=spec, output_stride=4, refine=4, export_name="r",
+                        export_dir=str(tmp_path / "zoo"))  # fmt: skip
+    assert grown.describe().endswith("+ refinement 4") and grown.arch_kwargs()["refine"] == 4
+    assert "refine" not in s4.arch_kwargs()  # FCN-4s cards are as they were
+    train(grown, train_data=EasyScenes(8, seed=5), val_data=EasyScenes(2, seed=1))
+    card = json.loads((tmp_path / "zoo" / "r.json").read_text())
+    assert card["arch_kwargs"]["refine"] == 4 and card["training"]["init"] == spec
+    b = load("r", weights_dir=tmp_path / "zoo").net.state_dict()
+    assert {k.split(".")[0] for k in set(b) - set(load("s4", weights_dir=tmp_path / "zoo").net.state_dict())} == {
+        "refine"
+    }
+    # An FCN-8s grows into it too (two stages at once); the reverse and other widths are refused.
+    s8 = tiny_config(tmp_path / "c", steps=1, export_name="s8", export_dir=str(tmp_path / "zoo"))
+    train(s8, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    s8_spec = f"zoo:{tmp_path / 'zoo' / 's8.json'}"
+    train_mod.check_init(tiny_config(tmp_path / "d", init=s8_spec, output_stride=4, refine=4))
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "d", init=f"zoo:{tmp_path / 'zoo' / 'r.json'}", output_stride=4))
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "d", init=spec, output_stride=4, refine=4, width=0.5))
+    with pytest.raises(ValueError, match="refine applies to fcn8s at output_stride 4"):
+        tiny_config(tmp_path / "d", refine=4)
+    with pytest.raises(ValueError, match="refine must be a number of channels"):
+        tiny_config(tmp_path / "d", output_stride=4, refine=-2)
+
+
 def test_cli_train_init(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "a"), *CLI_ARGS]) == 0
     card = tmp_path / "a" / "cli_model.json"

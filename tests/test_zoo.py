@@ -87,6 +87,28 @@ def test_fresh_stride_4_stage_passes_the_stride_8_scores_through() -> None:
         assert not torch.allclose(s4(x), b)
 
 
+def test_refinement_block_starts_as_the_identity_and_learns() -> None:
+    torch.manual_seed(0)
+    s4 = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=4).eval()
+    for score in (s4.score_fr, s4.score_pool4, s4.score_pool3, s4.score_pool2):
+        torch.nn.init.normal_(score.weight)  # type: ignore[union-attr]
+    r = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=4, refine=6).eval()
+    missing, unexpected = r.load_state_dict(s4.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("refine.") for k in missing)
+    assert r.refine is not None and r.refine[0].in_channels == 5 + 8  # the stride-4 scores + pool2's 128/16 channels
+    x = torch.rand(2, 3, 37, 61)
+    with torch.no_grad():
+        assert torch.equal(r(x), s4(x))  # a zero last convolution: exactly the FCN-4s
+    r.train()
+    r(x).square().mean().backward()
+    assert r.refine[-1].weight.grad is not None and r.refine[-1].weight.grad.abs().sum() > 0
+    assert "refine=6" in repr(r)
+    with pytest.raises(ValueError, match="refine applies to output_stride 4"):
+        FCN8s(5, width=1 / 16, refine=6)
+    with pytest.raises(ValueError, match="refine must be a number of channels"):
+        FCN8s(5, width=1 / 16, output_stride=4, refine=-1)
+
+
 def test_fixed_upsampling_is_bilinear() -> None:
     # Inside the image the 8x transposed convolution equals F.interpolate(bilinear, align_corners=False).
     net = FCN8s(3, width=1 / 16)

@@ -94,10 +94,12 @@ class TrainConfig:
     others), ``batch_norm`` (FCN8s only; the others always have their normalisation layers), ``dropout`` (None = the
     architecture's default: 0.5 after fc6 and fc7 for FCN8s, 0.1 before the classifier for the others),
     ``fc6_kernel`` (FCN8s only), ``output_stride`` (FCN8s only: 8, or 4 for FCN-4s with the pool2 skip),
-    ``num_classes``. ``init``: start from a trained model's weights instead of a random initialisation
-    (fine-tuning): ``zoo:NAME`` (a shipped model) or ``zoo:PATH/NAME.json`` (an exported one), of the same
-    architecture, ``arch_kwargs`` and ``num_classes``, or an FCN-8s for an FCN-4s run (its new pool2 stage starts
-    as Long et al. start each finer stage: zero scores, bilinear upsampling); its normalisation is used unless
+    ``refine`` (FCN-4s only: channels of its stride-4 refinement block, 0 = none), ``num_classes``. ``init``: start
+    from a trained model's weights instead of a random initialisation (fine-tuning): ``zoo:NAME`` (a shipped
+    model) or ``zoo:PATH/NAME.json`` (an exported one), of the same
+    architecture, ``arch_kwargs`` and ``num_classes``, or a smaller stage of the same FCN (an FCN-8s for an FCN-4s
+    run, whose new pool2 stage starts as Long et al. start each finer stage: zero scores, bilinear upsampling; an
+    FCN-4s for one with ``refine``, whose block starts as the identity); its normalisation is used unless
     ``mean``/``std`` are given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
@@ -129,6 +131,7 @@ class TrainConfig:
     dropout: float | None = None
     fc6_kernel: int = 7
     output_stride: int = 8
+    refine: int = 0
     num_classes: int = 19
     init: str | None = None
     # data
@@ -190,6 +193,10 @@ class TrainConfig:
             raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s), got {self.output_stride!r}")
         if self.arch != "fcn8s" and self.output_stride != 8:
             raise ValueError(f"output_stride applies to fcn8s only, not to {self.arch}")
+        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 0:
+            raise ValueError(f"refine must be a number of channels >= 0 (0: none), got {self.refine!r}")
+        if self.refine and (self.arch != "fcn8s" or self.output_stride != 4):
+            raise ValueError("refine applies to fcn8s at output_stride 4 only (--output-stride 4)")
         # Normalise types so that the JSON form is canonical: paths as strings, sequences as tuples.
         object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
         if self.export_dir is not None:
@@ -269,13 +276,16 @@ class TrainConfig:
         if self.arch == "fcn8s":  # output_stride only when it is not FCN-8s's, so that FCN-8s cards stay as they were
             return {"width": self.width, "batch_norm": self.batch_norm, "dropout": self.dropout,
                     "fc6_kernel": self.fc6_kernel,
-                    **({"output_stride": self.output_stride} if self.output_stride != 8 else {})}  # fmt: skip
+                    **({"output_stride": self.output_stride} if self.output_stride != 8 else {}),
+                    **({"refine": self.refine} if self.refine else {})}  # fmt: skip
         return {"width": self.width, "dropout": self.dropout}
 
     def describe(self) -> str:
         """One line naming the network, e.g. "DeepLabv3+ (residual, ASPP) width 1"."""
         if self.arch == "fcn8s":
-            return f"FCN{self.output_stride}s-VGG16 width {self.width:g}{' + BatchNorm' if self.batch_norm else ''}"
+            norm = " + BatchNorm" if self.batch_norm else ""
+            refine = f" + refinement {self.refine}" if self.refine else ""
+            return f"FCN{self.output_stride}s-VGG16 width {self.width:g}{norm}{refine}"
         return f"{ARCH_TITLES[self.arch]} width {self.width:g}"
 
 
@@ -427,21 +437,39 @@ class _Source:
         return (m[0], m[1], m[2]), (s[0], s[1], s[2])
 
 
+def _fcn_stage(kwargs: Mapping[str, Any]) -> int:
+    """An FCN's stage: 0 for FCN-8s, 1 for FCN-4s, 2 for FCN-4s with a refinement block."""
+    if kwargs.get("output_stride", 8) == 8:
+        return 0
+    return 2 if kwargs.get("refine", 0) else 1
+
+
 def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    """Whether an init network ``got`` is the FCN-8s of the FCN-4s ``want`` (the same options but the stride)."""
-    if want["arch"] != "fcn8s" or want["arch_kwargs"].get("output_stride") != 4:
+    """Whether an init network ``got`` is a smaller stage of the FCN ``want`` (the same options but the stride and
+    the refinement block): FCN-8s -> FCN-4s (-> + refinement)."""
+    if want["arch"] != "fcn8s" or got["arch"] != "fcn8s":
         return False
-    if got["arch_kwargs"].get("output_stride", 8) != 8:
+    if _fcn_stage(got["arch_kwargs"]) >= _fcn_stage(want["arch_kwargs"]):
         return False
-    return {**got, "arch_kwargs": {**got["arch_kwargs"], "output_stride": 4}} == want
+    grown = {k: v for k, v in got["arch_kwargs"].items() if k not in ("output_stride", "refine")}
+    for key in ("output_stride", "refine"):
+        if key in want["arch_kwargs"]:
+            grown[key] = want["arch_kwargs"][key]
+    return {**got, "arch_kwargs": grown} == want
 
 
 def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
-    """Load an init model's state into ``net``: all of it, or an FCN-8s's into an FCN-4s, whose new pool2 stage
-    keeps its initialisation (zero scores and a bilinear 2x: the FCN-8s's scores passed through)."""
+    """Load an init model's state into ``net``: all of it, or a smaller FCN stage's into a larger one, whose new
+    layers keep their initialisation: an FCN-4s's pool2 stage zero scores and a bilinear 2x (the FCN-8s's scores
+    passed through), a refinement block a zero last convolution (the identity)."""
     missing, unexpected = net.load_state_dict(state, strict=False)
-    new_stage = {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"}
-    if unexpected or not set(missing) <= new_stage or (missing and getattr(net, "output_stride", 8) != 4):
+    allowed: set[str] = set()
+    if getattr(net, "output_stride", 8) == 4:
+        allowed |= {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"}
+    refine = getattr(net, "refine", None)
+    if isinstance(refine, nn.Module):
+        allowed |= {f"refine.{k}" for k in refine.state_dict()}
+    if unexpected or not set(missing) <= allowed:
         raise RuntimeError(f"init weights do not fit the network: missing {missing}, unexpected {unexpected}")
 
 
@@ -464,7 +492,8 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
         diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
         raise ValueError(
             f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout, "
-            "--output-stride and network options as that model (an FCN-8s may start an FCN-4s, not the reverse)"
+            "--output-stride, --refine and network options as that model (a smaller stage of an FCN may start a larger "
+            "one: FCN-8s -> FCN-4s -> FCN-4s with --refine; not the reverse)"
         )
     return model, str(card_path), card
 
@@ -631,6 +660,7 @@ def config_differences(config: TrainConfig) -> list[str]:
         ) from None
     stored.setdefault("arch", "fcn8s")  # runs from before --arch trained FCN8s
     stored.setdefault("output_stride", 8)  # and from before output_stride, at stride 8
+    stored.setdefault("refine", 0)  # and from before refine, without the block
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 

@@ -66,6 +66,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "FCN-4s with its new stage passing the FCN-8s's scores through (default: 8)",
     )
     p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="C",
+        help="fcn8s at --output-stride 4 only: add a stride-4 refinement block with C channels (scores + pool2 "
+        "features, two 3x3 convolutions; starts as the identity, so an FCN-4s --init grows into it) (default: 0, none)",
+    )
+    p.add_argument(
         "--init",
         default=None,
         metavar="zoo:NAME",
@@ -171,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout, output_stride=args.output_stride, init=args.init,
+            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine,
+            init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,

@@ -16,6 +16,12 @@ Layout, as in the reference ``voc-fcn8s`` net:
   make a freshly added stage pass the stride-8 scores through (up to the interpolation of 2x-then-4x instead of 8x),
   so an FCN-8s's weights start it where Long et al. start each finer stage: from the coarser net (``segattack train
   --init``).
+- ``refine=C`` (stride 4 only; not in the paper) adds a small refinement block after the pool2 fusion, in the
+  spirit of DeepLabv3+'s decoder: the stride-4 scores concatenated with the pool2 features, a 3x3 convolution to C
+  channels (+ BatchNorm) + ReLU, and a zero-initialised 3x3 convolution back to the classes, added to the scores.
+  The linear 1x1 skips of FCN can only add a per-pixel correction from the fine features; this block sees the
+  coarse class scores and the edges together, where the boundaries of persons are decided. Zero-initialised, it
+  starts as the identity, so a trained FCN-4s grows into it (``segattack train --init``) without losing anything.
 
 Differences from the Caffe reference, and why:
 
@@ -114,6 +120,7 @@ class FCN8s(nn.Module):
         fc6_kernel: kernel size of fc6, 7 (the paper's, default) or any odd size; padding keeps the size.
         in_channels: input channels (3 for RGB).
         output_stride: 8 (FCN-8s, the paper's) or 4 (adds the pool2 skip: FCN-4s).
+        refine: channels of the stride-4 refinement block (0: none, FCN-4s as above); needs ``output_stride=4``.
 
     Input is expected normalised (wrap in ``segattack.PixelModel`` with mean/std to feed [0, 1] images). Any
     H, W >= 1 is accepted; the logits are returned exactly at (H, W).
@@ -129,12 +136,18 @@ class FCN8s(nn.Module):
         fc6_kernel: int = 7,
         in_channels: int = 3,
         output_stride: int = 8,
+        refine: int = 0,
     ) -> None:
         super().__init__()
         check_common(num_classes, width, dropout, example="1.0 or 0.125")
         if output_stride not in (4, 8) or isinstance(output_stride, bool):
             raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s, the pool2 skip), got {output_stride!r}")
         self.output_stride = output_stride
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise ValueError(f"refine must be a number of channels >= 0 (0: no refinement block), got {refine!r}")
+        if refine and output_stride != 4:
+            raise ValueError(f"refine applies to output_stride 4 (FCN-4s) only, got output_stride {output_stride}")
+        self.refine_channels = refine
         if fc6_kernel < 1 or fc6_kernel % 2 == 0:
             raise ValueError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
         self.num_classes = num_classes
@@ -169,6 +182,10 @@ class FCN8s(nn.Module):
         if output_stride == 4:
             self.score_pool2 = nn.Conv2d(c_pool2, num_classes, 1)
             self.upscore_pool3 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
+        self.refine: nn.Sequential | None = None
+        if refine:
+            first = self._conv(num_classes + c_pool2, refine, 3, 1, batch_norm)
+            self.refine = nn.Sequential(*first, nn.Conv2d(refine, num_classes, 3, padding=1))
         self.upscore8 = _FixedUpsample(num_classes, output_stride)  # the final fixed upsampling (8x, or 4x)
         self.reset_parameters()
 
@@ -197,6 +214,11 @@ class FCN8s(nn.Module):
                 kernel = bilinear_kernel(up.kernel_size[0])
                 for c in range(self.num_classes):
                     up.weight[c, c] = kernel
+        if self.refine is not None:  # its last convolution at zero: the block starts as the identity
+            last = self.refine[-1]
+            assert isinstance(last, nn.Conv2d) and last.bias is not None
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
@@ -212,8 +234,11 @@ class FCN8s(nn.Module):
         score = _crop(score, pool3) + self.score_pool3(pool3)  # stride 8
         if self.score_pool2 is not None and self.upscore_pool3 is not None:
             score = _crop(self.upscore_pool3(score), pool2) + self.score_pool2(pool2)  # stride 4
+            if self.refine is not None:
+                score = score + self.refine(torch.cat([score, pool2], dim=1))
         return _crop(self.upscore8(score), size)
 
     def extra_repr(self) -> str:
         stride = f", output_stride={self.output_stride}" if self.output_stride != 8 else ""
+        stride += f", refine={self.refine_channels}" if self.refine_channels else ""
         return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}{stride}"
