@@ -445,3 +445,47 @@ def test_cli_train_init(tmp_path: Path, easy_default_data: None, capsys: pytest.
     assert main(["train", "--out", str(tmp_path / "c"), *CLI_ARGS, "--init", f"zoo:{card}", "--dropout", "0.2"]) == 2
     err = capsys.readouterr().err
     assert "is a different network" in err and "--dropout" in err and "Traceback" not in err
+
+
+def test_lovasz_softmax_is_one_minus_iou_on_hard_predictions() -> None:
+    # Labels and a hard prediction on a 4x4 image, IoUs counted by hand:
+    # class 0: label 8 px, prediction 6 of them + 2 of class 1's -> inter 6, union 10 -> IoU 0.6
+    # class 1: label 6 px, prediction 4 of them + 2 of class 0's -> inter 4, union 8 -> IoU 0.5
+    # class 2: label 2 px, predicted exactly -> IoU 1.0; class 3: never labelled (not counted, even if predicted)
+    y = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1], [1, 1, 2, 2]])
+    pred = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 0, 0], [1, 1, 2, 2]])
+    probs = torch.nn.functional.one_hot(pred, 4).permute(2, 0, 1)[None].float()
+    got = train_mod.lovasz_softmax(probs, y[None])
+    assert got.item() == pytest.approx(((1 - 0.6) + (1 - 0.5) + (1 - 1.0)) / 3)
+    # Ignored pixels count for nothing: ignoring the four wrong ones leaves a perfect prediction.
+    y_ign = torch.where(pred != y, torch.tensor(255), y)
+    assert train_mod.lovasz_softmax(probs, y_ign[None]).item() == pytest.approx(0.0)
+    assert train_mod.lovasz_softmax(probs, torch.full((1, 4, 4), 255)).item() == 0.0
+    # The mean is over (image, class) pairs: a second, perfect image with one class adds one zero term.
+    zeros = torch.zeros(4, 4, dtype=torch.long)
+    perfect = torch.nn.functional.one_hot(zeros, 4).permute(2, 0, 1)[None].float()
+    both = train_mod.lovasz_softmax(torch.cat([probs, perfect]), torch.stack([y, zeros]))
+    assert both.item() == pytest.approx(0.9 / 4)
+    with pytest.raises(ValueError, match="probs .B, K, H, W. and labels .B, H, W. expected"):
+        train_mod.lovasz_softmax(probs[0], y)
+
+
+def test_lovasz_softmax_gradient_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    y = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    before = train_mod.lovasz_softmax(logits.softmax(1), y)
+    before.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    with torch.no_grad():
+        after = train_mod.lovasz_softmax((logits - 0.5 * logits.grad).softmax(1), y)
+    assert after < before
+
+
+def test_train_with_the_lovasz_loss(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "l", steps=3, loss="ce+lovasz")
+    result = train(config, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    assert result.finished and math.isfinite(result.train_loss)
+    assert json.loads((tmp_path / "l" / "config.json").read_text())["config"]["loss"] == "ce+lovasz"
+    with pytest.raises(ValueError, match="loss must be 'ce' or 'ce\\+lovasz'"):
+        tiny_config(tmp_path / "m", loss="dice")

@@ -108,6 +108,7 @@ class TrainConfig:
     are held in memory; larger ones are read item by item.
 
     Optimisation: ``steps`` (total optimiser steps), ``batch_size``, ``crop`` (training crop; None = whole image),
+    ``loss`` ("ce": pixel cross-entropy; "ce+lovasz": plus ``lovasz_softmax``, the Lovasz surrogate of 1 - IoU),
     ``optimizer``, ``lr`` (None: 0.01 for SGD, 1e-3 for AdamW), ``momentum``, ``nesterov``, ``weight_decay`` (None:
     5e-4 for SGD, 1e-2 for AdamW; never applied to biases and BatchNorm), ``schedule`` ("poly" with
     ``poly_power``, or "cosine", both decaying to 0 at ``steps``), ``warmup_steps`` (linear warmup).
@@ -145,6 +146,7 @@ class TrainConfig:
     steps: int = 4000
     batch_size: int = 8
     crop: tuple[int, int] | None = (128, 256)
+    loss: Literal["ce", "ce+lovasz"] = "ce"
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float | None = None
     momentum: float = 0.9
@@ -229,6 +231,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be (height, width) in pixels, both >= 1, got {value!r}")
         if self.optimizer not in _DEFAULT_LR:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.loss not in ("ce", "ce+lovasz"):
+            raise ValueError(f"loss must be 'ce' or 'ce+lovasz', got {self.loss!r}")
         if self.schedule not in ("poly", "cosine"):
             raise ValueError(f"schedule must be 'poly' or 'cosine', got {self.schedule!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
@@ -442,6 +446,36 @@ def _fcn_stage(kwargs: Mapping[str, Any]) -> int:
     if kwargs.get("output_stride", 8) == 8:
         return 0
     return 2 if kwargs.get("refine", 0) else 1
+
+
+def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """The Lovasz-softmax loss of Berman, Rannen Triki and Blaschko (2018): a convex surrogate of 1 - IoU.
+
+    ``probs``: (B, K, H, W) class probabilities; ``labels``: (B, H, W) class ids, ``ignore_index`` left out. Per
+    image and per class present in its labels, the pixels' errors ``|[y = c] - p_c|`` sorted in decreasing order are
+    weighted by the increments of the Jaccard loss along that order (the Lovasz extension of the set function
+    1 - IoU_c); the loss is the mean over the (image, class) pairs. For a hard one-hot ``probs`` it equals the mean
+    of 1 - IoU_c, which is what it optimises; 0 when there is no labelled pixel.
+    """
+    if probs.ndim != 4 or labels.shape != (probs.shape[0], *probs.shape[2:]):
+        raise ValueError(f"probs (B, K, H, W) and labels (B, H, W) expected, got {tuple(probs.shape)} and "
+                         f"{tuple(labels.shape)}")  # fmt: skip
+    terms: list[Tensor] = []
+    for p, y in zip(probs.flatten(2), labels.flatten(1), strict=True):
+        keep = y != ignore_index
+        p, y = p[:, keep], y[keep]
+        for c in torch.unique(y).tolist():
+            fg = (y == c).to(p.dtype)
+            errors, order = (fg - p[c]).abs().sort(descending=True)
+            fg_sorted = fg[order]
+            inter = fg_sorted.sum() - fg_sorted.cumsum(0)
+            union = fg_sorted.sum() + (1 - fg_sorted).cumsum(0)
+            jaccard = 1 - inter / union
+            grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+            terms.append(errors @ grad)
+    if not terms:
+        return probs.sum() * 0
+    return torch.stack(terms).mean()
 
 
 def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
@@ -661,6 +695,7 @@ def config_differences(config: TrainConfig) -> list[str]:
     stored.setdefault("arch", "fcn8s")  # runs from before --arch trained FCN8s
     stored.setdefault("output_stride", 8)  # and from before output_stride, at stride 8
     stored.setdefault("refine", 0)  # and from before refine, without the block
+    stored.setdefault("loss", "ce")  # and from before loss, with cross-entropy
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
@@ -936,6 +971,8 @@ def _train_locked(
                 logits = net(x)
             loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX, reduction="sum")
             loss = loss / (y != IGNORE_INDEX).sum().clamp_min(1)  # all-ignored batch: loss 0, not NaN
+            if config.loss == "ce+lovasz":
+                loss = loss + lovasz_softmax(logits.float().softmax(1), y, ignore_index=IGNORE_INDEX)
             loss.backward()
             optimizer.step()
             scheduler.step()

@@ -81,6 +81,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "same --arch and network options; its normalisation is kept; --steps counts the new steps (default: random "
         "initialisation)",
     )
+    p.add_argument(
+        "--loss",
+        choices=["ce", "ce+lovasz"],
+        default="ce",
+        help="training loss: pixel cross-entropy, or cross-entropy plus the Lovasz-softmax surrogate of 1 - IoU "
+        "(Berman et al. 2018), per image and class present (default: ce)",
+    )
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps in total (default: 4000)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8)")
     p.add_argument(
@@ -183,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
             init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
-            optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov, weight_decay=args.weight_decay,
+            loss=args.loss, optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov,
+            weight_decay=args.weight_decay,
             schedule=args.schedule, warmup_steps=args.warmup, scale_range=tuple(args.scale), seed=args.seed,
             device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
             val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
