@@ -7,27 +7,21 @@ pixels (predicted person, labelled otherwise) are reported as a share of the tru
 pixel totals they give the person IoU: found / (true + false).
 
 Run:  python benchmarks/person_recall_by_size.py [--model NAME | --model PATH/NAME.json] [--images 100]
+(``--model`` is what ``segattack --model zoo:...`` takes, without ``zoo:``.)
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
 
 import segattack as sa
+from segattack.specs import SpecError, load_model
 
 PERSON = 11
 BINS = (("small (< 32 px)", 0, 32), ("medium (32-95 px)", 32, 96), ("large (>= 96 px)", 96, 1 << 30))
-
-
-def load(spec: str) -> sa.PixelModel:
-    path = Path(spec)
-    if path.suffix == ".json":
-        return sa.zoo.load(path.stem, weights_dir=path.parent)
-    return sa.zoo.load(spec)
 
 
 def main() -> None:
@@ -35,7 +29,10 @@ def main() -> None:
     ap.add_argument("--model", default=sa.zoo.DEFAULT_MODEL, help="a zoo name or an exported NAME.json")
     ap.add_argument("--images", type=int, default=100)
     args = ap.parse_args()
-    model = load(args.model).eval()
+    try:
+        model = load_model(f"zoo:{args.model}").eval()
+    except SpecError as err:
+        ap.error(str(err))
     data = sa.data.SyntheticStreets(split="val", length=args.images)
     true = np.zeros(len(BINS), dtype=np.int64)
     found = np.zeros(len(BINS), dtype=np.int64)

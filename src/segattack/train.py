@@ -461,16 +461,17 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_
         raise ValueError(f"probs (B, K, H, W) and labels (B, H, W) expected, got {tuple(probs.shape)} and "
                          f"{tuple(labels.shape)}")  # fmt: skip
     k = probs.shape[1]
-    p = probs.flatten(2)  # (B, K, N)
     y = labels.flatten(1)
-    keep = y != ignore_index
-    fg = F.one_hot(torch.where(keep, y, 0).long(), k).transpose(1, 2).to(p.dtype) * keep[:, None]  # (B, K, N)
+    keep = (y != ignore_index)[:, None]
+    # An ignored pixel gets no probability and no foreground, so error 0: it sorts last (with other zero errors)
+    # and adds nothing.
+    p = probs.flatten(2) * keep  # (B, K, N)
+    fg = F.one_hot(torch.where(keep[:, 0], y, 0).long(), k).transpose(1, 2).to(p.dtype) * keep
     present = (fg.sum(2) > 0).flatten()  # the classes present in each image's labels: only their rows count
     if not bool(present.any()):
         return probs.sum() * 0
     fg = fg.flatten(0, 1)[present]
-    # An ignored pixel gets error 0 and no foreground: it sorts last (with other zero errors) and adds nothing.
-    errors = ((fg - p.flatten(0, 1)[present]).abs() * keep[:, None].expand(-1, k, -1).flatten(0, 1)[present])
+    errors = (fg - p.flatten(0, 1)[present]).abs()
     with torch.no_grad():  # the order is a constant of the Lovasz extension; gather carries the gradient
         order = errors.argsort(dim=1, descending=True)
     errors = errors.gather(1, order)
@@ -488,11 +489,11 @@ def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
         return False
     if _fcn_stage(got["arch_kwargs"]) >= _fcn_stage(want["arch_kwargs"]):
         return False
-    grown = {k: v for k, v in got["arch_kwargs"].items() if k not in ("output_stride", "refine")}
-    for key in ("output_stride", "refine"):
-        if key in want["arch_kwargs"]:
-            grown[key] = want["arch_kwargs"][key]
-    return {**got, "arch_kwargs": grown} == want
+    def rest(net: Mapping[str, Any]) -> dict[str, Any]:  # everything but the stage's own options
+        kwargs = {k: v for k, v in net["arch_kwargs"].items() if k not in ("output_stride", "refine")}
+        return {**net, "arch_kwargs": kwargs}
+
+    return rest(got) == rest(want)
 
 
 def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
@@ -972,10 +973,11 @@ def _train_locked(
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = net(x)
-            loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX, reduction="sum")
+            logits = logits.float()
+            loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum")
             loss = loss / (y != IGNORE_INDEX).sum().clamp_min(1)  # all-ignored batch: loss 0, not NaN
             if config.loss == "ce+lovasz":
-                loss = loss + lovasz_softmax(logits.float().softmax(1), y, ignore_index=IGNORE_INDEX)
+                loss = loss + lovasz_softmax(logits.softmax(1), y, ignore_index=IGNORE_INDEX)
             loss.backward()
             optimizer.step()
             scheduler.step()

@@ -186,13 +186,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine,
-            init=args.init,
+            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             loss=args.loss, optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov,
-            weight_decay=args.weight_decay,
-            schedule=args.schedule, warmup_steps=args.warmup, scale_range=tuple(args.scale), seed=args.seed,
+            weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
+            scale_range=tuple(args.scale), seed=args.seed,
             device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
             val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
             export_name=args.export_name, export_dir=args.export_dir,

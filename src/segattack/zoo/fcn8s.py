@@ -240,5 +240,5 @@ class FCN8s(nn.Module):
 
     def extra_repr(self) -> str:
         stride = f", output_stride={self.output_stride}" if self.output_stride != 8 else ""
-        stride += f", refine={self.refine_channels}" if self.refine_channels else ""
-        return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}{stride}"
+        refine = f", refine={self.refine_channels}" if self.refine_channels else ""
+        return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}{stride}{refine}"
