@@ -100,12 +100,19 @@ def main() -> None:
     rows = "\n".join(f"| {n} | {100 * v:.1f} |" for n, v in present)
     absent = [n for n, v in zip(CLASS_NAMES, val.iou.tolist(), strict=True) if v != v]
     arch = ARCH_LINES[card["arch"]].format(**card["arch_kwargs"])
-    if card["arch"] == "fcn8s" and card["arch_kwargs"].get("output_stride", 8) == 4:
+    stride = card["arch_kwargs"].get("output_stride", 8) if card["arch"] == "fcn8s" else 8
+    if stride == 4:
         arch = arch.replace("FCN-8s (Long et al. 2015)", "FCN-4s (FCN-8s of Long et al. 2015 with a pool2 skip: "
                             "output stride 4)")
+    if stride == 2:
+        arch = arch.replace("FCN-8s (Long et al. 2015)", "FCN-2s (FCN-8s of Long et al. 2015 with pool2 and pool1 "
+                            "skips: output stride 2)")
     if card["arch_kwargs"].get("refine"):
         arch += (f", and a stride-4 refinement block ({card['arch_kwargs']['refine']} channels: the scores and the "
                  "pool2 features through two 3x3 convolutions, added to the scores)")
+    if card["arch_kwargs"].get("refine2"):
+        arch += (f", and a stride-2 one ({card['arch_kwargs']['refine2']} channels, on the scores and the pool1 "
+                 "features)")
     curve_md = ""
     if curve:
         lines = "\n".join(f"| {c['step']} | {c['elapsed_s'] / 60:.0f} | {100 * c['miou']:.1f} | "

@@ -437,6 +437,36 @@ def test_init_grows_an_fcn4s_into_one_with_a_refinement_block(tmp_path: Path) ->
         tiny_config(tmp_path / "d", output_stride=4, refine=-2)
 
 
+def test_init_grows_a_refined_fcn4s_into_an_fcn2s_with_both_blocks(tmp_path: Path) -> None:
+    zoo = str(tmp_path / "zoo")
+    r4 = tiny_config(tmp_path / "a", steps=2, output_stride=4, refine=4, export_name="r4", export_dir=zoo)
+    train(r4, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    spec = f"zoo:{tmp_path / 'zoo' / 'r4.json'}"
+    grown = tiny_config(tmp_path / "b", steps=1, init=spec, output_stride=2, refine=4, refine2=3, export_name="r2",
+                        export_dir=zoo)  # fmt: skip
+    assert grown.describe() == "FCN2s-VGG16 width 0.0625 + BatchNorm + refinement 4 + stride-2 refinement 3"
+    assert {k: grown.arch_kwargs()[k] for k in ("output_stride", "refine", "refine2")} == {
+        "output_stride": 2, "refine": 4, "refine2": 3}  # fmt: skip
+    assert "refine2" not in r4.arch_kwargs()  # FCN-4s cards are as they were
+    train(grown, train_data=EasyScenes(8, seed=5), val_data=EasyScenes(2, seed=1))
+    card = json.loads((tmp_path / "zoo" / "r2.json").read_text())
+    assert card["arch_kwargs"]["refine2"] == 3 and card["training"]["init"] == spec
+    a = load("r4", weights_dir=tmp_path / "zoo").net.state_dict()
+    b = load("r2", weights_dir=tmp_path / "zoo").net.state_dict()
+    assert {k.split(".")[0] for k in set(b) - set(a)} == {"score_pool1", "upscore_pool2", "refine2"}
+    # The stride-4 block must keep its channels; an FCN-2s does not start an FCN-4s; refine2 needs stride 2.
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=2, refine=6, refine2=3))
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=f"zoo:{tmp_path / 'zoo' / 'r2.json'}",
+                                         output_stride=4, refine=4))  # fmt: skip
+    train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=2, refine=4))  # pool1 stage only
+    with pytest.raises(ValueError, match="refine2 applies to fcn8s at output_stride 2 only"):
+        tiny_config(tmp_path / "c", output_stride=4, refine=4, refine2=3)
+    with pytest.raises(ValueError, match="refine2 must be a number of channels"):
+        tiny_config(tmp_path / "c", output_stride=2, refine2=-1)
+
+
 def test_cli_train_init(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "a"), *CLI_ARGS]) == 0
     card = tmp_path / "a" / "cli_model.json"

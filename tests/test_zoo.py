@@ -63,7 +63,7 @@ def test_output_stride_4_adds_the_pool2_skip() -> None:
     assert seen == [(math.ceil(37 / 4), math.ceil(61 / 4))]
     assert {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"} <= set(net.state_dict())
     assert "score_pool2.weight" not in FCN8s(5, width=1 / 16).state_dict()
-    with pytest.raises(ValueError, match="output_stride must be 8 .* or 4"):
+    with pytest.raises(ValueError, match=r"output_stride must be 8 .*, 4 .* or 2"):
         FCN8s(5, width=1 / 16, output_stride=16)
 
 
@@ -103,10 +103,44 @@ def test_refinement_block_starts_as_the_identity_and_learns() -> None:
     r(x).square().mean().backward()
     assert r.refine[-1].weight.grad is not None and r.refine[-1].weight.grad.abs().sum() > 0
     assert "refine=6" in repr(r)
-    with pytest.raises(ValueError, match="refine applies to output_stride 4"):
+    with pytest.raises(ValueError, match="refine .* needs output_stride 4 or 2"):
         FCN8s(5, width=1 / 16, refine=6)
     with pytest.raises(ValueError, match="refine must be a number of channels"):
         FCN8s(5, width=1 / 16, output_stride=4, refine=-1)
+
+
+def test_output_stride_2_grows_from_the_refined_fcn4s_and_its_block_starts_as_the_identity() -> None:
+    torch.manual_seed(0)
+    s4 = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=4, refine=6).eval()
+    for score in (s4.score_fr, s4.score_pool4, s4.score_pool3, s4.score_pool2):
+        torch.nn.init.normal_(score.weight)  # type: ignore[union-attr]
+    assert s4.refine is not None
+    torch.nn.init.normal_(s4.refine[-1].weight, std=0.1)  # a trained block: not the identity any more
+    s2 = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=2, refine=6).eval()
+    r2 = FCN8s(5, width=1 / 16, batch_norm=True, output_stride=2, refine=6, refine2=3).eval()
+    for net in (s2, r2):
+        missing, unexpected = net.load_state_dict(s4.state_dict(), strict=False)
+        new = {k.split(".")[0] for k in missing}
+        assert not unexpected and new == ({"score_pool1", "upscore_pool2"} | ({"refine2"} if net is r2 else set()))
+    assert r2.refine2 is not None and r2.refine2[0].in_channels == 5 + 4  # the stride-2 scores + pool1's 64/16
+    seen: list[tuple[int, ...]] = []
+    s2.upscore8.register_forward_hook(lambda m, inp, out: seen.append(tuple(inp[0].shape[-2:])))
+    x = torch.rand(2, 3, 37, 61)
+    with torch.no_grad():
+        a, b, c = s4(x), s2(x), r2(x)
+    assert b.shape == (2, 5, 37, 61) and seen == [(math.ceil(37 / 2), math.ceil(61 / 2))]
+    # The new pool1 stage passes the stride-4 scores through (up to 2x-then-2x vs 4x interpolation) ...
+    assert (a - b).abs().max() < 0.25 * a.abs().max() and (a.argmax(1) == b.argmax(1)).float().mean() > 0.9
+    assert torch.equal(b, c)  # ... and a fresh stride-2 block is exactly the identity on it
+    r2.train()
+    r2(x).square().mean().backward()
+    assert r2.refine2[-1].weight.grad is not None and r2.refine2[-1].weight.grad.abs().sum() > 0
+    assert "output_stride=2, refine=6, refine2=3" in repr(r2)
+    assert FCN8s(5, width=1 / 16, output_stride=2).refine is None  # FCN-2s without either block
+    with pytest.raises(ValueError, match="refine2 .* needs output_stride 2, got 4"):
+        FCN8s(5, width=1 / 16, output_stride=4, refine2=3)
+    with pytest.raises(ValueError, match="refine2 must be a number of channels"):
+        FCN8s(5, width=1 / 16, output_stride=2, refine2=-3)
 
 
 def test_fixed_upsampling_is_bilinear() -> None:

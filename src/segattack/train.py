@@ -93,13 +93,15 @@ class TrainConfig:
     None = the architecture's default: 0.125 for FCN8s, where 1.0 is the paper's 134 M-parameter network, 1.0 for the
     others), ``batch_norm`` (FCN8s only; the others always have their normalisation layers), ``dropout`` (None = the
     architecture's default: 0.5 after fc6 and fc7 for FCN8s, 0.1 before the classifier for the others),
-    ``fc6_kernel`` (FCN8s only), ``output_stride`` (FCN8s only: 8, or 4 for FCN-4s with the pool2 skip),
-    ``refine`` (FCN-4s only: channels of its stride-4 refinement block, 0 = none), ``num_classes``. ``init``: start
+    ``fc6_kernel`` (FCN8s only), ``output_stride`` (FCN8s only: 8, 4 for FCN-4s with the pool2 skip, or 2 for
+    FCN-2s with the pool1 skip too), ``refine`` (FCN-4s and FCN-2s: channels of the stride-4 refinement block, 0 =
+    none), ``refine2`` (FCN-2s only: channels of the stride-2 refinement block), ``num_classes``. ``init``: start
     from a trained model's weights instead of a random initialisation (fine-tuning): ``zoo:NAME`` (a shipped
     model) or ``zoo:PATH/NAME.json`` (an exported one), of the same
     architecture, ``arch_kwargs`` and ``num_classes``, or a smaller stage of the same FCN (an FCN-8s for an FCN-4s
     run, whose new pool2 stage starts as Long et al. start each finer stage: zero scores, bilinear upsampling; an
-    FCN-4s for one with ``refine``, whose block starts as the identity); its normalisation is used unless
+    FCN-4s for one with ``refine``, whose block starts as the identity; an FCN-4s for an FCN-2s, whose pool1 stage
+    and ``refine2`` block start the same ways); its normalisation is used unless
     ``mean``/``std`` are given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
@@ -133,6 +135,7 @@ class TrainConfig:
     fc6_kernel: int = 7
     output_stride: int = 8
     refine: int = 0
+    refine2: int = 0
     num_classes: int = 19
     init: str | None = None
     # data
@@ -191,14 +194,18 @@ class TrainConfig:
             raise ValueError(f"batch_norm=False (--no-batch-norm) applies to fcn8s only; {self.arch} keeps its norms")
         if self.arch != "fcn8s" and self.fc6_kernel != 7:
             raise ValueError(f"fc6_kernel applies to fcn8s only, not to {self.arch}")
-        if self.output_stride not in (4, 8) or isinstance(self.output_stride, bool):
-            raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s), got {self.output_stride!r}")
+        if self.output_stride not in (2, 4, 8) or isinstance(self.output_stride, bool):
+            raise ValueError(f"output_stride must be 8 (FCN-8s), 4 (FCN-4s) or 2 (FCN-2s), got {self.output_stride!r}")
         if self.arch != "fcn8s" and self.output_stride != 8:
             raise ValueError(f"output_stride applies to fcn8s only, not to {self.arch}")
-        if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 0:
-            raise ValueError(f"refine must be a number of channels >= 0 (0: none), got {self.refine!r}")
-        if self.refine and (self.arch != "fcn8s" or self.output_stride != 4):
-            raise ValueError("refine applies to fcn8s at output_stride 4 only (--output-stride 4)")
+        for name in ("refine", "refine2"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a number of channels >= 0 (0: none), got {value!r}")
+        if self.refine and (self.arch != "fcn8s" or self.output_stride == 8):
+            raise ValueError("refine applies to fcn8s at output_stride 4 or 2 only (--output-stride 4)")
+        if self.refine2 and (self.arch != "fcn8s" or self.output_stride != 2):
+            raise ValueError("refine2 applies to fcn8s at output_stride 2 only (--output-stride 2)")
         # Normalise types so that the JSON form is canonical: paths as strings, sequences as tuples.
         object.__setattr__(self, "out_dir", os.fspath(self.out_dir))
         if self.export_dir is not None:
@@ -281,7 +288,8 @@ class TrainConfig:
             return {"width": self.width, "batch_norm": self.batch_norm, "dropout": self.dropout,
                     "fc6_kernel": self.fc6_kernel,
                     **({"output_stride": self.output_stride} if self.output_stride != 8 else {}),
-                    **({"refine": self.refine} if self.refine else {})}  # fmt: skip
+                    **({"refine": self.refine} if self.refine else {}),
+                    **({"refine2": self.refine2} if self.refine2 else {})}  # fmt: skip
         return {"width": self.width, "dropout": self.dropout}
 
     def describe(self) -> str:
@@ -289,6 +297,7 @@ class TrainConfig:
         if self.arch == "fcn8s":
             norm = " + BatchNorm" if self.batch_norm else ""
             refine = f" + refinement {self.refine}" if self.refine else ""
+            refine += f" + stride-2 refinement {self.refine2}" if self.refine2 else ""
             return f"FCN{self.output_stride}s-VGG16 width {self.width:g}{norm}{refine}"
         return f"{ARCH_TITLES[self.arch]} width {self.width:g}"
 
@@ -441,11 +450,20 @@ class _Source:
         return (m[0], m[1], m[2]), (s[0], s[1], s[2])
 
 
-def _fcn_stage(kwargs: Mapping[str, Any]) -> int:
-    """An FCN's stage: 0 for FCN-8s, 1 for FCN-4s, 2 for FCN-4s with a refinement block."""
-    if kwargs.get("output_stride", 8) == 8:
-        return 0
-    return 2 if kwargs.get("refine", 0) else 1
+_STAGE_OPTIONS = ("output_stride", "refine", "refine2")
+
+
+def _fcn_stages(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """An FCN's stages beyond FCN-8s, each with its option: the pool2 skip (FCN-4s), the stride-4 refinement block,
+    the pool1 skip (FCN-2s), the stride-2 refinement block."""
+    stride = kwargs.get("output_stride", 8)
+    stages: dict[str, Any] = {"pool2": True} if stride <= 4 else {}
+    if stride <= 2:
+        stages["pool1"] = True
+    for name in ("refine", "refine2"):
+        if kwargs.get(name, 0):
+            stages[name] = kwargs[name]
+    return stages
 
 
 def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -484,13 +502,15 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_
 
 def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     """Whether an init network ``got`` is a smaller stage of the FCN ``want`` (the same options but the stride and
-    the refinement block): FCN-8s -> FCN-4s (-> + refinement)."""
+    the refinement blocks): FCN-8s -> FCN-4s (-> + refinement) -> FCN-2s (-> + refinement), each stage of ``got``
+    also in ``want`` with the same channels, and ``want`` with more."""
     if want["arch"] != "fcn8s" or got["arch"] != "fcn8s":
         return False
-    if _fcn_stage(got["arch_kwargs"]) >= _fcn_stage(want["arch_kwargs"]):
+    have, grown = _fcn_stages(got["arch_kwargs"]), _fcn_stages(want["arch_kwargs"])
+    if len(grown) <= len(have) or any(grown.get(k) != v for k, v in have.items()):
         return False
     def rest(net: Mapping[str, Any]) -> dict[str, Any]:  # everything but the stage's own options
-        kwargs = {k: v for k, v in net["arch_kwargs"].items() if k not in ("output_stride", "refine")}
+        kwargs = {k: v for k, v in net["arch_kwargs"].items() if k not in _STAGE_OPTIONS}
         return {**net, "arch_kwargs": kwargs}
 
     return rest(got) == rest(want)
@@ -499,14 +519,14 @@ def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
     """Load an init model's state into ``net``: all of it, or a smaller FCN stage's into a larger one, whose new
     layers keep their initialisation: an FCN-4s's pool2 stage zero scores and a bilinear 2x (the FCN-8s's scores
-    passed through), a refinement block a zero last convolution (the identity)."""
+    passed through), a refinement block a zero last convolution (the identity), an FCN-2s's pool1 stage as the
+    pool2 one."""
     missing, unexpected = net.load_state_dict(state, strict=False)
     allowed: set[str] = set()
-    if getattr(net, "output_stride", 8) == 4:
-        allowed |= {"score_pool2.weight", "score_pool2.bias", "upscore_pool3.weight"}
-    refine = getattr(net, "refine", None)
-    if isinstance(refine, nn.Module):
-        allowed |= {f"refine.{k}" for k in refine.state_dict()}
+    for name in ("score_pool2", "upscore_pool3", "refine", "score_pool1", "upscore_pool2", "refine2"):
+        module = getattr(net, name, None)
+        if isinstance(module, nn.Module):
+            allowed |= {f"{name}.{k}" for k in module.state_dict()}
     if unexpected or not set(missing) <= allowed:
         raise RuntimeError(f"init weights do not fit the network: missing {missing}, unexpected {unexpected}")
 
@@ -530,8 +550,9 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
         diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
         raise ValueError(
             f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout, "
-            "--output-stride, --refine and network options as that model (a smaller stage of an FCN may start a larger "
-            "one: FCN-8s -> FCN-4s -> FCN-4s with --refine; not the reverse)"
+            "--output-stride, --refine, --refine2 and network options as that model (a smaller stage of an FCN may "
+            "start a larger one: FCN-8s -> FCN-4s -> FCN-4s with --refine -> FCN-2s -> FCN-2s with --refine2; not the "
+            "reverse)"
         )
     return model, str(card_path), card
 
@@ -699,6 +720,7 @@ def config_differences(config: TrainConfig) -> list[str]:
     stored.setdefault("arch", "fcn8s")  # runs from before --arch trained FCN8s
     stored.setdefault("output_stride", 8)  # and from before output_stride, at stride 8
     stored.setdefault("refine", 0)  # and from before refine, without the block
+    stored.setdefault("refine2", 0)  # and from before refine2
     stored.setdefault("loss", "ce")  # and from before loss, with cross-entropy
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 

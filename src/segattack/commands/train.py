@@ -60,18 +60,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--output-stride",
         type=int,
-        choices=[8, 4],
+        choices=[8, 4, 2],
         default=8,
-        help="fcn8s only: 8 (FCN-8s, the paper's) or 4 (FCN-4s: adds a pool2 skip); an FCN-8s --init starts an "
-        "FCN-4s with its new stage passing the FCN-8s's scores through (default: 8)",
+        help="fcn8s only: 8 (FCN-8s, the paper's), 4 (FCN-4s: adds a pool2 skip) or 2 (FCN-2s: and a pool1 skip); "
+        "an --init of the stage before starts it with its new stage passing the scores through (default: 8)",
     )
     p.add_argument(
         "--refine",
         type=int,
         default=0,
         metavar="C",
-        help="fcn8s at --output-stride 4 only: add a stride-4 refinement block with C channels (scores + pool2 "
+        help="fcn8s at --output-stride 4 or 2: add a stride-4 refinement block with C channels (scores + pool2 "
         "features, two 3x3 convolutions; starts as the identity, so an FCN-4s --init grows into it) (default: 0, none)",
+    )
+    p.add_argument(
+        "--refine2",
+        type=int,
+        default=0,
+        metavar="C",
+        help="fcn8s at --output-stride 2 only: add a stride-2 refinement block with C channels (scores + pool1 "
+        "features, the same two convolutions; starts as the identity) (default: 0, none)",
     )
     p.add_argument(
         "--init",
@@ -186,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = TrainConfig(
             out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, init=args.init,
+            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, refine2=args.refine2,
+            init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
             loss=args.loss, optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov,

@@ -22,6 +22,11 @@ Layout, as in the reference ``voc-fcn8s`` net:
   The linear 1x1 skips of FCN can only add a per-pixel correction from the fine features; this block sees the
   coarse class scores and the edges together, where the boundaries of persons are decided. Zero-initialised, it
   starts as the identity, so a trained FCN-4s grows into it (``segattack train --init``) without losing anything.
+- ``output_stride=2`` goes one step further (FCN-2s): a zero-initialised 1x1 score layer on pool1 (stride 2) fused
+  after a fourth learned 2x upsampling, then a fixed 2x; ``refine2=C`` adds a refinement block there like the one
+  above, on the stride-2 scores and the pool1 features. Persons a few dozen pixels tall are decided at their
+  boundaries, and at stride 4 a boundary is interpolated over 4 pixels; at stride 2 over 2. Both start as the
+  stage before them (zero scores, bilinear upsampling, zero last convolution), so an FCN-4s grows into them.
 
 Differences from the Caffe reference, and why:
 
@@ -119,8 +124,9 @@ class FCN8s(nn.Module):
         dropout: dropout probability after fc6 and fc7 (0.5 in the paper).
         fc6_kernel: kernel size of fc6, 7 (the paper's, default) or any odd size; padding keeps the size.
         in_channels: input channels (3 for RGB).
-        output_stride: 8 (FCN-8s, the paper's) or 4 (adds the pool2 skip: FCN-4s).
-        refine: channels of the stride-4 refinement block (0: none, FCN-4s as above); needs ``output_stride=4``.
+        output_stride: 8 (FCN-8s, the paper's), 4 (adds the pool2 skip: FCN-4s) or 2 (and the pool1 skip: FCN-2s).
+        refine: channels of the stride-4 refinement block (0: none); needs ``output_stride`` 4 or 2.
+        refine2: channels of the stride-2 refinement block (0: none); needs ``output_stride=2``.
 
     Input is expected normalised (wrap in ``segattack.PixelModel`` with mean/std to feed [0, 1] images). Any
     H, W >= 1 is accepted; the logits are returned exactly at (H, W).
@@ -137,17 +143,25 @@ class FCN8s(nn.Module):
         in_channels: int = 3,
         output_stride: int = 8,
         refine: int = 0,
+        refine2: int = 0,
     ) -> None:
         super().__init__()
         check_common(num_classes, width, dropout, example="1.0 or 0.125")
-        if output_stride not in (4, 8) or isinstance(output_stride, bool):
-            raise ValueError(f"output_stride must be 8 (FCN-8s) or 4 (FCN-4s, the pool2 skip), got {output_stride!r}")
+        if output_stride not in (2, 4, 8) or isinstance(output_stride, bool):
+            raise ValueError(
+                f"output_stride must be 8 (FCN-8s), 4 (FCN-4s, the pool2 skip) or 2 (FCN-2s, and the pool1 skip), "
+                f"got {output_stride!r}"
+            )
         self.output_stride = output_stride
-        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-            raise ValueError(f"refine must be a number of channels >= 0 (0: no refinement block), got {refine!r}")
-        if refine and output_stride != 4:
-            raise ValueError(f"refine applies to output_stride 4 (FCN-4s) only, got output_stride {output_stride}")
+        for name, value in (("refine", refine), ("refine2", refine2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a number of channels >= 0 (0: no refinement block), got {value!r}")
+        if refine and output_stride == 8:
+            raise ValueError("refine (the stride-4 refinement block) needs output_stride 4 or 2, got output_stride 8")
+        if refine2 and output_stride != 2:
+            raise ValueError(f"refine2 (the stride-2 refinement block) needs output_stride 2, got {output_stride}")
         self.refine_channels = refine
+        self.refine2_channels = refine2
         if fc6_kernel < 1 or fc6_kernel % 2 == 0:
             raise ValueError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
         self.num_classes = num_classes
@@ -165,6 +179,7 @@ class FCN8s(nn.Module):
             layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
             blocks.append(nn.Sequential(*layers))
         self.block1, self.block2, self.block3, self.block4, self.block5 = blocks
+        c_pool1 = _channels(64, width)
         c_pool2 = _channels(128, width)
         c_pool3 = _channels(256, width)
         c_pool4 = _channels(512, width)
@@ -179,14 +194,17 @@ class FCN8s(nn.Module):
         self.upscore_pool4 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
         self.score_pool2: nn.Conv2d | None = None
         self.upscore_pool3: nn.ConvTranspose2d | None = None
-        if output_stride == 4:
+        if output_stride <= 4:
             self.score_pool2 = nn.Conv2d(c_pool2, num_classes, 1)
             self.upscore_pool3 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
-        self.refine: nn.Sequential | None = None
-        if refine:
-            first = self._conv(num_classes + c_pool2, refine, 3, 1, batch_norm)
-            self.refine = nn.Sequential(*first, nn.Conv2d(refine, num_classes, 3, padding=1))
-        self.upscore8 = _FixedUpsample(num_classes, output_stride)  # the final fixed upsampling (8x, or 4x)
+        self.refine = self._refinement(num_classes, c_pool2, refine, batch_norm)
+        self.score_pool1: nn.Conv2d | None = None
+        self.upscore_pool2: nn.ConvTranspose2d | None = None
+        if output_stride == 2:
+            self.score_pool1 = nn.Conv2d(c_pool1, num_classes, 1)
+            self.upscore_pool2 = nn.ConvTranspose2d(num_classes, num_classes, 4, stride=2, padding=1, bias=False)
+        self.refine2 = self._refinement(num_classes, c_pool1, refine2, batch_norm)
+        self.upscore8 = _FixedUpsample(num_classes, output_stride)  # the final fixed upsampling (8x, 4x or 2x)
         self.reset_parameters()
 
     @staticmethod
@@ -196,26 +214,36 @@ class FCN8s(nn.Module):
             return [conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
         return [conv, nn.ReLU(inplace=True)]
 
+    @classmethod
+    def _refinement(cls, num_classes: int, c_features: int, channels: int, batch_norm: bool) -> nn.Sequential | None:
+        """A refinement block: scores + features -> 3x3 conv to ``channels`` (+ BN) + ReLU -> 3x3 conv to scores."""
+        if not channels:
+            return None
+        first = cls._conv(num_classes + c_features, channels, 3, 1, batch_norm)
+        return nn.Sequential(*first, nn.Conv2d(channels, num_classes, 3, padding=1))
+
     def reset_parameters(self) -> None:
         """Initialise for training from scratch: He-normal convolutions, zero score layers (as Long et al.),
         bilinear upsampling kernels, BatchNorm at identity."""
         he_init(self)
-        for score in (self.score_fr, self.score_pool4, self.score_pool3, self.score_pool2):
+        for score in (self.score_fr, self.score_pool4, self.score_pool3, self.score_pool2, self.score_pool1):
             if score is None:
                 continue
             nn.init.zeros_(score.weight)
             assert score.bias is not None
             nn.init.zeros_(score.bias)
         with torch.no_grad():
-            for up in (self.upscore2, self.upscore_pool4, self.upscore_pool3):
+            for up in (self.upscore2, self.upscore_pool4, self.upscore_pool3, self.upscore_pool2):
                 if up is None:
                     continue
                 up.weight.zero_()
                 kernel = bilinear_kernel(up.kernel_size[0])
                 for c in range(self.num_classes):
                     up.weight[c, c] = kernel
-        if self.refine is not None:  # its last convolution at zero: the block starts as the identity
-            last = self.refine[-1]
+        for block in (self.refine, self.refine2):  # its last convolution at zero: the block starts as the identity
+            if block is None:
+                continue
+            last = block[-1]
             assert isinstance(last, nn.Conv2d) and last.bias is not None
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
@@ -224,7 +252,8 @@ class FCN8s(nn.Module):
         if x.ndim != 4:
             raise ValueError(f"FCN8s expects (B, C, H, W) input, got shape {tuple(x.shape)}")
         size = (x.shape[-2], x.shape[-1])
-        pool2 = self.block2(self.block1(x))  # stride 4
+        pool1 = self.block1(x)  # stride 2
+        pool2 = self.block2(pool1)  # stride 4
         pool3 = self.block3(pool2)  # stride 8
         pool4 = self.block4(pool3)  # stride 16
         fc7 = self.fc7(self.fc6(self.block5(pool4)))  # stride 32
@@ -236,9 +265,14 @@ class FCN8s(nn.Module):
             score = _crop(self.upscore_pool3(score), pool2) + self.score_pool2(pool2)  # stride 4
             if self.refine is not None:
                 score = score + self.refine(torch.cat([score, pool2], dim=1))
+        if self.score_pool1 is not None and self.upscore_pool2 is not None:
+            score = _crop(self.upscore_pool2(score), pool1) + self.score_pool1(pool1)  # stride 2
+            if self.refine2 is not None:
+                score = score + self.refine2(torch.cat([score, pool1], dim=1))
         return _crop(self.upscore8(score), size)
 
     def extra_repr(self) -> str:
         stride = f", output_stride={self.output_stride}" if self.output_stride != 8 else ""
         refine = f", refine={self.refine_channels}" if self.refine_channels else ""
+        refine += f", refine2={self.refine2_channels}" if self.refine2_channels else ""
         return f"num_classes={self.num_classes}, width={self.width}, batch_norm={self.batch_norm}{stride}{refine}"
