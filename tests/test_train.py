@@ -444,7 +444,7 @@ def test_init_grows_a_refined_fcn4s_into_an_fcn2s_with_both_blocks(tmp_path: Pat
     spec = f"zoo:{tmp_path / 'zoo' / 'r4.json'}"
     grown = tiny_config(tmp_path / "b", steps=1, init=spec, output_stride=2, refine=4, refine2=3, export_name="r2",
                         export_dir=zoo)  # fmt: skip
-    assert grown.describe() == "FCN2s-VGG16 width 0.0625 + BatchNorm + refinement 4 + stride-2 refinement 3"
+    assert grown.describe() == "FCN2s-VGG16 width 0.0625 + BatchNorm + refinement 4 at stride 4, 3 at stride 2"
     assert {k: grown.arch_kwargs()[k] for k in ("output_stride", "refine", "refine2")} == {
         "output_stride": 2, "refine": 4, "refine2": 3}  # fmt: skip
     assert "refine2" not in r4.arch_kwargs()  # FCN-4s cards are as they were

@@ -297,7 +297,9 @@ class TrainConfig:
         if self.arch == "fcn8s":
             norm = " + BatchNorm" if self.batch_norm else ""
             refine = f" + refinement {self.refine}" if self.refine else ""
-            refine += f" + stride-2 refinement {self.refine2}" if self.refine2 else ""
+            if self.refine2:  # FCN-2s: say where each block is
+                blocks = [f"{c} at stride {st}" for c, st in ((self.refine, 4), (self.refine2, 2)) if c]
+                refine = f" + refinement {', '.join(blocks)}"
             return f"FCN{self.output_stride}s-VGG16 width {self.width:g}{norm}{refine}"
         return f"{ARCH_TITLES[self.arch]} width {self.width:g}"
 
