@@ -261,15 +261,19 @@ class FCN8s(nn.Module):
         score = _crop(score, pool4) + self.score_pool4(pool4)
         score = self.upscore_pool4(score)
         score = _crop(score, pool3) + self.score_pool3(pool3)  # stride 8
-        if self.score_pool2 is not None and self.upscore_pool3 is not None:
-            score = _crop(self.upscore_pool3(score), pool2) + self.score_pool2(pool2)  # stride 4
-            if self.refine is not None:
-                score = score + self.refine(torch.cat([score, pool2], dim=1))
-        if self.score_pool1 is not None and self.upscore_pool2 is not None:
-            score = _crop(self.upscore_pool2(score), pool1) + self.score_pool1(pool1)  # stride 2
-            if self.refine2 is not None:
-                score = score + self.refine2(torch.cat([score, pool1], dim=1))
+        if self.score_pool2 is not None and self.upscore_pool3 is not None:  # stride 4
+            score = self._finer(score, pool2, self.upscore_pool3, self.score_pool2, self.refine)
+        if self.score_pool1 is not None and self.upscore_pool2 is not None:  # stride 2
+            score = self._finer(score, pool1, self.upscore_pool2, self.score_pool1, self.refine2)
         return _crop(self.upscore8(score), size)
+
+    @staticmethod
+    def _finer(score: Tensor, features: Tensor, up: nn.Module, skip: nn.Module, refine: nn.Module | None) -> Tensor:
+        """One finer stage: the scores upsampled 2x, plus the skip's scores of ``features``, then refined."""
+        score = _crop(up(score), features) + skip(features)
+        if refine is not None:
+            score = score + refine(torch.cat([score, features], dim=1))
+        return score
 
     def extra_repr(self) -> str:
         stride = f", output_stride={self.output_stride}" if self.output_stride != 8 else ""
