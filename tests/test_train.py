@@ -15,7 +15,7 @@ from segattack.cli import main
 from segattack.evaluate import EvalResult, evaluate
 from segattack.models import PixelModel
 from segattack.train import ConfigMismatchError, TrainConfig, checkpoint_step, train
-from segattack.zoo import load
+from segattack.zoo import ARCHITECTURES, load
 
 #: Classes of the easy scenes (Cityscapes train ids) and their colours.
 SKY, ROAD, PERSON = 10, 0, 11
@@ -454,9 +454,9 @@ def test_init_grows_a_refined_fcn4s_into_an_fcn2s_with_both_blocks(tmp_path: Pat
     a = load("r4", weights_dir=tmp_path / "zoo").net.state_dict()
     b = load("r2", weights_dir=tmp_path / "zoo").net.state_dict()
     assert {k.split(".")[0] for k in set(b) - set(a)} == {"score_pool1", "upscore_pool2", "refine2"}
-    # The stride-4 block must keep its channels; an FCN-2s does not start an FCN-4s; refine2 needs stride 2.
+    # The stride-4 block may not lose channels; an FCN-2s does not start an FCN-4s; refine2 needs stride 2.
     with pytest.raises(ValueError, match="different network: arch_kwargs"):
-        train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=2, refine=6, refine2=3))
+        train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=2, refine=3, refine2=3))
     with pytest.raises(ValueError, match="different network: arch_kwargs"):
         train_mod.check_init(tiny_config(tmp_path / "c", init=f"zoo:{tmp_path / 'zoo' / 'r2.json'}",
                                          output_stride=4, refine=4))  # fmt: skip
@@ -521,9 +521,11 @@ def test_train_with_the_lovasz_loss(tmp_path: Path) -> None:
         tiny_config(tmp_path / "m", loss="dice")
 
 
-def _lovasz_by_loops(probs: torch.Tensor, labels: torch.Tensor, ignore: int = 255) -> torch.Tensor:
-    """Berman et al.'s definition written out per image and class, to check the batched implementation."""
-    terms = []
+def _lovasz_by_loops(probs: torch.Tensor, labels: torch.Tensor, ignore: int = 255,
+                     weights: list[float] | None = None) -> torch.Tensor:  # fmt: skip
+    """Berman et al.'s definition written out per image and class, to check the batched implementation; with
+    ``weights``, the weighted mean of the (image, class) terms."""
+    terms, w = [], []
     for p, y in zip(probs.flatten(2), labels.flatten(1), strict=True):
         keep = y != ignore
         p, y = p[:, keep], y[keep]
@@ -533,7 +535,8 @@ def _lovasz_by_loops(probs: torch.Tensor, labels: torch.Tensor, ignore: int = 25
             fgs = fg[order]
             jac = 1 - (fgs.sum() - fgs.cumsum(0)) / (fgs.sum() + (1 - fgs).cumsum(0))
             terms.append(errors @ torch.cat([jac[:1], jac[1:] - jac[:-1]]))
-    return torch.stack(terms).mean()
+            w.append(1.0 if weights is None else weights[c])
+    return (torch.stack(terms) * torch.tensor(w)).sum() / sum(w)
 
 
 def test_lovasz_softmax_batched_equals_the_definition() -> None:
@@ -548,3 +551,96 @@ def test_lovasz_softmax_batched_equals_the_definition() -> None:
     (g_want,) = torch.autograd.grad(want, logits)
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
     assert torch.allclose(g_got, g_want, atol=1e-6)
+
+
+def test_lovasz_class_weights_weigh_each_image_class_term() -> None:
+    torch.manual_seed(2)
+    logits = torch.randn(3, 5, 9, 11, requires_grad=True)
+    y = torch.randint(0, 4, (3, 9, 11))
+    y[2] = torch.where(y[2] == 3, torch.tensor(1), y[2])  # class 3 only in two of the images
+    weights = [1.0, 0.5, 1.0, 4.0, 2.0]
+    got = train_mod.lovasz_softmax(logits.softmax(1), y, class_weights=torch.tensor(weights))
+    (g_got,) = torch.autograd.grad(got, logits)
+    want = _lovasz_by_loops(logits.softmax(1), y, weights=weights)
+    (g_want,) = torch.autograd.grad(want, logits)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    assert torch.allclose(g_got, g_want, atol=1e-6)
+    plain = train_mod.lovasz_softmax(logits.softmax(1), y)
+    assert train_mod.lovasz_softmax(logits.softmax(1), y, class_weights=torch.ones(5)).item() == pytest.approx(
+        plain.item(), rel=1e-6)  # fmt: skip
+    assert got.item() != pytest.approx(plain.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="one weight per class"):
+        train_mod.lovasz_softmax(logits.softmax(1), y, class_weights=torch.ones(4))
+
+
+def test_train_with_lovasz_class_weights(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "l", steps=2, loss="ce+lovasz", lovasz_weights={"person": 3})
+    assert config.lovasz_weights == {"person": 3.0}
+    result = train(config, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    assert result.finished and math.isfinite(result.train_loss)
+    stored = json.loads((tmp_path / "l" / "config.json").read_text())["config"]
+    assert stored["lovasz_weights"] == {"person": 3.0}
+    assert train_mod.config_differences(config) == []
+    assert train_mod.config_differences(dataclasses.replace(config, lovasz_weights={"person": 2.0}))
+    # A run stored before lovasz_weights existed reads as unweighted.
+    path = tmp_path / "l" / "config.json"
+    doc = json.loads(path.read_text())
+    del doc["config"]["lovasz_weights"]
+    path.write_text(json.dumps(doc))
+    assert train_mod.config_differences(dataclasses.replace(config, lovasz_weights={})) == []
+    with pytest.raises(ValueError, match="needs loss='ce\\+lovasz'"):
+        tiny_config(tmp_path / "m", lovasz_weights={"person": 2})
+    with pytest.raises(ValueError, match="unknown class 'persons'; classes: road, sidewalk"):
+        tiny_config(tmp_path / "m", loss="ce+lovasz", lovasz_weights={"persons": 2})
+    for bad in (0, -1.0, float("nan"), "2", True):
+        with pytest.raises(ValueError, match="must be a positive number"):
+            tiny_config(tmp_path / "m", loss="ce+lovasz", lovasz_weights={"person": bad})
+
+
+def test_init_widens_a_refinement_block_and_computes_the_same(tmp_path: Path) -> None:
+    zoo = tmp_path / "zoo"
+    r2 = tiny_config(tmp_path / "a", steps=2, output_stride=2, refine=4, refine2=3, export_name="r2",
+                     export_dir=str(zoo))  # fmt: skip
+    train(r2, train_data=EasyScenes(8), val_data=EasyScenes(2, seed=1))
+    spec = f"zoo:{zoo / 'r2.json'}"
+    wide = tiny_config(tmp_path / "b", steps=1, init=spec, output_stride=2, refine=7, refine2=5)
+    train_mod.check_init(wide)
+    old = load("r2", weights_dir=zoo).net.eval()
+    net = ARCHITECTURES["fcn8s"](19, **wide.arch_kwargs()).eval()
+    train_mod._load_init_weights(net, old.state_dict())
+    x = torch.randn(2, 3, 32, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), old(x))  # the new channels enter with zero weights: exactly the old network
+    new, before = net.state_dict(), old.state_dict()
+    assert new["refine.0.weight"].shape[0] == 7 and new["refine2.3.weight"].shape[1] == 5
+    assert torch.equal(new["refine.0.weight"][:4], before["refine.0.weight"])
+    assert new["refine.0.weight"][4:].abs().sum() > 0  # the new channels' first convolution is not dead
+    assert torch.equal(new["refine2.3.weight"][:, :3], before["refine2.3.weight"])
+    assert new["refine2.3.weight"][:, 3:].abs().sum() == 0
+    # Training the wide run moves the new channels (their gradients are not zero).
+    train(dataclasses.replace(wide, export_name="w", export_dir=str(zoo)), train_data=EasyScenes(8, seed=5),
+          val_data=EasyScenes(2, seed=1))  # fmt: skip
+    trained = load("w", weights_dir=zoo).net.state_dict()
+    assert trained["refine2.3.weight"][:, 3:].abs().sum() > 0
+    # Narrower blocks are refused, from the small init and from the widened one.
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=spec, output_stride=2, refine=3, refine2=3))
+    with pytest.raises(ValueError, match="different network: arch_kwargs"):
+        train_mod.check_init(tiny_config(tmp_path / "c", init=f"zoo:{zoo / 'w.json'}", output_stride=2, refine=4,
+                                         refine2=3))  # fmt: skip
+
+
+def test_cli_lovasz_weight(tmp_path: Path, easy_default_data: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "w"
+    args = ["train", "--out", str(out), *CLI_ARGS, "--loss", "ce+lovasz"]
+    assert main([*args, "--lovasz-weight", "person=3", "--lovasz-weight", "traffic light=0.5"]) == 0
+    stored = json.loads((out / "config.json").read_text())["config"]
+    assert stored["lovasz_weights"] == {"person": 3.0, "traffic light": 0.5}
+    capsys.readouterr()
+    for bad in ("person", "person=0", "person=x", "=2"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--lovasz-weight", bad])
+        assert exc.value.code == 2
+        assert "expected CLASS=W with a positive weight W" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x"), *CLI_ARGS, "--lovasz-weight", "person=2"]) == 2
+    assert "needs loss='ce+lovasz'" in capsys.readouterr().err

@@ -101,7 +101,8 @@ class TrainConfig:
     architecture, ``arch_kwargs`` and ``num_classes``, or a smaller stage of the same FCN (an FCN-8s for an FCN-4s
     run, whose new pool2 stage starts as Long et al. start each finer stage: zero scores, bilinear upsampling; an
     FCN-4s for one with ``refine``, whose block starts as the identity; an FCN-4s for an FCN-2s, whose pool1 stage
-    and ``refine2`` block start the same ways); its normalisation is used unless
+    and ``refine2`` block start the same ways; or one whose refinement blocks have fewer channels, whose old
+    channels are copied and new ones enter the scores with zero weights); its normalisation is used unless
     ``mean``/``std`` are given. The optimiser and schedule start afresh; ``steps`` counts the new steps only.
 
     Data: ``data`` ("synthetic": ``segattack.data.SyntheticStreets``; ignored when datasets are passed to
@@ -111,6 +112,7 @@ class TrainConfig:
 
     Optimisation: ``steps`` (total optimiser steps), ``batch_size``, ``crop`` (training crop; None = whole image),
     ``loss`` ("ce": pixel cross-entropy; "ce+lovasz": plus ``lovasz_softmax``, the Lovasz surrogate of 1 - IoU),
+    ``lovasz_weights`` (class name -> weight of its (image, class) terms in the Lovasz mean; others weigh 1),
     ``optimizer``, ``lr`` (None: 0.01 for SGD, 1e-3 for AdamW), ``momentum``, ``nesterov``, ``weight_decay`` (None:
     5e-4 for SGD, 1e-2 for AdamW; never applied to biases and BatchNorm), ``schedule`` ("poly" with
     ``poly_power``, or "cosine", both decaying to 0 at ``steps``), ``warmup_steps`` (linear warmup).
@@ -150,6 +152,7 @@ class TrainConfig:
     batch_size: int = 8
     crop: tuple[int, int] | None = (128, 256)
     loss: Literal["ce", "ce+lovasz"] = "ce"
+    lovasz_weights: dict[str, float] = dataclasses.field(default_factory=dict)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float | None = None
     momentum: float = 0.9
@@ -240,6 +243,16 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.loss not in ("ce", "ce+lovasz"):
             raise ValueError(f"loss must be 'ce' or 'ce+lovasz', got {self.loss!r}")
+        if self.lovasz_weights and self.loss != "ce+lovasz":
+            raise ValueError("lovasz_weights (--lovasz-weight) needs loss='ce+lovasz' (--loss ce+lovasz)")
+        names = _class_names(self.num_classes)
+        for name, weight in dict(self.lovasz_weights).items():
+            if name not in names:
+                raise ValueError(f"lovasz_weights: unknown class {name!r}; classes: {', '.join(names)}")
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not (math.isfinite(weight)
+                                                                                     and weight > 0):
+                raise ValueError(f"lovasz_weights: the weight of {name!r} must be a positive number, got {weight!r}")
+        object.__setattr__(self, "lovasz_weights", {k: float(v) for k, v in dict(self.lovasz_weights).items()})
         if self.schedule not in ("poly", "cosine"):
             raise ValueError(f"schedule must be 'poly' or 'cosine', got {self.schedule!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
@@ -468,14 +481,16 @@ def _fcn_stages(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return stages
 
 
-def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_INDEX) -> Tensor:
+def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_INDEX,
+                   class_weights: Tensor | None = None) -> Tensor:
     """The Lovasz-softmax loss of Berman, Rannen Triki and Blaschko (2018): a convex surrogate of 1 - IoU.
 
     ``probs``: (B, K, H, W) class probabilities; ``labels``: (B, H, W) class ids, ``ignore_index`` left out. Per
     image and per class present in its labels, the pixels' errors ``|[y = c] - p_c|`` sorted in decreasing order are
     weighted by the increments of the Jaccard loss along that order (the Lovasz extension of the set function
     1 - IoU_c); the loss is the mean over the (image, class) pairs. For a hard one-hot ``probs`` it equals the mean
-    of 1 - IoU_c, which is what it optimises; 0 when there is no labelled pixel.
+    of 1 - IoU_c, which is what it optimises; 0 when there is no labelled pixel. ``class_weights`` (K,): the
+    mean becomes the weighted mean, each (image, class) pair weighing its class's weight.
     """
     if probs.ndim != 4 or labels.shape != (probs.shape[0], *probs.shape[2:]):
         raise ValueError(f"probs (B, K, H, W) and labels (B, H, W) expected, got {tuple(probs.shape)} and "
@@ -499,18 +514,26 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, *, ignore_index: int = IGNORE_
     total = fg_sorted.sum(1, keepdim=True)
     jaccard = 1 - (total - fg_sorted.cumsum(1)) / (total + (1 - fg_sorted).cumsum(1))
     grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
-    return (errors * grad).sum(1).mean()
+    losses = (errors * grad).sum(1)
+    if class_weights is None:
+        return losses.mean()
+    if class_weights.shape != (k,):
+        raise ValueError(f"class_weights must have one weight per class ({k}), got shape {tuple(class_weights.shape)}")
+    w = class_weights.to(losses).repeat(probs.shape[0])[present]
+    return (losses * w).sum() / w.sum()
 
 
 def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     """Whether an init network ``got`` is a smaller stage of the FCN ``want`` (the same options but the stride and
     the refinement blocks): FCN-8s -> FCN-4s (-> + refinement) -> FCN-2s (-> + refinement), each stage of ``got``
-    also in ``want`` with the same channels, and ``want`` with more."""
+    also in ``want``, a refinement block with at least its channels (a wider one grows into it), and ``want`` with
+    more stages or channels."""
     if want["arch"] != "fcn8s" or got["arch"] != "fcn8s":
         return False
     have, grown = _fcn_stages(got["arch_kwargs"]), _fcn_stages(want["arch_kwargs"])
-    if len(grown) <= len(have) or any(grown.get(k) != v for k, v in have.items()):
+    if grown == have or any(k not in grown or grown[k] < v for k, v in have.items()):
         return False
+
     def rest(net: Mapping[str, Any]) -> dict[str, Any]:  # everything but the stage's own options
         kwargs = {k: v for k, v in net["arch_kwargs"].items() if k not in _STAGE_OPTIONS}
         return {**net, "arch_kwargs": kwargs}
@@ -518,14 +541,38 @@ def _is_growth(got: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     return rest(got) == rest(want)
 
 
+_GROWN_MODULES = ("score_pool2", "upscore_pool3", "refine", "score_pool1", "upscore_pool2", "refine2")
+
+
 def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
     """Load an init model's state into ``net``: all of it, or a smaller FCN stage's into a larger one, whose new
     layers keep their initialisation: an FCN-4s's pool2 stage zero scores and a bilinear 2x (the FCN-8s's scores
     passed through), a refinement block a zero last convolution (the identity), an FCN-2s's pool1 stage as the
-    pool2 one."""
+    pool2 one. A refinement block with more channels than the init's (net2net widening, Chen et al. 2016) takes
+    the old channels' weights; its new channels keep their initialisation in the first convolution and get zero
+    weights in the last, so the network computes exactly what the init model does."""
+    own = net.state_dict()
+    state = dict(state)
+    for name in ("refine", "refine2"):
+        block = getattr(net, name, None)
+        if not isinstance(block, nn.Sequential):
+            continue
+        last = f"{name}.{len(block) - 1}.weight"
+        for key in [k for k in state if k.startswith(f"{name}.")]:
+            old, new = state[key], own.get(key)
+            if new is None or old.shape == new.shape:
+                continue
+            if old.dim() != new.dim() or any(a > b for a, b in zip(old.shape, new.shape, strict=True)):
+                raise RuntimeError(f"init weights do not fit the network: {key} {tuple(old.shape)} does not fit "
+                                   f"in {tuple(new.shape)}")  # fmt: skip
+            grown = new.clone()
+            if key == last:
+                grown.zero_()  # the new channels' outputs enter the scores with weight 0
+            grown[tuple(slice(0, n) for n in old.shape)] = old
+            state[key] = grown
     missing, unexpected = net.load_state_dict(state, strict=False)
     allowed: set[str] = set()
-    for name in ("score_pool2", "upscore_pool3", "refine", "score_pool1", "upscore_pool2", "refine2"):
+    for name in _GROWN_MODULES:
         module = getattr(net, name, None)
         if isinstance(module, nn.Module):
             allowed |= {f"{name}.{k}" for k in module.state_dict()}
@@ -553,8 +600,8 @@ def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
         raise ValueError(
             f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout, "
             "--output-stride, --refine, --refine2 and network options as that model (a smaller stage of an FCN may "
-            "start a larger one: FCN-8s -> FCN-4s -> FCN-4s with --refine -> FCN-2s -> FCN-2s with --refine2; not the "
-            "reverse)"
+            "start a larger one: FCN-8s -> FCN-4s -> FCN-4s with --refine -> FCN-2s -> FCN-2s with --refine2, and a "
+            "refinement block may get more channels; not the reverse)"
         )
     return model, str(card_path), card
 
@@ -724,6 +771,7 @@ def config_differences(config: TrainConfig) -> list[str]:
     stored.setdefault("refine", 0)  # and from before refine, without the block
     stored.setdefault("refine2", 0)  # and from before refine2
     stored.setdefault("loss", "ce")  # and from before loss, with cross-entropy
+    stored.setdefault("lovasz_weights", {})  # and from before lovasz_weights, unweighted
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 
@@ -952,6 +1000,10 @@ def _train_locked(
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     use_amp = config.amp and device.type == "cuda"
+    lovasz_w: Tensor | None = None
+    if config.lovasz_weights:
+        names = _class_names(config.num_classes)
+        lovasz_w = torch.tensor([config.lovasz_weights.get(n, 1.0) for n in names], device=device)
     # The one evaluator sees the network from pixel space; PixelModel restores its train/eval flags after each call.
     val_model = PixelModel(net, mean=mean, std=std, num_classes=config.num_classes).to(device)
     t0 = time.perf_counter()
@@ -1001,7 +1053,8 @@ def _train_locked(
             loss = F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum")
             loss = loss / (y != IGNORE_INDEX).sum().clamp_min(1)  # all-ignored batch: loss 0, not NaN
             if config.loss == "ce+lovasz":
-                loss = loss + lovasz_softmax(logits.softmax(1), y, ignore_index=IGNORE_INDEX)
+                loss = loss + lovasz_softmax(logits.softmax(1), y, ignore_index=IGNORE_INDEX,
+                                             class_weights=lovasz_w)
             loss.backward()
             optimizer.step()
             scheduler.step()

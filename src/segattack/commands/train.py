@@ -20,6 +20,17 @@ def _hxw(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _class_weight(text: str) -> tuple[str, float]:
+    name, sep, value = text.rpartition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or not name.strip() or not weight > 0 or weight == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected CLASS=W with a positive weight W, such as person=2, got {text!r}")
+    return name.strip(), weight
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "train",
@@ -71,7 +82,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=0,
         metavar="C",
         help="fcn8s at --output-stride 4 or 2: add a stride-4 refinement block with C channels (scores + pool2 "
-        "features, two 3x3 convolutions; starts as the identity, so an FCN-4s --init grows into it) (default: 0, none)",
+        "features, two 3x3 convolutions; starts as the identity, so an FCN-4s --init grows into it, and an --init "
+        "with a narrower block is widened to C) (default: 0, none)",
     )
     p.add_argument(
         "--refine2",
@@ -95,6 +107,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="ce",
         help="training loss: pixel cross-entropy, or cross-entropy plus the Lovasz-softmax surrogate of 1 - IoU "
         "(Berman et al. 2018), per image and class present (default: ce)",
+    )
+    p.add_argument(
+        "--lovasz-weight",
+        action="append",
+        default=[],
+        type=_class_weight,
+        metavar="CLASS=W",
+        help="with --loss ce+lovasz: weigh CLASS's Lovasz terms W times (the others 1), e.g. person=2, to spend more "
+        "of a small network on the class to attack; repeatable (default: all 1)",
     )
     p.add_argument("--steps", type=int, default=4000, help="optimiser steps in total (default: 4000)")
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8)")
@@ -198,7 +219,8 @@ def run(args: argparse.Namespace) -> int:
             init=args.init,
             size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
             data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
-            loss=args.loss, optimizer=args.optimizer, lr=args.lr, nesterov=args.nesterov,
+            loss=args.loss, lovasz_weights=dict(args.lovasz_weight), optimizer=args.optimizer, lr=args.lr,
+            nesterov=args.nesterov,
             weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
             scale_range=tuple(args.scale), seed=args.seed,
             device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
