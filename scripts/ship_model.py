@@ -131,6 +131,13 @@ def main() -> None:
             "--init`): the steps and minutes above are those of this fine-tuning run only; the init model's card has "
             "its own."
         )
+    cfg = tr.get("config", {})
+    loss_md = "pixel cross-entropy"
+    if cfg.get("loss") == "ce+lovasz":
+        loss_md += " + Lovasz-softmax (Berman et al. 2018)"
+        if cfg.get("lovasz_weights"):
+            weights = ", ".join(f"{k} x{v:g}" for k, v in cfg["lovasz_weights"].items())
+            loss_md += f", its terms weighted {weights} (the other classes x1)"
     md = f"""# Model card: {name}
 
 {card["description"]}
@@ -142,8 +149,9 @@ def main() -> None:
   Cityscapes train-id logits at input size.
 - Data: segattack's synthetic street scenes (`segattack.data.SyntheticStreets`), {tr["train_images"]} training
   scenes at {size[0]}x{size[1]} (height x width), random scale + crop {tr["crop"]}, flip, colour jitter.
-- Training: {tr["steps"]} steps, batch {tr["batch_size"]}, {tr["optimizer"]} lr {tr["lr"]}, {tr["schedule"]}
-  schedule, seed {tr["seed"]}, on {tr["device"]} (2-core CPU), {tr["elapsed_s"] / 60:.0f} min, torch {tr["torch"]}.\
+- Training: {tr["steps"]} steps, batch {tr["batch_size"]}, loss {loss_md}, {tr["optimizer"]} lr {tr["lr"]},
+  {tr["schedule"]} schedule, seed {tr["seed"]}, on {tr["device"]} (2-core CPU), {tr["elapsed_s"] / 60:.0f} min,
+  torch {tr["torch"]}.\
 {init_md}
 - Command (from the repository root):
 
