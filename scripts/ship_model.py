@@ -55,6 +55,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("card", type=Path, help="the exported <name>.json")
     ap.add_argument("--command", required=True, help="the exact training command, recorded in the card")
+    ap.add_argument("--before", action="append", default=[], metavar="COMMAND",
+                    help="an earlier training stage whose export this run's --init names but which is not shipped "
+                         "(repeatable, in order): recorded in the card so that the chain reproduces from a clean clone")
     ap.add_argument("--val-images", type=int, default=500)
     ap.add_argument("--check-images", type=int, default=8)
     ap.add_argument("--metrics", type=Path, default=None, help="the run's metrics.jsonl: the validation curve")
@@ -87,6 +90,8 @@ def main() -> None:
                               "elapsed_s": row["elapsed_s"]})  # fmt: skip
         card["val_curve"] = curve
     card["command"] = args.command
+    if args.before:
+        card["commands_before"] = list(args.before)
     card[f"val_{args.val_images}"] = {"images": args.val_images, "miou": val.miou, "pixel_accuracy": val.pixel_accuracy,
                                       "iou": dict(zip(CLASS_NAMES, val.iou.tolist(), strict=True))}  # fmt: skip
     card["check"] = {"images": args.check_images, "size": list(size), "miou": check.miou,
@@ -131,6 +136,12 @@ def main() -> None:
             "--init`): the steps and minutes above are those of this fine-tuning run only; the init model's card has "
             "its own."
         )
+    if args.before:
+        stages = "the first command below trains" if len(args.before) == 1 else \
+            f"the first {len(args.before)} commands below train"
+        init_md = init_md.replace("the init model's card has its own.", (
+            f"that init is an earlier stage that is not shipped: {stages} it, the last one fine-tunes it into this "
+            "model."))
     cfg = tr.get("config", {})
     loss_md = "pixel cross-entropy"
     if cfg.get("loss") == "ce+lovasz":
@@ -138,6 +149,7 @@ def main() -> None:
         if cfg.get("lovasz_weights"):
             weights = ", ".join(f"{k} x{v:g}" for k, v in cfg["lovasz_weights"].items())
             loss_md += f", its terms weighted {weights} (the other classes x1)"
+    before_md = "".join(f"  {c}\n" for c in args.before)
     md = f"""# Model card: {name}
 
 {card["description"]}
@@ -156,8 +168,8 @@ def main() -> None:
 - Command (from the repository root):
 
   ```
-  {args.command}
-  python scripts/ship_model.py {args.card} --command "..."
+{before_md}  {args.command}
+  python scripts/ship_model.py {args.card}{' --before "..."' * len(args.before)} --command "..."
   ```
 
 ## Quality on the synthetic validation split ({size[0]}x{size[1]})

@@ -13,7 +13,7 @@ from .registry import ARCHITECTURES, WEIGHTS_DIR, available, load, save_model, s
 from .segformer import SegFormer
 
 #: The shipped model the command line uses when no --model is given (see weights/<name>.md, its model card).
-DEFAULT_MODEL = "fcn2s-synth-w8-r16"
+DEFAULT_MODEL = "fcn2s-synth-w8-r32"
 
 __all__ = [
     "DEFAULT_MODEL",
