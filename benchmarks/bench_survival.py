@@ -7,8 +7,8 @@ image): the paper's ``illm``, and ``illm`` with ``eot=`` the same transforms (``
 ``eot_samples`` times the passes). Printed and written (``--json``): hidden and kept (whole image) per transform and
 eps for both, and the gain in hidden.
 
-Run:  python benchmarks/bench_survival.py [--images 10] [--size 256x512] [--eps 4,10]
-      [--transforms jpeg:75,jpeg:50,resize:0.5,blur:1,noise:2] [--eot-samples 4] [--json OUT]
+Run:  python benchmarks/bench_survival.py [--model NAME | --model PATH/NAME.json] [--images 10] [--size 256x512]
+      [--eps 4,10] [--transforms jpeg:75,jpeg:50,resize:0.5,blur:1,noise:2] [--eot-samples 4] [--json OUT]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import segattack as sa
 from segattack.experiment import run_experiment
 from segattack.pipeline import AttackSpec
+from segattack.specs import SpecError, load_model
 
 PERSON = 11
 
@@ -49,6 +50,7 @@ def survival_table(out: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=sa.zoo.DEFAULT_MODEL, help="a zoo name or an exported NAME.json")
     p.add_argument("--images", type=int, default=10)
     p.add_argument("--size", type=lambda s: tuple(int(v) for v in s.split("x")), default=(256, 512))
     p.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=[4, 10])
@@ -57,13 +59,16 @@ def main() -> None:
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
 
-    model = sa.zoo.load(sa.zoo.DEFAULT_MODEL)
+    try:
+        model = load_model(f"zoo:{args.model}").eval()
+    except SpecError as err:
+        raise SystemExit(f"bench_survival.py: {err}") from None
     data = sa.data.SyntheticStreets(split="val", size=args.size, length=args.images, seed=0)
     attacks = {
         "illm": AttackSpec("illm"),
         "illm+eot": AttackSpec("illm", {"eot": args.transforms, "eot_samples": args.eot_samples}),
     }
-    result: dict[str, Any] = {"images": args.images, "size": list(args.size), "eps": args.eps,
+    result: dict[str, Any] = {"model": args.model, "images": args.images, "size": list(args.size), "eps": args.eps,
                               "transforms": args.transforms, "eot_samples": args.eot_samples, "runs": {}}  # fmt: skip
     root = Path(tempfile.mkdtemp(prefix="bench_survival_"))
     try:
@@ -76,8 +81,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     plain, eot = result["runs"]["illm"]["table"], result["runs"]["illm+eot"]["table"]
-    print(f"{args.images} scenes at {args.size[0]}x{args.size[1]}, whole image; hidden / kept (%), illm vs illm + EOT "
-          f"({args.eot_samples} draws per step over {args.transforms})")  # fmt: skip
+    print(f"{args.model}, {args.images} scenes at {args.size[0]}x{args.size[1]}, whole image; hidden / kept (%), "
+          f"illm vs illm + EOT ({args.eot_samples} draws per step over {args.transforms})")  # fmt: skip
     header = "| transform | " + " | ".join(f"eps {e}: illm | eps {e}: illm + EOT" for e in args.eps) + " |"
     print(header)
     print("|---" * (1 + 2 * len(args.eps)) + "|")
