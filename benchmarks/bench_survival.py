@@ -62,7 +62,7 @@ def main() -> None:
     try:
         model = load_model(f"zoo:{args.model}").eval()
     except SpecError as err:
-        raise SystemExit(f"bench_survival.py: {err}") from None
+        p.error(str(err))
     data = sa.data.SyntheticStreets(split="val", size=args.size, length=args.images, seed=0)
     attacks = {
         "illm": AttackSpec("illm"),

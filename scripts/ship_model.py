@@ -63,7 +63,11 @@ def main() -> None:
     ap.add_argument("--metrics", type=Path, default=None, help="the run's metrics.jsonl: the validation curve")
     args = ap.parse_args()
 
+    if not args.card.is_file():
+        ap.error(f"{args.card}: no such file; give the <name>.json that `segattack train --export-name` wrote")
     card = json.loads(args.card.read_text())
+    if args.before and not card["training"].get("init"):
+        ap.error(f"--before: {args.card} was not trained from an --init, so it has no earlier stage to record")
     name = card["name"]
     src_weights = args.card.parent / card["weights"]
     if sha256_file(src_weights) != card["sha256"]:
@@ -91,7 +95,7 @@ def main() -> None:
         card["val_curve"] = curve
     card["command"] = args.command
     if args.before:
-        card["commands_before"] = list(args.before)
+        card["commands_before"] = args.before
     card[f"val_{args.val_images}"] = {"images": args.val_images, "miou": val.miou, "pixel_accuracy": val.pixel_accuracy,
                                       "iou": dict(zip(CLASS_NAMES, val.iou.tolist(), strict=True))}  # fmt: skip
     card["check"] = {"images": args.check_images, "size": list(size), "miou": check.miou,
@@ -131,17 +135,17 @@ def main() -> None:
 """
     init_md = ""
     if tr.get("init"):
+        if args.before:
+            stages = "the first command below trains" if len(args.before) == 1 else \
+                f"the first {len(args.before)} commands below train"
+            whose = (f"that init is an earlier stage that is not shipped: {stages} it, the last one fine-tunes it into "
+                     "this model.")  # fmt: skip
+        else:
+            whose = "the init model's card has its own."
         init_md = (
             f"\n- Initialised from `{tr['init']}` (weights SHA-256 `{tr['init_sha256'][:16]}...`, `segattack train "
-            "--init`): the steps and minutes above are those of this fine-tuning run only; the init model's card has "
-            "its own."
+            f"--init`): the steps and minutes above are those of this fine-tuning run only; {whose}"
         )
-    if args.before:
-        stages = "the first command below trains" if len(args.before) == 1 else \
-            f"the first {len(args.before)} commands below train"
-        init_md = init_md.replace("the init model's card has its own.", (
-            f"that init is an earlier stage that is not shipped: {stages} it, the last one fine-tunes it into this "
-            "model."))
     cfg = tr.get("config", {})
     loss_md = "pixel cross-entropy"
     if cfg.get("loss") == "ce+lovasz":
