@@ -306,7 +306,8 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
 
     Raises:
         FileNotFoundError: ``root`` or ``labels`` is not a folder; an image has no label file.
-        ValueError: no image found under ``root`` (the message lists the accepted extensions); a bad ``size``.
+        ValueError: no image found under ``root`` (the message lists the accepted extensions); a bad ``size``;
+            ``labels`` is ``root`` or a folder above it (a ``DataError``).
     """
 
     def __init__(
@@ -324,6 +325,12 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
         label_root = None if labels is None else Path(labels).expanduser()
         # a label folder inside the image folder holds PNGs too: they are labels, not images
         skip = label_root.resolve() if label_root is not None and label_root.is_dir() else None
+        if skip is not None and self.root.resolve().is_relative_to(skip):
+            same = "is the image folder" if self.root.resolve() == skip else "holds the image folder"
+            raise DataError(
+                f"the label folder {label_root} {same} {self.root}: its files would all be read as labels, "
+                "leaving no image; point labels (--labels) at the folder of label PNGs named like the images"
+            )
         files = sorted(
             (
                 p
