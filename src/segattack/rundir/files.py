@@ -1,7 +1,4 @@
-"""Run directories: the one place that writes, reads, locks and compares what runs leave on disk.
-
-Every command that writes an output directory (``run``, ``demo``, ``universal``, ``train``, ``report``) goes through
-this module, so the guarantees hold everywhere:
+"""Atomic files, append-only JSONL and the run lock: the low-level half of ``segattack.rundir``.
 
 - **Atomic files**: ``write_bytes`` / ``write_text`` / ``write_json`` write a temporary file beside the target,
   fsync it, rename it over the target and fsync the directory: a reader sees the old file or the new one, never half.
@@ -12,22 +9,15 @@ this module, so the guarantees hold everywhere:
   system releases the lock when the holder dies, so a crashed or killed run never leaves it stuck.
 - **Configurations**: ``config_diff`` tells what changed between a stored and a requested configuration.
 - **JSON-safe values**: ``json_safe`` turns NaN/inf into ``null``, tensors and numpy scalars into numbers.
-- **The results schema and file names** of an experiment directory (``RESULTS_FILE``, ``ROW_FIELDS``, ...),
-  ``read_rows``/``read_config``, and ``output_name``: a file name per image id that is unique per id.
-
-Nothing here runs a model; ``segattack.report`` reads result directories through this module only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import re
-import shutil
 import socket
 import threading
 import time
@@ -35,23 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import RunDirError
+from ..errors import RunDirError
 
 __all__ = [
-    "RESULTS_FILE",
-    "CONFIG_FILE",
-    "SUMMARY_FILE",
-    "SURVIVAL_FILE",
-    "REPORT_FILE",
     "LOCK_FILE",
-    "IMAGES_DIR",
-    "THUMBS_DIR",
-    "FIGURE1_PREFIX",
-    "MODES",
-    "STATUSES",
-    "ROW_FIELDS",
-    "NUMERIC_FIELDS",
-    "DEFAULT_ATTACK",
+    "MANIFEST_FILE",
     "RunLock",
     "write_bytes",
     "write_text",
@@ -62,56 +40,15 @@ __all__ = [
     "rewrite_jsonl",
     "json_safe",
     "config_diff",
-    "read_rows",
-    "read_config",
-    "output_name",
-    "figure1_path",
-    "experiment_outputs",
-    "clear_experiment_outputs",
     "check_writable_dir",
+    "lock_directory",
 ]
 
 log = logging.getLogger(__name__)
 
-# -- the experiment directory's schema ----------------------------------------------------------------------------
-
-RESULTS_FILE = "results.jsonl"
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.csv"
-REPORT_FILE = "report.html"
 LOCK_FILE = ".segattack.lock"
-IMAGES_DIR = "images"
-THUMBS_DIR = "thumbs"
-#: Figure 1 candidates saved during a run (the attack at the Figure 1 eps of every image, up to a size budget), so that
-#: the images chosen afterwards need no second attack; removed once Figure 1 is written.
-FIGURE1_CACHE_DIR = ".figure1_cache"
-FIGURE1_PREFIX = "figure1_"
-#: Figures the report writes, as stems; each is written as .png, .svg and (Figure 2) .pdf.
-FIGURE_STEMS = ("figure2", "attacks", "survival")
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
-MODES = ("full", "posthoc", "during")
-STATUSES = ("ok", "absent", "all_hidden", "unreadable")
-#: The survival summary's file (``segattack.report``: the rows with a ``transform``), beside ``summary.csv``.
-SURVIVAL_FILE = "survival.csv"
-#: The fields of every result row, in order: the measures, the ``transform`` of a survival row (null for the plain
-#: rows), SSIM and the instance counts (``segattack.instances.instance_fields()``). A data set with ground-truth
-#: instances adds ``instance_fields("gt_instances")`` after them (``segattack.experiment.row_fields``).
-ROW_FIELDS = (
-    "image_id", "index", "attack", "eps", "mode", "steps", "fooled", "preserved", "target_hit", "class_pixels",
-    "accuracy", "clean_accuracy", "confusion", "clean_confusion",
-    "linf", "l2", "mean_abs", "psnr", "time_s", "status",
-    "transform", "ssim",
-    "instances", "instances_hidden", "instances_small", "instances_small_hidden", "instances_medium",
-    "instances_medium_hidden", "instances_large", "instances_large_hidden",
-)  # fmt: skip
-#: Row fields read back as float, ``null`` -> NaN.
-NUMERIC_FIELDS = (
-    "fooled", "preserved", "target_hit", "accuracy", "clean_accuracy", "linf", "l2", "mean_abs", "psnr", "time_s",
-    "ssim",
-)  # fmt: skip
-#: The attack of rows written before rows named their attack.
-DEFAULT_ATTACK = "illm"
-_REQUIRED = frozenset({"index", "eps", "mode", "status"})
+#: The manifest of what the runs in a directory wrote (``segattack.rundir.layout``).
+MANIFEST_FILE = ".segattack-manifest.json"
 _TMP = ".tmp"
 
 
@@ -309,7 +246,8 @@ class RunLock:
             del RunLock._held[self._key]
             if entry[2]:  # a directory this lock created and nothing wrote into: leave nothing behind
                 with contextlib.suppress(OSError):
-                    if [p.name for p in self.directory.iterdir()] == [LOCK_FILE]:
+                    if {p.name for p in self.directory.iterdir()} <= {LOCK_FILE, MANIFEST_FILE}:
+                        (self.directory / MANIFEST_FILE).unlink(missing_ok=True)  # it lists nothing that exists
                         self.path.unlink()
                         self.directory.rmdir()
         self._key = None
@@ -344,6 +282,28 @@ except ImportError:  # Windows
         fh.seek(0)
         with contextlib.suppress(OSError):
             msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def lock_directory(directory: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the folder itself for a short read-modify-write of a file in it (the
+    manifest, which a run and a report redrawn beside it may both update), and a lock within this process. Blocks
+    until the folder is free; where folders cannot be locked (Windows) only the in-process lock is held."""
+    with _DIR_LOCK:
+        try:
+            fd = os.open(directory, os.O_RDONLY)
+        except OSError:
+            yield
+            return
+        try:
+            with contextlib.suppress(OSError, NameError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor drops its flock
+
+
+_DIR_LOCK = threading.RLock()
 
 
 def check_writable_dir(directory: str | os.PathLike[str], *, create: bool = True) -> Path:
@@ -385,105 +345,3 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: Itera
     skip = set(ignore)
     keys = sorted((set(a) | set(b)) - skip)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-
-
-def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The ``config.json`` of an experiment directory (``RunDirError`` if missing or not a JSON object)."""
-    path = Path(out_dir) / CONFIG_FILE
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{out_dir} holds no {CONFIG_FILE}: is it an experiment directory?") from None
-    except NotADirectoryError:
-        raise RunDirError(f"{out_dir} is a file, not an experiment directory") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path} is not valid JSON ({err}); rerun the experiment with --overwrite") from None
-    if not isinstance(config, dict):
-        raise RunDirError(f"{path} must hold a JSON object; rerun the experiment with --overwrite")
-    return config
-
-
-# -- result rows ----------------------------------------------------------------------------------------------------
-
-
-def _is_row(row: Any) -> bool:
-    return isinstance(row, dict) and _REQUIRED <= row.keys()
-
-
-def normalise_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as read back: ``null`` numeric fields become NaN, a missing attack the default one."""
-    for key in NUMERIC_FIELDS:
-        if key in row and row[key] is None:
-            row[key] = math.nan
-    if not row.get("attack"):
-        row["attack"] = DEFAULT_ATTACK
-    return row
-
-
-def parse_results(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[bytes], bool]:
-    """Rows of a ``results.jsonl`` (normalised), their raw lines, and whether anything was dropped."""
-    rows, raw, dropped = read_jsonl(path, accept=_is_row)
-    return [normalise_row(r) for r in rows], raw, dropped
-
-
-def read_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of ``results.jsonl`` (``null`` read back as NaN for numeric fields); a torn or corrupt line is
-    skipped with a warning. Read-only: the file is left as it is."""
-    return parse_results(Path(out_dir) / RESULTS_FILE)[0]
-
-
-# -- file names -----------------------------------------------------------------------------------------------------
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(image_id: str) -> str:
-    """An image id reduced to file-name characters (``frankfurt/x_1`` -> ``frankfurt_x_1``); not unique.
-
-    >>> safe_name("frankfurt/frankfurt_000000_000294")
-    'frankfurt_frankfurt_000000_000294'
-    """
-    return _UNSAFE.sub("_", image_id).strip("._") or "image"
-
-
-def output_name(image_id: str) -> str:
-    """The file-name stem of an image's outputs, unique per image id.
-
-    An id made only of ``A-Za-z0-9._-`` (and not starting with a dot) is its own name; any other id is reduced to
-    those characters and gets the first 10 hex digits of its SHA-256, so ``a b``, ``a?b`` and ``a_b`` never share a
-    file. Case is kept: on a case-insensitive file system ids that differ only in case share a file.
-
-    >>> output_name("val_000001"), output_name("a b"), output_name("a?b")
-    ('val_000001', 'a_b-c8687a08aa', 'a_b-c2a7b64a2d')
-    """
-    if image_id and _UNSAFE.search(image_id) is None and not image_id.startswith(".") and not image_id.endswith("."):
-        return image_id
-    digest = hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:10]
-    return f"{safe_name(image_id)[:100]}-{digest}"
-
-
-def figure1_path(out_dir: str | os.PathLike[str], image_id: str, suffix: str = ".npz") -> Path:
-    """``DIR/figure1_<output_name(id)><suffix>``."""
-    return Path(out_dir) / f"{FIGURE1_PREFIX}{output_name(image_id)}{suffix}"
-
-
-def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Every file and folder of an experiment directory that a run or its report writes (what ``--overwrite``
-    removes); nothing else in the directory is touched."""
-    out = Path(out_dir)
-    names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, IMAGES_DIR, THUMBS_DIR,
-             FIGURE1_CACHE_DIR]  # fmt: skip
-    names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
-    found = [out / n for n in names if (out / n).exists()]
-    found += sorted(out.glob(f"{FIGURE1_PREFIX}*.npz")) + sorted(out.glob(f"{FIGURE1_PREFIX}*.png"))
-    found += sorted(out.glob(f"*{_TMP}"))
-    return found
-
-
-def clear_experiment_outputs(out_dir: str | os.PathLike[str]) -> None:
-    """Remove ``experiment_outputs(out_dir)``."""
-    for p in experiment_outputs(out_dir):
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
