@@ -69,7 +69,7 @@ def speed(
         opts = _options(name, steps)
         targeted = name == "illm"
         labels = target if targeted else pred
-        c = registry.cost(name, eps_levels=eps, **opts)
+        c = registry.cost(name, eps=eps / 255, **opts)
         fn = registry.get(name)
         ratios, per_pass, per_fwd = [], [], []
         for _ in range(repeats):
@@ -104,7 +104,7 @@ def strength(
         fn = registry.get(name)
         per: dict[str, Any] = {}
         for e in eps:
-            row: dict[str, Any] = {"passes": registry.cost(name, eps_levels=e, **opts).backward}
+            row: dict[str, Any] = {"passes": registry.cost(name, eps=e / 255, **opts).backward}
             torch.manual_seed(e)  # random starts depend on (attack, eps) only, not on the order attacks run in
             t0 = time.perf_counter()
             fooled, kept = [], []

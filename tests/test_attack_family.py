@@ -299,7 +299,7 @@ def test_passes_equal_documented_cost(tiny_model: sa.PixelModel, name: str, opts
     labels = labels_for(tiny_model, x, targeted)
     with count_passes(tiny_model) as passes:
         run(name, tiny_model, x, labels, eps=4 / 255, targeted=targeted, **opts)
-    cost = sa.attacks.cost(name, eps_levels=4, **opts)
+    cost = sa.attacks.cost(name, eps=4 / 255, **opts)
     assert cost.exact
     assert (passes.forward, passes.backward) == (cost.forward, cost.backward), cost
 
@@ -307,7 +307,7 @@ def test_passes_equal_documented_cost(tiny_model: sa.PixelModel, name: str, opts
 def test_dag_passes_bounded_and_exact_when_stop_is_unreachable(tiny_model: sa.PixelModel) -> None:
     x = random_images(B, H, W, seed=6)
     labels = tiny_model.predict(x)
-    bound = sa.attacks.cost("dag", eps_levels=1, steps=6)
+    bound = sa.attacks.cost("dag", eps=1 / 255, steps=6)
     assert not bound.exact and (bound.forward, bound.backward) == (7, 6)
     with count_passes(tiny_model) as passes:
         adv = sa.attacks.get("dag")(tiny_model, x, labels, eps=1 / 255, targeted=False, steps=6, stop=1.0)
@@ -318,7 +318,7 @@ def test_dag_passes_bounded_and_exact_when_stop_is_unreachable(tiny_model: sa.Pi
 def test_dag_stops_early_within_the_bound(colour_model: sa.PixelModel) -> None:
     x, _ = colour_scene(n=2)
     labels = colour_model.predict(x)
-    bound = sa.attacks.cost("dag", eps_levels=24, steps=60, step_size=2 / 255)
+    bound = sa.attacks.cost("dag", eps=24 / 255, steps=60, step_size=2 / 255)
     with count_passes(colour_model) as passes:
         adv = sa.attacks.get("dag")(
             colour_model, x, labels, eps=24 / 255, targeted=False, steps=60, step_size=2 / 255, stop=0.05
@@ -330,10 +330,10 @@ def test_dag_stops_early_within_the_bound(colour_model: sa.PixelModel) -> None:
 
 def test_illm_sweep_shares_the_prefix(tiny_model: sa.PixelModel) -> None:
     eps_levels = list(range(1, 21))
-    p = sa.attacks.plan("illm", eps_levels=eps_levels)
+    p = sa.attacks.plan("illm", [e / 255 for e in eps_levels])
     assert p.shared and (p.forward, p.backward) == (76, 76)
     assert "76" in p.note and "266" in p.note
-    assert not sa.attacks.plan("illm", eps_levels=eps_levels, best=True).shared  # the best iterate is not shared
+    assert not sa.attacks.plan("illm", [e / 255 for e in eps_levels], best=True).shared  # the best iterate is not shared
 
     x = random_images(B, H, W, seed=7)
     target = labels_for(tiny_model, x, True)
@@ -351,7 +351,7 @@ def test_illm_sweep_shares_the_prefix(tiny_model: sa.PixelModel) -> None:
 def test_pgd_sweep_is_one_call_per_eps(tiny_model: sa.PixelModel) -> None:
     eps_levels = [2, 4, 8]
     opts: dict[str, Any] = {"steps": 3}
-    p = sa.attacks.plan("pgd", eps_levels=eps_levels, **opts)
+    p = sa.attacks.plan("pgd", [e / 255 for e in eps_levels], **opts)
     assert not p.shared and (p.forward, p.backward) == (3 * 4, 3 * 3)
 
     x = random_images(B, H, W, seed=8)
@@ -453,14 +453,14 @@ def test_user_attack_is_registered_and_sweeps(tiny_model: sa.PixelModel) -> None
             sa.attacks.register("test-myattack")(shift)
         x = random_images(B, H, W, seed=10)
         labels = tiny_model.predict(x)
-        p = sa.attacks.plan("test-myattack", eps_levels=[1, 3])
+        p = sa.attacks.plan("test-myattack", [1 / 255, 3 / 255])
         assert not p.shared and p.forward is None
         advs = sa.attacks.sweep("test-myattack", tiny_model, x, labels, eps=[1 / 255, 3 / 255], targeted=False, sign=-1)
         assert calls == [1 / 255, 3 / 255]
         assert advs.shape == (2, *x.shape)
         assert torch.equal(advs[1], (x - 3 / 255).clamp(0, 1))
         with pytest.raises(ValueError, match="does not document its cost"):
-            sa.attacks.cost("test-myattack", eps_levels=1)
+            sa.attacks.cost("test-myattack", eps=1 / 255)
     finally:
         sa.attacks.unregister("test-myattack")
     assert "test-myattack" not in sa.attacks.available()

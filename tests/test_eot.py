@@ -202,8 +202,8 @@ def test_passes_equal_documented_cost_with_eot(tiny_model: sa.PixelModel, name: 
     labels = labels_for(tiny_model, x, targeted)
     with count_passes(tiny_model) as passes:
         attack(name, tiny_model, x, labels, eps=4 / 255, targeted=targeted, **opts)
-    cost = sa.attacks.cost(name, eps_levels=4, **opts)
-    plain = sa.attacks.cost(name, eps_levels=4, **{k: v for k, v in opts.items() if not k.startswith("eot")})
+    cost = sa.attacks.cost(name, eps=4 / 255, **opts)
+    plain = sa.attacks.cost(name, eps=4 / 255, **{k: v for k, v in opts.items() if not k.startswith("eot")})
     draws = 1 if opts["eot"] in ("jpeg:75", "blur:0.8") else opts["eot_samples"]
     assert (cost.forward, cost.backward) == (plain.forward * draws, plain.backward * draws)
     assert (passes.forward, passes.backward) == (cost.forward, cost.backward), cost
@@ -213,7 +213,7 @@ def test_sweep_with_eot_runs_each_budget_and_plans_so(tiny_model: sa.PixelModel)
     x = random_images(B, H, W, seed=6)
     target = labels_for(tiny_model, x, True)
     opts = {"eot": "noise:2", "eot_samples": 2}
-    p = sa.attacks.plan("illm", [2, 4], **opts)
+    p = sa.attacks.plan("illm", [2 / 255, 4 / 255], **opts)
     assert not p.shared and p.backward == 2 * (3 + 5)
     torch.manual_seed(0)
     swept = sa.attacks.sweep("illm", tiny_model, x, target, eps=[2 / 255, 4 / 255], targeted=True, **opts)
@@ -221,7 +221,7 @@ def test_sweep_with_eot_runs_each_budget_and_plans_so(tiny_model: sa.PixelModel)
     first = sa.attacks.illm(tiny_model, x, target, eps=2 / 255, **opts)
     assert swept.shape == (2, *x.shape) and torch.equal(swept[0], first)
     assert float((swept[1] - x).abs().max()) * 255 <= 4 + 1e-6
-    assert sa.attacks.plan("illm", [2, 4]).shared  # without EOT the prefix is still shared
+    assert sa.attacks.plan("illm", [2 / 255, 4 / 255]).shared  # without EOT the prefix is still shared
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -270,6 +270,6 @@ def test_command_line_options_reach_the_attack_spec() -> None:
 
     (spec,) = parse_attacks("illm", ["illm.eot=jpeg:75,blur:1", "illm.eot_samples=4"])
     assert spec.options == {"eot": "jpeg:75,blur:1", "eot_samples": 4}
-    assert spec.passes(4) == 4 * 5  # eps=4: the paper's 5 steps, 4 draws each
+    assert spec.passes(4 / 255) == 4 * 5  # eps=4: the paper's 5 steps, 4 draws each
     specs = parse_attacks("illm,pgd", ["pgd.eot=noise:2"])  # --attack splits on commas; --attack-opt values do not
     assert [s.options for s in specs] == [{}, {"eot": "noise:2"}]

@@ -282,7 +282,7 @@ class _Transfer:
         sel = torch.tensor(ok, device=self.device)
         xs = x[sel]
         outcome = attack_batch(
-            model, xs, attack=self.spec, goal=self.goal, eps_levels=[self.teps], modes=("full",), pred=pred[sel],
+            model, xs, attack=self.spec, goal=self.goal, eps=[self.teps / 255], modes=("full",), pred=pred[sel],
             batch_size=self.batch_size,
         )  # fmt: skip
         adv = outcome.advs["full"][0]

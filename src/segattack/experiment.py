@@ -86,6 +86,7 @@ from torch import Tensor
 
 from . import distributed, rundir
 from .attacks import registry
+from .attacks._core import mix_seed
 from .data import labels as _labels
 from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
 from .instances import DEFAULT_THRESHOLD, check_threshold, instance_fields
@@ -475,7 +476,8 @@ def run_experiment(
             "class_names": [names[c] for c in ids_t],
             "eps_levels": [_number(e) for e in eps],
             "attacks": [a.describe() for a in specs],
-            "passes": {a.name: [a.passes(e) for e in eps] for a in specs},
+            "passes": {a.name: [a.passes(e / 255) for e in eps] for a in specs},
+            "sweeps": {a.name: _sweep_record(a, eps) for a in specs},
             "reference": reference,
             "modes": list(modes_t),
             "images": n,
@@ -610,7 +612,7 @@ class _Run:
         if w.many:
             log.info("process %d of %d: %d of the %d images left", w.rank, w.size, total - resumed, len(left))
         for a in self.specs:
-            log.info("%s", registry.plan(a.name, self.eps, **a.options).note)
+            log.info("%s", a.plan_note([e / 255 for e in self.eps]))
         keys = ("fooled", "preserved") if isinstance(self.goal_obj, HideGoal) else ("accuracy",)
         means = _RunningMeans(self.specs[0].name, self.fig_eps, self.lead_mode, keys)
         means.add(kept_rows)
@@ -962,11 +964,7 @@ def _check_attacks(attacks: Sequence[str | AttackSpec], goal: Goal) -> list[Atta
             raise ExperimentError(str(err)) from err
         if any(s.name == spec.name for s in specs):
             raise ExperimentError(f"attack {spec.name!r} is listed twice; give each attack once")
-        if spec.name == "illm" and not goal.targeted:
-            raise ExperimentError(
-                "illm is targeted by definition and cannot serve the untargeted goal; use pgd, segpgd, cospgd, apgd, "
-                "dag or worst_case"
-            )
+        spec.check_goal(targeted=goal.targeted)
         specs.append(spec)
     if not specs:
         raise ExperimentError(f"no attack given; available: {', '.join(registry.available())}")
@@ -1014,6 +1012,12 @@ def _check_survive(survive: str | Sequence[Any]) -> list[Any]:
     return out
 
 
+def image_seed(seed: int, image_id: str) -> int:
+    """The seed of one image's random draws in the attacks (random starts, EOT): from the run's seed and the image id
+    alone, so that an image's rows do not depend on its batch, on a resume or on the number of processes."""
+    return mix_seed(seed, "image", image_id)
+
+
 def _transform_seed(seed: int, image_id: str, transform: str) -> int:
     """The seed of a random transform's generator for one image: from the run's seed, the image id and the
     transform's name (independent of batching and of the other transforms)."""
@@ -1036,12 +1040,22 @@ def _check_modes(modes: Sequence[str]) -> tuple[str, ...]:
 
 
 #: Configuration keys that may change between runs on one directory: attacks are resumed one by one.
-_PER_ATTACK = ("attacks", "passes")
+_PER_ATTACK = ("attacks", "passes", "sweeps")
+
+
+def _sweep_record(spec: AttackSpec, eps_levels: Sequence[float]) -> dict[str, Any]:
+    """How the attack runs over the budgets (``registry.plan``), recorded in ``config.json`` for the report, which
+    reads result files only."""
+    if not spec.entry.registered:
+        return {"shared": False, "forward": None, "backward": None, "note": f"{spec.name}: one run per eps"}
+    p = registry.plan(spec.entry, [e / 255 for e in eps_levels], **spec.options)
+    return {"shared": p.shared, "forward": p.forward, "backward": p.backward, "note": p.note}
 
 
 def _check_config(out: Path, experiment: Mapping[str, Any], overwrite: bool) -> set[str]:
     """Refuse a different configuration in ``out``; return the attacks whose earlier rows can be kept (the same
     name and options as before). Adding or removing attacks keeps the rows of the others."""
+    rundir.check_kind(out, "run")  # a universal or compare directory is never taken over, not even by --overwrite
     path = out / CONFIG_FILE
     has_results = (out / RESULTS_FILE).exists()
     names = {a["name"] for a in experiment["attacks"]}
@@ -1446,9 +1460,10 @@ class _BatchRunner:
                 inst = [batch.instance_ids[items[ok[j]][0]] for j in sub]
             picked_instances = {k: None if v is None else [v[j] for j in sub] for k, v in group.instances.items()}
             outcome = attack_batch(
-                self.model, xs[pick], attack=spec, goal=self.goal, eps_levels=self.eps, modes=self.modes,
-                pred=ps[pick], truth=None if truth is None else truth[pick], batch_size=self.batch_size,
-                labels=labels[pick], instances=picked_instances,
+                self.model, xs[pick], attack=spec, goal=self.goal, eps=[e / 255 for e in self.eps],
+                modes=self.modes, pred=ps[pick], truth=None if truth is None else truth[pick],
+                batch_size=self.batch_size, labels=labels[pick], instances=picked_instances,
+                seeds=[image_seed(self.seed, iid) for iid in sub_ids],
             )  # fmt: skip
             picked = [ok[j] for j in sub]
             jobs.append(functools.partial(self._rows, spec, outcome, xs[pick], picked, items, ids, per))
@@ -1505,7 +1520,7 @@ class _BatchRunner:
         against (the clean images, or T(clean) for the survival rows of ``transform``)."""
         sims = {m: _ssim_all(outcome.advs[m], xs) for m in self.modes}
         for k, e in enumerate(self.eps):
-            passes = spec.passes(e)
+            passes = spec.passes(e / 255)
             for m in self.modes:
                 measures = measure(self.goal, outcome, m, k, num_classes=self.num_classes,
                                    instance_threshold=self.instance_threshold)  # fmt: skip
@@ -1639,8 +1654,9 @@ class _BatchRunner:
         x = images.to(self.device, torch.float32) / 255
         e = figure1_eps(self.eps)
         outcome = attack_batch(
-            self.model, x, attack=self.attacks[0], goal=self.goal, eps_levels=[e], modes=self.modes,
+            self.model, x, attack=self.attacks[0], goal=self.goal, eps=[e / 255], modes=self.modes,
             batch_size=self.batch_size, keep=("full", "posthoc"),
+            seeds=[image_seed(self.seed, p.image_id) for p in picks],
         )  # fmt: skip
         mode = "full" if "full" in self.modes else self.modes[0]
         measured = measure(self.goal, outcome, mode, 0, num_classes=self.num_classes)

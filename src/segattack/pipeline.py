@@ -29,7 +29,9 @@ import torch
 from torch import Tensor
 
 from .attacks import registry
+from .attacks._core import mix_seed
 from .attacks.illm import restrict
+from .attacks.registry import DEFAULT_ATTACK, AttackError, AttackInfo
 from .instances import DEFAULT_THRESHOLD, Components, components, gt_components, instance_rows
 from .metrics import confusion_matrix, hiding_metrics, pixel_accuracy
 from .targets import class_id_tuple, hidden_mask, hide_class_target
@@ -50,24 +52,60 @@ __all__ = [
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack by registered name with its options (checked against the attack's signature)."""
+    """An attack with its options, checked once against the attack's signature and its own checks.
 
-    name: str = "illm"
+    ``name``: a registered name, or an attack as a value (a callable with the attack signature; ``functools.partial``
+    binds options, which then appear in ``options``); after construction ``name`` is always the attack's name and
+    ``entry`` its ``registry.AttackInfo``.
+
+    >>> import functools, segattack as sa
+    >>> spec = AttackSpec(functools.partial(sa.attacks.pgd, loss="js"), {"steps": 5})
+    >>> spec.name, dict(spec.options)
+    ('pgd', {'loss': 'js', 'steps': 5})
+    """
+
+    name: Any = DEFAULT_ATTACK
     options: Mapping[str, Any] = field(default_factory=dict)
+    entry: AttackInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "options", registry.check_options(self.name, dict(self.options)))
+        entry = registry.resolve(self.name)
+        if not isinstance(self.options, Mapping):
+            raise AttackError(f"the options of attack {entry.name!r} must be a mapping, got {self.options!r}")
+        options = {**entry.bound, **registry.check_options(entry, dict(self.options))}
+        object.__setattr__(self, "name", entry.name)
+        object.__setattr__(self, "options", options)
+        object.__setattr__(self, "entry", entry)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
         }
+        if not self.entry.registered:
+            out["callable"] = True
+        return out
 
-    def passes(self, eps_levels: float) -> int | None:
-        """Gradient (backward) passes of one call at ``eps_levels``; None if the attack does not document them."""
-        entry = registry.info(self.name)
-        return entry.cost(eps_levels, **self.options).backward if entry.cost is not None else None
+    def passes(self, eps: float) -> int | None:
+        """Gradient (backward) passes of one call at ``eps`` ([0, 1] units); None if the attack does not document
+        them."""
+        if self.entry.cost is None:
+            return None
+        return registry.cost(self.entry, eps=eps, **self.options).backward
+
+    def plan_note(self, eps: Sequence[float]) -> str:
+        """``registry.plan``'s sentence for the budgets ``eps`` ([0, 1] units)."""
+        return registry.plan(self.entry, eps, **self.options).note
+
+    def check_goal(self, *, targeted: bool) -> None:
+        """``AttackError`` if the attack (or a member) cannot serve a targeted (or untargeted) goal."""
+        registry.check_goal(self.entry, self.options, targeted=targeted)
+
+    def seeds(self, image_seeds: Sequence[int]) -> list[int]:
+        """Per-image seeds of this attack: derived from each image's seed and the attack's name and options, so that
+        two attacks of a run draw independently and an image's draws depend on nothing but its own seed."""
+        key = repr(sorted(self.describe()["options"].items()))
+        return [mix_seed(s, self.name, key) for s in image_seeds]
 
 
 @dataclass(frozen=True)
@@ -141,7 +179,7 @@ def attack_batch(
     *,
     attack: AttackSpec,
     goal: Goal,
-    eps_levels: Sequence[float],
+    eps: Sequence[float],
     modes: Sequence[str] = ("full",),
     pred: Tensor | None = None,
     truth: Tensor | None = None,
@@ -150,8 +188,9 @@ def attack_batch(
     instance_ids: Tensor | Sequence[Tensor | None] | None = None,
     labels: Tensor | None = None,
     instances: Mapping[str, Any] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> BatchOutcome:
-    """Attack ``images`` (B, 3, H, W) in [0, 1] at every budget in ``eps_levels`` (8-bit levels).
+    """Attack ``images`` (B, 3, H, W) in [0, 1] at every budget in ``eps`` ([0, 1] units).
 
     Modes: ``full`` (the whole image), ``posthoc`` (the full perturbation kept on the goal's class pixels afterwards)
     and ``during`` (restricted during the optimisation: one more attack). ``keep``: modes whose images are made
@@ -160,30 +199,78 @@ def attack_batch(
     None for an image without them), for the hide goal's ``gt_instances*`` measures. ``labels`` (the goal's labels
     of ``pred``: ``goal.labels(pred, truth)``) and ``instances`` (``clean_instances(goal, pred, instance_ids)``) may
     be given when they were computed beforehand (the experiment does so on its reader thread while the previous batch
-    attacks).
+    attacks). ``seeds``: one seed per image (``AttackSpec.seeds`` derives the attack's own from them) for an attack
+    that draws random numbers; None leaves them to torch's global RNG.
+
+    Every attack's output is checked (``check_output``): its shape, its range and its budget, so that a broken
+    attack is named instead of recorded.
     """
     if pred is None:
         pred = model.predict(images, batch_size=batch_size)
     if labels is None:
         labels = goal.labels(pred, truth)
-    eps01 = [e / 255 for e in eps_levels]
+    eps01 = list(eps)
     wanted = [m for m in ("full", "posthoc", "during") if m in modes or m in keep]
     mask = goal.restrict_mask(pred) if "posthoc" in wanted or "during" in wanted else None
     advs: dict[str, Tensor] = {}
-    common = {"targeted": goal.targeted, **attack.options}
+    common: dict[str, Any] = {"targeted": goal.targeted, **attack.options}
+    if seeds is not None and attack.entry.seeded:
+        common["seed"] = attack.seeds(seeds)
     if "full" in wanted or "posthoc" in wanted:
-        advs["full"] = registry.sweep(attack.name, model, images, labels, eps=eps01, **common)
+        advs["full"] = check_output(
+            attack.name, registry.sweep(attack.entry, model, images, labels, eps=eps01, **common), images, eps01
+        )
     if "posthoc" in wanted:
         assert mask is not None
         advs["posthoc"] = restrict(advs["full"], images, mask=mask)
     if "during" in wanted:
-        advs["during"] = registry.sweep(attack.name, model, images, labels, eps=eps01, mask=mask, **common)
+        advs["during"] = check_output(
+            attack.name, registry.sweep(attack.entry, model, images, labels, eps=eps01, mask=mask, **common), images,
+            eps01, mask=mask,
+        )  # fmt: skip
     k, b = len(eps01), images.shape[0]
     h, w = images.shape[-2:]
     preds = {m: model.predict(a.flatten(0, 1), batch_size=batch_size).view(k, b, h, w) for m, a in advs.items()}
     if instances is None:
         instances = clean_instances(goal, pred, instance_ids)
     return BatchOutcome(pred=pred, labels=labels, advs=advs, preds=preds, **instances)
+
+
+#: Slack of the budget check, in levels: attacks work in float32 levels, so a perturbation may exceed a budget by
+#: rounding alone; anything beyond is the attack's fault.
+_BUDGET_SLACK = 1e-3
+
+
+def check_output(
+    name: str, advs: Tensor, images: Tensor, eps: Sequence[float], *, mask: Tensor | None = None
+) -> Tensor:
+    """``advs`` (K, B, C, H, W), the adversarial images an attack made at the budgets ``eps`` ([0, 1] units), if
+    they are images of ``images``' shape and dtype, finite, in [0, 1], within each budget (and zero off ``mask``);
+    else ``AttackError`` naming the attack and what is wrong. Returns ``advs``."""
+    k, shape = len(eps), tuple(images.shape)
+    if not isinstance(advs, Tensor) or tuple(advs.shape) != (k, *shape):
+        got = tuple(advs.shape) if isinstance(advs, Tensor) else type(advs).__name__
+        raise AttackError(f"attack {name!r} returned {got} for {k} budget(s) of images {shape}; an attack returns "
+                          f"adversarial images of the input's shape (B, C, H, W)")
+    if advs.dtype != images.dtype:
+        raise AttackError(f"attack {name!r} returned {advs.dtype} images for {images.dtype} inputs; return the "
+                          f"input's dtype")
+    if not bool(torch.isfinite(advs).all()):
+        raise AttackError(f"attack {name!r} returned images with NaN or infinite values")
+    lo, hi = float(advs.min()), float(advs.max())
+    if lo < 0 or hi > 1:
+        raise AttackError(f"attack {name!r} returned values in [{lo:.4g}, {hi:.4g}]; images are in [0, 1] (clamp them)")
+    for i, e in enumerate(eps):
+        delta = (advs[i] - images).abs()
+        linf = float(delta.amax()) * 255 if delta.numel() else 0.0
+        if linf > e * 255 + _BUDGET_SLACK:
+            raise AttackError(f"attack {name!r} exceeded its budget: L-inf {linf:.4g} levels at eps {e * 255:.4g} "
+                              f"levels; an attack must project onto the eps-ball")
+        if mask is not None:
+            off = delta.amax(1)[~mask.to(delta.device)]
+            if off.numel() and float(off.max()) > 0:
+                raise AttackError(f"attack {name!r} changed pixels outside the restriction mask (mode 'during')")
+    return advs
 
 
 def transformed_outcome(

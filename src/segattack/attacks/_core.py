@@ -13,6 +13,7 @@ objective, its gradient and the success are averages over the draws (see ``EOT``
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,37 @@ def levels_of(value: float) -> float:
     """A budget or step in [0, 1] units -> levels, snapped to a whole level when within 1e-6 of one."""
     lv = float(value) * 255.0
     return float(round(lv)) if abs(lv - round(lv)) < 1e-6 else lv
+
+
+#: The ``seed`` option of the attacks that draw random numbers: None (torch's global RNG), an int (one seed for every
+#: image of the batch) or one int per image (what the experiment passes, so that an image's draws never depend on its
+#: batch, on a resume or on the number of processes).
+SeedOption = int | Sequence[int] | None
+
+
+def mix_seed(*parts: object) -> int:
+    """A 63-bit seed derived from ``parts`` (ints, floats, strings) by SHA-256: the same parts give the same seed on
+    every machine and process, and different parts independent ones.
+
+    >>> mix_seed(0, "val_000001", "pgd") == mix_seed(0, "val_000001", "pgd"), mix_seed(0, "a") != mix_seed(0, "b")
+    (True, True)
+    """
+    text = "\x1f".join(repr(float(p)) if isinstance(p, float) else str(p) for p in parts)
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+def check_seed(seed: object, b: int) -> list[int] | None:
+    """The ``seed`` option as one int per image of a batch of ``b`` (None: torch's global RNG)."""
+    if seed is None:
+        return None
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        return [seed] * b
+    if isinstance(seed, Tensor):
+        seed = seed.tolist()
+    if (isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) == b
+            and all(isinstance(s, int) and not isinstance(s, bool) for s in seed)):  # fmt: skip
+        return list(seed)
+    raise TypeError(f"seed takes None, an integer or one integer per image ({b}), got {seed!r}")
 
 
 def paper_steps(eps_levels: float) -> int:
@@ -169,8 +201,9 @@ class EOT:
     objective over ``draws`` random draws; each draw picks, per image, one of ``transforms`` uniformly (and, for
     ``noise``, a fresh noise sample) and feeds ``transform.differentiable(x_adv)`` to the model (JPEG by BPDA).
 
-    Draws come from torch's global RNG, like the random start of ``pgd`` (``torch.manual_seed`` makes a run
-    reproducible). A single deterministic transform (``identity``, ``jpeg``, ``resize``, ``blur``) needs no
+    Draws come from the attack's per-image generators where it was given a ``seed`` (``Problem.restart``), else from
+    torch's global RNG, like the random start of ``pgd``. A single deterministic transform (``identity``, ``jpeg``,
+    ``resize``, ``blur``) needs no
     sampling: ``draws`` is then 1 whatever ``samples`` says, and the attack is deterministic (a batch equals its
     single runs); with ``identity`` alone it is the attack without EOT, bit for bit.
     """
@@ -190,10 +223,19 @@ class EOT:
         """The canonical transforms spec, e.g. ``'jpeg:75,blur:1'``."""
         return ",".join(t.name for t in self.transforms)
 
-    def apply(self, adv: Tensor) -> Tensor:
+    def apply(self, adv: Tensor, generators: Sequence[torch.Generator] | None = None) -> Tensor:
         """One draw: (B, C, H, W) in [0, 1] -> each image through one transform picked uniformly at random (the
-        same values as the transform's ``__call__``), differentiable with respect to ``adv``."""
+        same values as the transform's ``__call__``), differentiable with respect to ``adv``. ``generators``: one
+        CPU generator per image (its choice and its noise come from it alone); None: torch's global RNG."""
         n = len(self.transforms)
+        if generators is not None:
+            outs = []
+            for j, gen in enumerate(generators):
+                k = int(torch.randint(n, (1,), generator=gen)) if n > 1 else 0
+                t = self.transforms[k]
+                one = adv[j : j + 1]
+                outs.append(t.differentiable(one, generator=gen) if t.random else t.differentiable(one))
+            return torch.cat(outs)
         if n == 1:
             return self.transforms[0].differentiable(adv)
         choice = torch.randint(n, (adv.shape[0],))
@@ -272,6 +314,16 @@ class Problem:
     raw_labels: Tensor
     all_valid: bool = False
     eot: EOT | None = None
+    seeds: list[int] | None = None
+    generators: list[torch.Generator] | None = None
+
+    def restart(self, index: int) -> None:
+        """Begin restart ``index``: with ``seeds``, every image gets a fresh CPU generator seeded from (its seed, its
+        budget, ``index``), from which its random start and its EOT draws of this restart come; so an image's draws
+        never depend on the other images of its batch. Without seeds, torch's global RNG is used."""
+        if self.seeds is not None:
+            pairs = zip(self.seeds, self.eps_levels, strict=True)
+            self.generators = [torch.Generator().manual_seed(mix_seed(s, e, index)) for s, e in pairs]
 
     @property
     def batch(self) -> int:
@@ -298,7 +350,12 @@ class Problem:
     def random_start(self, generator: torch.Generator | None = None) -> Tensor:
         """A uniform random perturbation in [-eps, eps] (Madry et al. 2018), projected; whole levels where eps is
         a whole number of levels, so that 8-bit exactness survives the random start."""
-        u = torch.rand(self.base.shape, dtype=self.base.dtype, device="cpu", generator=generator).to(self.base.device)
+        if generator is None and self.generators is not None:
+            shape = self.base.shape[1:]
+            u = torch.stack([torch.rand(shape, dtype=self.base.dtype, generator=g) for g in self.generators])
+        else:
+            u = torch.rand(self.base.shape, dtype=self.base.dtype, device="cpu", generator=generator)
+        u = u.to(self.base.device)
         delta = (2 * u - 1) * self.eps
         whole = torch.tensor([float(e).is_integer() for e in self.eps_levels], device=self.base.device)
         whole = whole.view(-1, 1, 1, 1)
@@ -318,9 +375,11 @@ def prepare(
     eps_limit: float | None = None,
     eot: object = None,
     eot_samples: object = EOT_SAMPLES,
+    seed: object = None,
 ) -> Problem:
     """Validate the common arguments of every attack (same checks and messages as ``illm``) into a ``Problem``;
-    ``eot``/``eot_samples``: the attack's EOT options (``make_eot``)."""
+    ``eot``/``eot_samples``: the attack's EOT options (``make_eot``); ``seed``: its ``SeedOption`` (call
+    ``Problem.restart`` before each restart's draws)."""
     model = as_model(model)
     eot_plan = make_eot(eot, eot_samples)
     check_images(images)
@@ -330,6 +389,7 @@ def prepare(
         raise TypeError(f"ignore_index must be an integer class id, got {ignore_index!r}")
     m = check_mask(mask, images)
     b = images.shape[0]
+    seeds = check_seed(seed, b)
     eps_lv = eps_per_image(eps, b)
     base = to_levels(images)
     e_t = torch.tensor(eps_lv, dtype=base.dtype, device=base.device).view(b, 1, 1, 1)
@@ -352,6 +412,7 @@ def prepare(
         raw_labels=raw,
         all_valid=bool(valid.all()),
         eot=eot_plan,
+        seeds=seeds,
     )
 
 
@@ -396,7 +457,7 @@ def objective_and_grad(
     score: Tensor | None = None
     for d in range(draws):
         adv = problem.adv(delta).requires_grad_(True)
-        logits = logits_at(problem, eot.apply(adv), check=check and d == 0)
+        logits = logits_at(problem, eot.apply(adv, problem.generators), check=check and d == 0)
         per_image = _objective(problem, logits, loss, t, steps)
         (grad,) = torch.autograd.grad(per_image.sum(), adv)
         now = problem.success(classes_of(logits)) if predict else None
@@ -427,7 +488,7 @@ def success_at(problem: Problem, delta: Tensor, *, check: bool = False) -> Tenso
         return problem.success(predict_at(problem, delta, check=check))
     adv = problem.adv(delta)
     scores = [
-        problem.success(classes_of(logits_at(problem, eot.apply(adv), check=check and d == 0)))
+        problem.success(classes_of(logits_at(problem, eot.apply(adv, problem.generators), check=check and d == 0)))
         for d in range(eot.draws)
     ]
     return scores[0] if len(scores) == 1 else torch.stack(scores).mean(0)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ from ._core import (
     Best,
     EOTOption,
     Model,
+    SeedOption,
     check_count,
     check_flag,
     check_positive,
@@ -70,7 +72,14 @@ def _cost(eps_levels: float, *, steps: int | None = None, restarts: int = 1, **_
     return Cost(forward=restarts * (n + 1), backward=restarts * (n + 1))
 
 
-@register("apgd", cost=_cost, check=losses.check_loss_option)
+def _check(options: Mapping[str, Any]) -> None:
+    losses.check_loss_option(options)
+    if options.get("steps") is not None and options["steps"] < 1:
+        steps = options["steps"]
+        raise ValueError(f"option apgd.steps must be at least 1 (its step size halves at checkpoints), got {steps}")
+
+
+@register("apgd", cost=_cost, check=_check)
 def apgd(
     model: Model,
     images: Tensor,
@@ -88,6 +97,7 @@ def apgd(
     best: bool = True,
     eot: EOTOption = None,
     eot_samples: int = EOT_SAMPLES,
+    seed: SeedOption = None,
 ) -> Tensor:
     """APGD (Croce and Hein 2020): L-inf PGD with momentum 0.75 and a step size that starts at 2 eps and halves at
     checkpoints (``apgd_checkpoints``) where the loss rose in at most 75% of the steps since the last one, or
@@ -104,8 +114,9 @@ def apgd(
             the point of the highest loss (the iterate APGD itself restarts from).
         eot: Expectation over Transformation (Athalye et al. 2018): a transforms spec (``"jpeg:75,blur:1"``) or a
             list of ``segattack.transforms.Transform``; the loss, its gradient and the success are then averages
-            over ``eot_samples`` random transforms of the iterate (``_core.EOT``; draws from torch's global RNG).
+            over ``eot_samples`` random transforms of the iterate (``_core.EOT``).
             None (default): off.
+        seed: the random draws (start, EOT), as ``pgd``'s.
 
     Cost: restarts x (steps + 1) forward+backward passes (the start point and every iterate), times
     ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform).
@@ -117,7 +128,7 @@ def apgd(
     pixel_loss = losses.get_loss(loss)
     problem = prepare(
         model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip
     if step_size is None:
         eta0 = 2 * problem.eps
@@ -126,7 +137,8 @@ def apgd(
     checkpoints = apgd_checkpoints(n)
     kept: Best | None = None
     first = True
-    for _ in range(restarts):
+    for r in range(restarts):
+        problem.restart(r)
         x = problem.random_start() if random_start else torch.zeros_like(problem.base)
         f, grad, now = objective_and_grad(problem, x, pixel_loss, t=0, steps=n, check=first, predict=best)
         first = False

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..models import classes_of
-from ._core import Best, Model, logits_at, prepare
-from .registry import Cost, check_options, info, register
+from ._core import Best, Model, SeedOption, check_seed, logits_at, mix_seed, prepare
+from .registry import AttackError, AttackInfo, Cost, check_options, register, resolve
 
 __all__ = ["worst_case", "parse_member"]
 
@@ -18,40 +18,60 @@ __all__ = ["worst_case", "parse_member"]
 SEA_MEMBERS: tuple[str, ...] = ("apgd:masked-ce", "apgd:balanced-ce", "apgd:js", "apgd:ce")
 
 
-def parse_member(member: str) -> tuple[str, dict[str, Any]]:
-    """``"apgd:js"`` -> ``("apgd", {"loss": "js"})``; ``"segpgd"`` -> ``("segpgd", {})``."""
-    if not isinstance(member, str) or not member:
-        raise ValueError(
+#: A member: a registered name, optionally with ``:LOSS`` (``"apgd:js"``), or an attack as a value (a callable,
+#: ``functools.partial`` binding its options).
+Member = str | Callable[..., Tensor]
+
+
+def parse_member(member: Member) -> tuple[AttackInfo, dict[str, Any]]:
+    """``"apgd:js"`` -> (apgd's entry, ``{"loss": "js"}``); ``"segpgd"`` -> (segpgd's entry, ``{}``); a callable ->
+    its entry (``registry.resolve``) and ``{}``."""
+    if callable(member) and not isinstance(member, str):
+        entry = resolve(member)
+        if entry.name == "worst_case":
+            raise AttackError("worst_case cannot contain itself")
+        return entry, {}
+    if not isinstance(member, str) or not member.strip():
+        raise AttackError(
             f"worst_case members are attack names, optionally with ':LOSS' (e.g. 'apgd:js'); got {member!r}"
         )
-    name, _, loss = member.partition(":")
+    name, _, loss = member.strip().partition(":")
     if name == "worst_case":
-        raise ValueError("worst_case cannot contain itself")
+        raise AttackError("worst_case cannot contain itself")
     opts: dict[str, Any] = {"loss": loss} if loss else {}
-    check_options(name, opts)
-    return name, opts
+    entry = resolve(name)
+    return entry, check_options(entry, opts)
+
+
+def _members(options: Mapping[str, Any]) -> list[tuple[AttackInfo, dict[str, Any]]]:
+    attacks = options.get("attacks", SEA_MEMBERS)
+    if isinstance(attacks, str) or not isinstance(attacks, Sequence):
+        raise AttackError(f"worst_case.attacks takes a list of attacks (e.g. apgd:ce+apgd:js), got {attacks!r}")
+    if len(attacks) == 0:
+        raise AttackError(
+            "worst_case.attacks lists no attack; give at least one, e.g. worst_case.attacks=apgd:ce+apgd:js"
+        )
+    return [parse_member(m) for m in attacks]
 
 
 def _check_members(options: Mapping[str, Any]) -> None:
-    for member in options.get("attacks", SEA_MEMBERS):
-        parse_member(member)
+    _members(options)
 
 
-def _cost(eps_levels: float, *, attacks: tuple[str, ...] = SEA_MEMBERS, **common: Any) -> Cost:
+def _cost(eps_levels: float, *, attacks: tuple[Member, ...] = SEA_MEMBERS, **common: Any) -> Cost:
     fwd = bwd = 0
     exact = True
-    for member in attacks:
-        name, opts = parse_member(member)
-        entry = info(name)
+    for entry, opts in _members({"attacks": attacks}):
+        name = entry.name
         if entry.cost is None:
-            raise ValueError(f"attack {name!r} does not document its cost")
+            raise AttackError(f"attack {name!r} does not document its cost")
         shared = {k: v for k, v in common.items() if k in entry.defaults and v is not None}
-        c = entry.cost(eps_levels, **opts, **shared)
+        c = entry.cost(eps_levels, **entry.bound, **opts, **shared)
         fwd, bwd, exact = fwd + c.forward + 1, bwd + c.backward, exact and c.exact
     return Cost(forward=fwd, backward=bwd, exact=exact)
 
 
-@register("worst_case", cost=_cost, check=_check_members)
+@register("worst_case", cost=_cost, check=_check_members, members=_members)
 def worst_case(
     model: Model,
     images: Tensor,
@@ -63,7 +83,8 @@ def worst_case(
     step_size: float | None = None,
     mask: Tensor | None = None,
     ignore_index: int = 255,
-    attacks: tuple[str, ...] = SEA_MEMBERS,
+    attacks: tuple[Member, ...] = SEA_MEMBERS,
+    seed: SeedOption = None,
 ) -> Tensor:
     """Run every attack in ``attacks`` and keep, per image, the result with the highest success: the lowest pixel
     accuracy against ``labels`` (untargeted) or the most pixels on target (targeted), as SEA (Croce, Singh and Hein
@@ -71,21 +92,26 @@ def worst_case(
 
     Args:
         attacks: registered attack names, each optionally with ``:LOSS`` for attacks that take ``loss=`` (default
-            SEA's four losses with APGD: ``apgd:masked-ce``, ``apgd:balanced-ce``, ``apgd:js``, ``apgd:ce``).
+            SEA's four losses with APGD: ``apgd:masked-ce``, ``apgd:balanced-ce``, ``apgd:js``, ``apgd:ce``), or
+            attacks as values (callables, ``functools.partial`` binding their options).
+        seed: the members' random draws: member i of image j draws from seeds derived from (seed j, i), so members
+            are independent and an image's result does not depend on its batch (None: torch's global RNG).
         steps, step_size: passed to every member when given; else each member's own defaults.
 
     Cost: the members' passes plus one forward pass per member (to measure its success).
     """
-    members = [parse_member(m) for m in attacks]
-    if not members:
-        raise ValueError("worst_case needs at least one attack in attacks=")
+    members = _members({"attacks": attacks})
     problem = prepare(model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index)
+    seeds = check_seed(seed, problem.batch)
     common = {"eps": eps, "targeted": targeted, "mask": mask, "ignore_index": ignore_index}
     kept: Best | None = None
-    for name, opts in members:
-        entry = info(name)
-        extra = {k: v for k, v in (("steps", steps), ("step_size", step_size)) if v is not None and k in entry.defaults}
-        adv = entry.fn(problem.model, images, labels, **common, **opts, **extra)
+    for i, (entry, opts) in enumerate(members):
+        extra: dict[str, Any] = {
+            k: v for k, v in (("steps", steps), ("step_size", step_size)) if v is not None and k in entry.defaults
+        }
+        if entry.seeded and seeds is not None:
+            extra["seed"] = [mix_seed(s, i) for s in seeds]
+        adv = entry.fn(problem.model, images, labels, **common, **entry.bound, **opts, **extra)
         with torch.no_grad():
             score = problem.success(classes_of(logits_at(problem, adv, check=False)))
         if kept is None:

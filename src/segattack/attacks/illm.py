@@ -22,6 +22,7 @@ from ._core import (
     EOT_SAMPLES,
     EOTOption,
     Model,
+    SeedOption,
     bounds,
     check_flag,
     check_mask,
@@ -66,13 +67,13 @@ def _illm_sweep_cost(
 def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[float], targeted: bool = True,
                  mask: Tensor | None = None, ignore_index: int = 255, steps: int | None = None,
                  step_size: float | None = None, best: bool = False, eot: EOTOption = None,
-                 eot_samples: int = EOT_SAMPLES) -> Tensor:  # fmt: skip
+                 eot_samples: int = EOT_SAMPLES, seed: SeedOption = None) -> Tensor:  # fmt: skip
     if not check_flag("targeted", targeted):
         raise ValueError(_NOT_UNTARGETED)
     if eot is not None:  # random draws: separate runs (the registry only shares the prefix without EOT)
         return torch.stack([
             illm(model, images, target, eps=e, steps=steps, step_size=step_size, mask=mask, ignore_index=ignore_index,
-                 best=best, eot=eot, eot_samples=eot_samples) for e in eps
+                 best=best, eot=eot, eot_samples=eot_samples, seed=seed) for e in eps
         ])  # fmt: skip
     return illm_sweep(model, images, target, eps=eps, steps=steps, step_size=step_size, mask=mask,
                       ignore_index=ignore_index)  # fmt: skip
@@ -84,6 +85,7 @@ def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[
     sweep=_sweep_entry,
     sweep_when=lambda o: not o.get("best", False) and o.get("eot") is None,
     sweep_cost=_illm_sweep_cost,
+    only="targeted",
 )
 def illm(
     model: Model,
@@ -99,6 +101,7 @@ def illm(
     best: bool = False,
     eot: EOTOption = None,
     eot_samples: int = EOT_SAMPLES,
+    seed: SeedOption = None,
 ) -> Tensor:
     """Targeted iterative attack (Kurakin et al. 2016; Fischer et al. 2017) towards a per-pixel target.
 
@@ -116,8 +119,9 @@ def illm(
         eot: Expectation over Transformation (Athalye et al. 2018; not in Fischer et al.): a transforms spec
             (``"jpeg:75,blur:1"``) or a list of ``segattack.transforms.Transform``; each step then follows the sign
             of the loss gradient averaged over ``eot_samples`` random transforms of the iterate (``_core.EOT``;
-            draws from torch's global RNG). None (default): off.
+            draws from ``seed``'s generators, else torch's global RNG). None (default): off.
         eot_samples: random draws per step with ``eot`` (default 8; one draw for a single deterministic transform).
+        seed: the EOT draws, as ``pgd``'s (the attack has no other randomness).
 
     Cost: ``steps`` forward+backward passes (the largest per-image count), +1 forward with ``best``; all times
     ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform).
@@ -131,8 +135,9 @@ def illm(
     check_flag("best", best)
     problem = prepare(
         model, images, target, eps=eps, targeted=True, mask=mask, ignore_index=ignore_index, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip
+    problem.restart(0)
     s = levels_of(check_positive("step_size", 1 / 255 if step_size is None else step_size))
     n_steps = [_steps_for(e, steps) for e in problem.eps_levels]
     delta, _ = sign_ascent(

@@ -17,6 +17,7 @@ from ._core import (
     EOT_SAMPLES,
     EOTOption,
     Model,
+    SeedOption,
     check_count,
     check_flag,
     check_positive,
@@ -47,6 +48,7 @@ def _run(
     best: bool,
     eot: EOTOption,
     eot_samples: int,
+    seed: SeedOption,
 ) -> Tensor:
     check_count("steps", steps)
     check_count("restarts", restarts, minimum=1)
@@ -54,7 +56,7 @@ def _run(
     check_flag("best", best)
     problem = prepare(
         model, images, labels, eps=eps, targeted=targeted, mask=mask, ignore_index=ignore_index, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip
     if step_size is None:
         sizes = [step_rule(e, steps) for e in problem.eps_levels]
@@ -64,7 +66,8 @@ def _run(
     n = [steps] * problem.batch
     keep: Tensor | None = None
     score: Tensor | None = None
-    for _ in range(restarts):
+    for r in range(restarts):
+        problem.restart(r)
         start = problem.random_start() if random_start else torch.zeros_like(problem.base)
         # with restarts, each restart is scored (its best iterate, or its last one without ``best``) to pick one
         delta, s = sign_ascent(problem, loss, steps=n, step_size=step, start=start, best=best, score=restarts > 1)
@@ -111,6 +114,7 @@ def pgd(
     best: bool = True,
     eot: EOTOption = None,
     eot_samples: int = EOT_SAMPLES,
+    seed: SeedOption = None,
     loss: str = "ce",
 ) -> Tensor:
     """L-inf PGD of Madry et al. (ICLR 2018) on the pixel-wise cross-entropy, untargeted or targeted.
@@ -131,7 +135,10 @@ def pgd(
         eot: Expectation over Transformation (Athalye et al. 2018): a transforms spec (``"jpeg:75,blur:1"``) or a
             list of ``segattack.transforms.Transform``; each step then ascends the loss averaged over
             ``eot_samples`` random transforms of the iterate, and the success (``best``, restarts) is averaged over
-            such draws too (``_core.EOT``; draws from torch's global RNG, like the random start). None: off.
+            such draws too (``_core.EOT``). None: off.
+        seed: the random draws (start, EOT): None for torch's global RNG, an int, or one int per image; each image's
+            draws then come from its own generator seeded from (its seed, its eps, the restart), so an image's result
+            does not depend on the other images of its batch (``_core.Problem.restart``).
 
     Cost: restarts x steps forward+backward passes, plus restarts forward passes with ``best`` or restarts > 1; all
     times ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform such as ``jpeg:75``).
@@ -140,7 +147,7 @@ def pgd(
         losses.get_loss(loss), model, images, labels, eps=eps, targeted=targeted,
         steps=PGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
         ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip
 
 
@@ -164,6 +171,7 @@ def segpgd(
     best: bool = True,
     eot: EOTOption = None,
     eot_samples: int = EOT_SAMPLES,
+    seed: SeedOption = None,
 ) -> Tensor:
     """SegPGD of Gu et al. (ECCV 2022): PGD on the pixel-wise CE with the correctly classified pixels weighted by
     1 - lambda_t and the wrongly classified ones by lambda_t, lambda_t = t / (2T) (t = 0..T-1), so the attack first
@@ -179,7 +187,7 @@ def segpgd(
         losses.segpgd, model, images, labels, eps=eps, targeted=targeted,
         steps=SEGPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
         ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip
 
 
@@ -207,6 +215,7 @@ def cospgd(
     best: bool = True,
     eot: EOTOption = None,
     eot_samples: int = EOT_SAMPLES,
+    seed: SeedOption = None,
 ) -> Tensor:
     """CosPGD of Agnihotri et al. (ICML 2024): PGD on the pixel-wise CE, each pixel's loss scaled by the cosine
     similarity between the softmax and the one-hot label (a constant, no gradient through it), so pixels already
@@ -219,5 +228,5 @@ def cospgd(
         losses.cospgd, model, images, labels, eps=eps, targeted=targeted,
         steps=COSPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_cospgd_step, mask=mask,
         ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples,
+        eot_samples=eot_samples, seed=seed,
     )  # fmt: skip

@@ -581,8 +581,8 @@ def run_and_report(
     if survive:
         lines.append(f"survival after {', '.join(t.name for t in survive)} (one more prediction per eps and mode each)")
     for spec in specs:
-        p = registry.plan(spec.name, eps, **spec.options)
-        lines.append(f"  {p.note}" + (f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""))
+        during = f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""
+        lines.append(f"  {spec.plan_note([e / 255 for e in eps])}{during}")
     with distributed.session(device) as world:
         if world.many:
             lines.append(f"{world.size} processes share the images; progress shows process 0's share")

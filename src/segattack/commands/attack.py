@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     goal = HideGoal(class_ids)
     try:
         outcome = attack_batch(
-            model, x, attack=spec, goal=goal, eps_levels=[eps], modes=(mode,), pred=pred, keep=("full", "posthoc")
+            model, x, attack=spec, goal=goal, eps=[eps / 255], modes=(mode,), pred=pred, keep=("full", "posthoc")
         )
     except ValueError as err:
         raise UserError(f"--attack {spec.name}: {err}") from None
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     norms = perturbation_norms(adv, x)
     fooled = float(m.fooled[0])
     restricted = {"none": "", "posthoc": ", restricted to the class pixels", "during": ", restricted during the attack"}
-    print(f"{out}: {spec.name}, eps={eps} levels ({spec.passes(eps)} gradient passes{restricted[args.restrict]})")
+    print(f"{out}: {spec.name}, eps={eps} levels ({spec.passes(eps / 255)} gradient passes{restricted[args.restrict]})")
     if fooled == fooled:
         print(
             f"{100 * fooled:.1f}% of {int(m.class_pixels[0])} {names} pixels hidden, "

@@ -275,7 +275,8 @@ def _passes(exp: Mapping[str, Any]) -> str:
     eps = exp.get("eps_levels") or []
     if not isinstance(passes, Mapping) or not passes:
         return ""
-    options = {a.get("name"): a.get("options", {}) for a in exp.get("attacks", []) if isinstance(a, Mapping)}
+    recorded = exp.get("sweeps")
+    sweeps: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
     out = []
     for name, per_eps in passes.items():
         if not isinstance(per_eps, list):
@@ -285,7 +286,7 @@ def _passes(exp: Mapping[str, Any]) -> str:
             text += " at eps " + " / ".join(_levels(e) for e in eps)
         elif len(eps) == 1:
             text += f" at eps {_levels(eps[0])}"
-        total = _sweep_total(str(name), eps, options.get(name) or {})
+        total = _sweep_total(sweeps.get(name), eps)
         if total:
             text += f", {html.escape(total)}"
         out.append(text)
@@ -297,18 +298,13 @@ def _passes(exp: Mapping[str, Any]) -> str:
     return "Passes per image (forward+backward): " + "; ".join(out) + "." + during
 
 
-def _sweep_total(name: str, eps: Sequence[Any], options: Mapping[str, Any]) -> str:
-    """``15 in all: the budgets share a prefix`` where the attack's sweep shares one (``illm``); else ``""``. Pure
-    arithmetic from the attack registry; anything it cannot say (an attack not importable here) is left out."""
-    try:
-        from ..attacks import registry
-
-        plan = registry.plan(name, [float(e) for e in eps], **dict(options))
-    except Exception:  # noqa: BLE001 - the report never fails on a registry it cannot consult
+def _sweep_total(sweep: Any, eps: Sequence[Any]) -> str:
+    """``15 in all: the budgets share a prefix`` where the attack's sweep shares one (``illm``); else ``""``. From
+    the run's ``config.json`` (``sweeps``, written by the experiment); a run written without it says nothing here."""
+    if not isinstance(sweep, Mapping) or not sweep.get("shared") or len(eps) < 2:
         return ""
-    if getattr(plan, "shared", False) and plan.forward is not None and len(eps) > 1:
-        return f"{plan.forward} in all (the budgets share a prefix)"
-    return ""
+    forward = sweep.get("forward")
+    return f"{forward} in all (the budgets share a prefix)" if isinstance(forward, int) else ""
 
 
 def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: str) -> str:
