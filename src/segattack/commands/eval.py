@@ -36,7 +36,22 @@ def _check_json_target(path_text: str) -> None:
     check_writable_dir(path.parent, create=False)
 
 
+#: What Ctrl-C leaves: the result is written only when the evaluation finishes, and eval keeps no partial state.
+INTERRUPTED = (
+    "segattack eval: interrupted; the evaluation did not finish and nothing was written (eval does not resume: run "
+    "the same command again to evaluate from the start)"
+)
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.labels import CLASS_NAMES, is_void

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SegattackError, UserError
-from ..rundir import json_safe, write_json, write_text
+from ..rundir import RESULTS_FILE, json_safe, record_outputs, remove_output, write_json, write_text
 from ._common import (
     add_hide_arg,
     add_model_args,
@@ -34,6 +34,9 @@ from ._common import (
 )
 
 DEFAULT_FIT_DATA = "synthetic-train:40"
+UNIVERSAL_FILE = "universal.npz"
+SUMMARY_JSON = "summary.json"
+EXAMPLES_FILE = "examples.png"
 DEFAULT_HELD_OUT = "synthetic:20"
 DATA_FORMS = (
     "synthetic[:N] (validation split), synthetic-train[:N] (training split), cityscapes:PATH[:SPLIT], folder:PATH"
@@ -89,9 +92,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("--batch-size", type=int, default=4, metavar="N", help="images per pass (default: 4)")
     p.add_argument(
-        "--examples", type=int, default=3, metavar="N", help="held-out images shown in examples.png (default: 3)"
+        "--examples",
+        type=int,
+        default=3,
+        metavar="N",
+        help="held-out images shown in examples.png (default: 3; 0: no examples.png, an earlier one is removed)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output directory (files in it are replaced)")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (its universal files are replaced; a directory of another command is refused)",
+    )
     add_model_args(p)
     p.set_defaults(func=run)
 
@@ -136,12 +148,25 @@ def _pct(s: Any) -> str:
     return f"{100 * s.mean:.1f}% ± {100 * s.std:.1f}"
 
 
+#: What Ctrl-C leaves: universal keeps no partial fit and writes its files only at the end of a run, so a rerun
+#: fits the perturbation again from its first step.
+INTERRUPTED = (
+    "segattack universal: interrupted; the fit is not kept (universal does not resume): the same command fits the "
+    "perturbation again from the start (--out's files are written only at the end of a run)"
+)
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..rundir import RunLock
+    from ..rundir import RunLock, check_kind
 
     check_out_dir(args.out)  # before the fit: a finished fit must have somewhere to go
-    with RunLock(args.out, "segattack universal"):
-        return _run(args)
+    check_kind(args.out, "universal")  # and it must not replace a run's (or a comparison's) files
+    try:
+        with RunLock(args.out, "segattack universal"):
+            return _run(args)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -288,8 +313,11 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_universal(result, out / "universal.npz")
-    write_text(out / "results.jsonl", "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in rows))
+    examples = (shown + spare)[: args.examples]
+    written = [UNIVERSAL_FILE, "universal.png", RESULTS_FILE, SUMMARY_JSON, *([EXAMPLES_FILE] if examples else [])]
+    record_outputs(out, written, kind="universal")  # before writing: what --out holds of ours is known
+    save_universal(result, out / UNIVERSAL_FILE)
+    write_text(out / RESULTS_FILE, "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in rows))
     summary = {
         "method": "universal adversarial perturbation (Metzen, Kumar, Brox and Fischer, ICCV 2017)",
         "held_out": {
@@ -316,10 +344,11 @@ def _run(args: argparse.Namespace) -> int:
         "time_s": {"fit": round(fit_s, 3), "measure": round(eval_s, 3), "total": round(fit_s + eval_s, 3)},
         "versions": {"segattack": __version__, "torch": torch.__version__},
     }
-    write_json(out / "summary.json", summary)
-    examples = (shown + spare)[: args.examples]
+    write_json(out / SUMMARY_JSON, summary)
     if examples:
-        _examples_figure(examples, result, hide_ids, out / "examples.png", label_names)
+        _examples_figure(examples, result, hide_ids, out / EXAMPLES_FILE, label_names)
+    else:  # an earlier run's examples are not this run's: never left to be taken for them
+        remove_output(out, EXAMPLES_FILE)
 
     m = len(result.image_ids)
     head = f"one universal perturbation (eps={eps}, fitted on {m} other images)"
@@ -340,8 +369,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     rel = os.path.relpath(out)
     print(
-        f"results: {rel if not rel.startswith('..') else out}/  universal.npz  universal.png  examples.png  "
-        "results.jsonl  summary.json",
+        f"results: {rel if not rel.startswith('..') else out}/  " + "  ".join(written),
         file=sys.stderr,
     )
     print(sentence)
