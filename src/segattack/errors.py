@@ -7,11 +7,14 @@ caller would expect (``ValueError`` for bad values, ``OSError`` for files), so `
 
 - ``UserError``: a mistake in command-line input (an option, a path, a value).
 - ``ConfigError``: a configuration the library cannot honour (bad arguments, a model whose classes do not fit).
+- ``InputError``: an argument a library function cannot take (images of the wrong shape or range);
+  ``InputTypeError``, its kind for an argument of the wrong type, is also a ``TypeError``.
 - ``RunDirError``: a run directory that cannot be used: another run holds its lock, it holds a different
   configuration, it is not writable, or one of its files is corrupt.
 - ``DataError``: a data set that cannot be used as given (a label file of colours, ids out of range, sizes that
-  disagree).
-- ``ModelError``: the user's model failed (it raised, returned the wrong thing, or its weights do not fit).
+  disagree); ``DataNotFoundError``, its kind for a missing file or folder, is also a ``FileNotFoundError``.
+- ``ModelError``: the user's model failed (it raised, returned the wrong thing, or its weights do not fit), or
+  cannot be wrapped as given (a NaN std); ``ModelTypeError``, its kind for a wrong type, is also a ``TypeError``.
 - ``ResourceError``: the job would not fit in memory; the message gives the estimate and the fix.
 - ``UnreadableImageError``: an image or label file exists but cannot be decoded (skipped and counted by runs).
 """
@@ -22,9 +25,13 @@ __all__ = [
     "SegattackError",
     "UserError",
     "ConfigError",
+    "InputError",
+    "InputTypeError",
     "RunDirError",
     "DataError",
+    "DataNotFoundError",
     "ModelError",
+    "ModelTypeError",
     "ResourceError",
     "UnreadableImageError",
 ]
@@ -42,12 +49,24 @@ class ConfigError(SegattackError, ValueError):
     """A configuration the library cannot honour."""
 
 
+class InputError(SegattackError, ValueError):
+    """An argument a library function cannot take: images of the wrong shape or range, a blur wider than the image."""
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type (a list where a tensor belongs, integer images); also a ``TypeError``."""
+
+
 class RunDirError(SegattackError, ValueError):
     """A run directory that cannot be used as asked (locked, different configuration, unwritable, corrupt)."""
 
 
 class DataError(SegattackError, ValueError):
     """A data set whose files cannot be used as given (labels of colours, ids out of range, sizes that disagree)."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """A file or folder a data set needs does not exist (or is a file, not a folder); also a ``FileNotFoundError``."""
 
 
 class ModelError(SegattackError, ValueError):
@@ -57,6 +76,11 @@ class ModelError(SegattackError, ValueError):
     def __init__(self, message: str, *, spec: str | None = None) -> None:
         super().__init__(message)
         self.spec = spec
+
+
+class ModelTypeError(ModelError, TypeError):
+    """A model of the wrong type (no ``nn.Module``), or one that returned a tuple or integer logits; also a
+    ``TypeError``."""
 
 
 class ResourceError(SegattackError, MemoryError):
