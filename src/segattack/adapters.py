@@ -20,6 +20,7 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import ConfigError, InputError, ModelError, ModelTypeError
 from .models import extract_logits
 
 __all__ = ["PadToMultiple"]
@@ -50,18 +51,18 @@ class PadToMultiple(nn.Module):
     def __init__(self, net: nn.Module, multiple: int = 32, *, mode: PadMode = "reflect") -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+            raise ModelTypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
         if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
-            raise ValueError(f"multiple must be a positive integer (e.g. 32), got {multiple!r}")
+            raise ConfigError(f"multiple must be a positive integer (e.g. 32), got {multiple!r}")
         if mode not in ("reflect", "replicate", "constant"):
-            raise ValueError(f"mode must be 'reflect', 'replicate' or 'constant', got {mode!r}")
+            raise ConfigError(f"mode must be 'reflect', 'replicate' or 'constant', got {mode!r}")
         self.net = net
         self.multiple = multiple
         self.mode: PadMode = mode
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
-            raise ValueError(f"input must have shape (B, C, H, W), got {tuple(x.shape)}")
+            raise InputError(f"input must have shape (B, C, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         if ph or pw:
@@ -72,7 +73,7 @@ class PadToMultiple(nn.Module):
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
         logits = extract_logits(self.net(x))
         if logits.ndim != 4:
-            raise ValueError(f"network output must be logits (B, K, h, w), got shape {tuple(logits.shape)}")
+            raise ModelError(f"network output must be logits (B, K, h, w), got shape {tuple(logits.shape)}")
         if not (ph or pw):
             return logits
         hp, wp = h + ph, w + pw

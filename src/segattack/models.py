@@ -23,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import operator
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .errors import ConfigError, InputError, InputTypeError, ModelError, ModelTypeError
 
 __all__ = [
     "AMP_DTYPES",
@@ -51,22 +54,23 @@ def classes_of(logits: Tensor) -> Tensor:
 
 
 def check_images(images: Tensor, *, name: str = "images") -> None:
-    """Validate a batch of images: (B, C, H, W) floating point with values in [0, 1]."""
+    """Validate a batch of images: (B, C, H, W) floating point with values in [0, 1] (``InputError`` otherwise, an
+    ``InputTypeError`` for a wrong type or dtype)."""
     if not isinstance(images, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor of shape (B, 3, H, W), got {type(images).__name__}")
     if images.ndim != 4:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape (B, C, H, W), got {tuple(images.shape)}; add a batch axis with images[None]"
         )
     if not images.is_floating_point():
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be floating point in [0, 1], got {images.dtype}; "
             "convert uint8 images with images.float() / 255"
         )
     if images.numel():
         lo, hi = (float(v) for v in images.detach().aminmax())  # one pass; NaN propagates into both
         if not (lo >= 0 and hi <= 1):
-            raise ValueError(
+            raise InputError(
                 f"{name} must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); "
                 "PixelModel normalises internally, so pass raw images scaled to [0, 1], not mean/std-normalised ones"
             )
@@ -112,7 +116,7 @@ def _frozen(net: nn.Module) -> contextlib.AbstractContextManager[None]:
 
 def extract_logits(out: object) -> Tensor:
     """The logits tensor of a network's output: the tensor itself, ``out["out"]`` (torchvision), ``out["logits"]``
-    or ``out.logits`` (Hugging Face); TypeError naming what was returned otherwise."""
+    or ``out.logits`` (Hugging Face); ``ModelTypeError`` (a TypeError) naming what was returned otherwise."""
     if isinstance(out, Tensor):
         return out
     if isinstance(out, Mapping):
@@ -120,14 +124,32 @@ def extract_logits(out: object) -> Tensor:
             return out["out"]
         if "logits" in out and isinstance(out["logits"], Tensor):
             return out["logits"]
-        raise TypeError(f"model returned a mapping with keys {sorted(map(str, out))}; expected a tensor under 'out'")
+        raise ModelTypeError(
+            f"model returned a mapping with keys {sorted(map(str, out))}; expected a tensor under 'out'"
+        )
     logits = getattr(out, "logits", None)
     if isinstance(logits, Tensor):
         return logits
-    raise TypeError(
+    raise ModelTypeError(
         f"model returned {type(out).__name__}; expected a logits tensor (B, K, h, w), a mapping with 'out' "
         "(torchvision) or an object with .logits (Hugging Face)"
     )
+
+
+def _numbers(values: object, name: str) -> tuple[float, ...]:
+    """``mean=``/``std=`` as a tuple of floats, one per channel; ``ModelError`` for anything else."""
+    example = "(0.485, 0.456, 0.406)" if name == "mean" else "(0.229, 0.224, 0.225)"
+    try:
+        if isinstance(values, (str, bytes)):
+            raise TypeError(name)
+        out = tuple(float(v) for v in values)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise ModelTypeError(
+            f"{name} must be a sequence of numbers, one per image channel, e.g. {name}={example}, got {values!r}"
+        ) from None
+    if not out:
+        raise ModelError(f"{name} is empty; give one number per image channel, e.g. {name}={example}")
+    return out
 
 
 class PixelModel(nn.Module):
@@ -147,6 +169,8 @@ class PixelModel(nn.Module):
             label_names`` gives the defaults); kept as ``self.class_names`` for reports and ``--hide``.
 
     ``forward(images)``: (B, C, H, W) float in [0, 1] -> logits (B, K, H, W), differentiable w.r.t. the images.
+    Images of another floating dtype than the network's (float64 images, a float32 network) are cast to the
+    network's dtype inside, so any float images in [0, 1] work; integer images are refused (divide uint8 by 255).
     ``predict(images)``: (B, H, W) int64, the argmax of the logits, computed without gradients.
 
     Fast path (``set_fast_path``; off by default): ``amp`` ("bf16" or "fp16") runs the network's forward under
@@ -170,26 +194,35 @@ class PixelModel(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(net, nn.Module):
-            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+            raise ModelTypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        mean, std = _numbers(mean, "mean"), _numbers(std, "std")
         if len(mean) != len(std):
-            raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
-        if any(not 0 <= m <= 1 for m in mean):
-            raise ValueError(
-                f"mean must be in [0, 1] units (images are in [0, 1]), got {tuple(mean)}; a mean in 0-255 units "
-                f"divides by 255: {tuple(round(m / 255, 4) for m in mean)}"
+            raise ModelError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        if any(not 0 <= m <= 1 for m in mean):  # NaN and inf fail this too
+            fix = "give finite numbers"
+            if all(math.isfinite(m) for m in mean):
+                fix = f"a mean in 0-255 units divides by 255: {tuple(round(m / 255, 4) for m in mean)}"
+            raise ModelError(f"mean must be in [0, 1] units (images are in [0, 1]), got {tuple(mean)}; {fix}")
+        if any(not (0 < v < math.inf) for v in std):  # NaN fails this too
+            raise ModelError(
+                f"std must be positive finite numbers in [0, 1] units, got {tuple(std)}; e.g. std=(0.229, 0.224, 0.225)"
             )
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {tuple(std)}")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        if num_classes is not None:
+            try:
+                k = operator.index(num_classes) if not isinstance(num_classes, bool) else 0
+            except TypeError:
+                k = 0
+            if k < 1:
+                raise ModelError(f"num_classes must be a positive integer, got {num_classes!r}")
+            num_classes = k
         if bgr and len(mean) != 3:
-            raise ValueError(f"bgr=True flips 3 colour channels, but mean/std have {len(mean)} values")
+            raise ModelError(f"bgr=True flips 3 colour channels, but mean/std have {len(mean)} values")
         names = tuple(str(n) for n in class_names) if class_names is not None else None
         if names is not None:
             if num_classes is None:
                 num_classes = len(names)
             if len(names) != num_classes:
-                raise ValueError(f"{len(names)} class names given for num_classes={num_classes}; give one per class")
+                raise ModelError(f"{len(names)} class names given for num_classes={num_classes}; give one per class")
         self.net = net
         self.num_classes = num_classes
         self.bgr = bool(bgr)
@@ -210,7 +243,7 @@ class PixelModel(nn.Module):
         ``compile`` wraps the network with ``torch.compile`` (the wrapper is kept outside the module tree, so the
         state dict is unchanged)."""
         if amp is not None and amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+            raise ConfigError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
         self.amp = amp
         self.channels_last = bool(channels_last)
         if self.channels_last:
@@ -233,20 +266,36 @@ class PixelModel(nn.Module):
     def device(self) -> torch.device:
         return self.mean.device
 
+    def input_dtype(self) -> torch.dtype | None:
+        """The floating dtype of the wrapped network's first parameter (or buffer), which ``forward`` casts images
+        to; None for a network without floating tensors (images then pass in their own dtype)."""
+        for p in self.net.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        for b in self.net.buffers():
+            if b.is_floating_point():
+                return b.dtype
+        return None
+
     def forward(self, images: Tensor, *, check: bool = True, amp: bool = True) -> Tensor:
-        """(B, C, H, W) in [0, 1] -> logits (B, K, H, W). ``check=False`` skips the value checks (range of the
-        input, NaN and probability-like outputs) but never the shape checks; attacks use it after their first step,
-        when the images are known to be valid. ``amp=False`` runs this call in float32 even when the fast path's
-        autocast is on (``predict`` does)."""
+        """(B, C, H, W) in [0, 1] -> logits (B, K, H, W). Images of any floating dtype are taken: float64 (or
+        float16) images are cast to the network's dtype (``input_dtype``) on the way in, differentiably, so
+        gradients reach them in their own dtype and attacks on float64 images return float64 images.
+        ``check=False`` skips the value checks (range of the input, NaN and probability-like outputs) but never the
+        shape checks; attacks use it after their first step, when the images are known to be valid. ``amp=False``
+        runs this call in float32 even when the fast path's autocast is on (``predict`` does)."""
         if check:
             check_images(images)
         elif images.ndim != 4:
-            raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+            raise InputError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
         if images.shape[1] != self.mean.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"images have {images.shape[1]} channels but mean/std have {self.mean.shape[1]}; "
                 "pass mean=/std= with one value per channel"
             )
+        dtype = self.input_dtype()
+        if dtype is not None and images.dtype != dtype:
+            images = images.to(dtype)  # float64 (or float16) images into a float32 network: cast, differentiably
         if self.bgr:
             images = images.flip(1)  # RGB -> BGR, then the normalisation in the network's channel order
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
@@ -264,29 +313,29 @@ class PixelModel(nn.Module):
 
     def _check_logits(self, logits: Tensor, images: Tensor, *, values: bool = True) -> Tensor:
         if logits.ndim != 4:
-            raise ValueError(
+            raise ModelError(
                 f"model output must be logits of shape (B, K, h, w), got shape {tuple(logits.shape)}; "
                 "a classification network or a flattened output cannot be attacked pixel-wise"
             )
         if logits.shape[0] != images.shape[0]:
-            raise ValueError(f"model returned a batch of {logits.shape[0]} for {images.shape[0]} images")
+            raise ModelError(f"model returned a batch of {logits.shape[0]} for {images.shape[0]} images")
         if self.num_classes is not None and logits.shape[1] != self.num_classes:
             named = f" ({len(self.class_names)} class names)" if self.class_names is not None else ""
-            raise ValueError(
+            raise ModelError(
                 f"model returned {logits.shape[1]} classes but num_classes={self.num_classes}{named}; "
                 "check that the weights match the label space"
             )
         if not logits.is_floating_point():
-            raise TypeError(f"model output must be floating point logits, got {logits.dtype}")
+            raise ModelTypeError(f"model output must be floating point logits, got {logits.dtype}")
         if values:
             with torch.no_grad():
                 lo, hi = (float(v) for v in logits.aminmax())  # one pass; NaN and inf show up here
                 if not (math.isfinite(lo) and math.isfinite(hi)):
-                    raise ValueError("model output contains NaN or infinite values")
+                    raise ModelError("model output contains NaN or infinite values")
                 if logits.shape[1] > 1 and lo >= 0 and hi <= 1:
                     sums = logits.sum(dim=1)
                     if torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
-                        raise ValueError(
+                        raise ModelError(
                             "model output looks like probabilities (non-negative, summing to 1 over classes); "
                             "PixelModel needs logits: remove the final softmax"
                         )
