@@ -9,8 +9,9 @@ Every transform maps (B, C, H, W) float images in [0, 1] to the same shape, dtyp
 - ``identity``: the images unchanged (an exact copy: not re-quantised).
 - ``jpeg:Q``: a real JPEG encode and decode with Pillow at quality Q (1..100), per image.
 - ``resize:F``: bilinear resampling with antialiasing down by the factor F in (0, 1] and back up to the input size.
-- ``blur:S``: Gaussian blur of standard deviation S pixels (> 0), kernel radius ceil(3 S), reflect padding.
-- ``noise:N``: additive Gaussian noise of standard deviation N 8-bit levels (> 0), drawn from a ``torch.Generator``
+- ``blur:S``: Gaussian blur of standard deviation S pixels (0 < S <= 100), kernel radius ceil(3 S), reflect padding.
+- ``noise:N``: additive Gaussian noise of standard deviation N 8-bit levels (0 < N <= 255), drawn from a
+  ``torch.Generator``
   (the same generator state gives the same noise), clipped to [0, 1].
 
 ``Transform.differentiable`` gives the same values with a gradient, for attacks: resize, blur and noise are
@@ -38,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .errors import ConfigError, InputError, InputTypeError
 from .models import check_images
 
 __all__ = ["Transform", "parse_transforms", "KINDS", "SPEC_HELP"]
@@ -45,40 +47,51 @@ __all__ = ["Transform", "parse_transforms", "KINDS", "SPEC_HELP"]
 #: The transform kinds, in the order the help text lists them.
 KINDS = ("identity", "jpeg", "resize", "blur", "noise")
 
+#: The largest blur sigma (pixels: a kernel 601 pixels wide) and noise std (8-bit levels: the whole range) taken;
+#: beyond them nothing of the image is left to measure.
+MAX_BLUR_SIGMA = 100.0
+MAX_NOISE_STD = 255.0
+
 #: The allowed forms, for error messages and help texts.
 SPEC_HELP = (
     "identity, jpeg:Q (JPEG quality Q, an integer 1..100), resize:F (down by the factor F in (0, 1] and back up), "
-    "blur:S (Gaussian sigma S > 0 pixels), noise:N (Gaussian noise, std N > 0 in 8-bit levels); "
+    f"blur:S (Gaussian sigma S in (0, {MAX_BLUR_SIGMA:g}] pixels), noise:N (Gaussian noise, std N in "
+    f"(0, {MAX_NOISE_STD:g}] 8-bit levels); "
     "comma-separated, e.g. jpeg:75,resize:0.5,blur:1,noise:2"
 )
 
 
 def _check_param(kind: str, param: float) -> float:
-    """``param`` validated for ``kind`` and returned as a float; ValueError naming the allowed range otherwise."""
+    """``param`` validated for ``kind`` and returned as a float; ``ConfigError`` (a ValueError) naming the allowed
+    range otherwise."""
     if kind not in KINDS:
-        raise ValueError(f"unknown transform {kind!r}; the allowed forms: {SPEC_HELP}")
+        raise ConfigError(f"unknown transform {kind!r}; the allowed forms: {SPEC_HELP}")
     if isinstance(param, bool) or not isinstance(param, int | float) or not math.isfinite(param):
-        raise ValueError(f"transform {kind}: the parameter must be a finite number, got {param!r}; {SPEC_HELP}")
+        raise ConfigError(f"transform {kind}: the parameter must be a finite number, got {param!r}; {SPEC_HELP}")
     p = float(param)
     shown = _format(p)
     if kind == "identity" and p != 0:
-        raise ValueError(f"identity takes no parameter (param=0), got {shown}; write 'identity'")
+        raise ConfigError(f"identity takes no parameter (param=0), got {shown}; write 'identity'")
     if kind == "jpeg" and not (p.is_integer() and 1 <= p <= 100):
-        raise ValueError(f"jpeg quality must be an integer from 1 to 100 (e.g. jpeg:75), got {shown}")
+        raise ConfigError(f"jpeg quality must be an integer from 1 to 100 (e.g. jpeg:75), got {shown}")
     if kind == "resize" and not 0 < p <= 1:
-        raise ValueError(
+        raise ConfigError(
             f"resize factor must be in (0, 1] (down by the factor and back up, e.g. resize:0.5), got {shown}"
         )
-    if kind == "blur" and not p > 0:
-        raise ValueError(f"blur sigma must be a positive number of pixels (e.g. blur:1), got {shown}")
-    if kind == "noise" and not p > 0:
-        raise ValueError(f"noise std must be a positive number of 8-bit levels (e.g. noise:2), got {shown}")
+    if kind == "blur" and not 0 < p <= MAX_BLUR_SIGMA:
+        raise ConfigError(
+            f"blur sigma must be a positive number of pixels up to {MAX_BLUR_SIGMA:g} (e.g. blur:1), got {shown}"
+        )
+    if kind == "noise" and not 0 < p <= MAX_NOISE_STD:
+        raise ConfigError(
+            f"noise std must be a positive number of 8-bit levels up to {MAX_NOISE_STD:g} (e.g. noise:2), got {shown}"
+        )
     return p
 
 
 def _format(value: float) -> str:
-    """1.0 -> '1', 0.5 -> '0.5' (the shortest text that reads back as the same float)."""
-    return str(int(value)) if value.is_integer() else repr(value)
+    """1.0 -> '1', 0.5 -> '0.5', 1e308 -> '1e+308' (the shortest text that reads back as the same float)."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
 
 
 def _quantise(x: Tensor) -> Tensor:
@@ -112,7 +125,7 @@ def _jpeg(images: Tensor, quality: int) -> Tensor:
     """Pillow's JPEG round trip of each image's 8-bit version: (B, C, H, W) in [0, 1] -> the same, k/255 values."""
     b, c = images.shape[:2]
     if c not in (1, 3):
-        raise ValueError(f"jpeg needs images with 1 or 3 channels (grey or RGB), got {c}")
+        raise InputError(f"jpeg needs images with 1 or 3 channels (grey or RGB), got {c}")
     levels = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     out = np.empty_like(levels)
     for i in range(b):
@@ -141,7 +154,7 @@ def _blur(images: Tensor, sigma: float) -> Tensor:
     c, h, w = images.shape[1:]
     r = math.ceil(3 * sigma)
     if r >= h or r >= w:
-        raise ValueError(
+        raise InputError(
             f"blur:{_format(sigma)} has a kernel radius of {r} pixels, which reflect padding cannot take on images "
             f"of {h}x{w}; use a sigma below {min(h, w) / 3:.3g} or larger images"
         )
@@ -164,8 +177,8 @@ def _noise(images: Tensor, std_levels: float, generator: torch.Generator | None)
 @dataclass(frozen=True)
 class Transform:
     """One survival transform (see the module docstring): ``kind`` and its parameter ``param`` (jpeg: quality
-    1..100; resize: factor in (0, 1]; blur: Gaussian sigma in pixels > 0; noise: Gaussian std in 8-bit levels > 0;
-    identity: 0). Invalid values raise ValueError at construction.
+    1..100; resize: factor in (0, 1]; blur: Gaussian sigma in (0, 100] pixels; noise: Gaussian std in (0, 255] 8-bit
+    levels; identity: 0). Invalid values raise ``ConfigError`` (a ValueError) at construction.
 
     >>> Transform("jpeg", 75).name
     'jpeg:75'
@@ -225,31 +238,32 @@ def _parse_one(text: str) -> Transform:
     kind, colon, value = item.partition(":")
     kind, value = kind.strip(), value.strip()
     if kind not in KINDS or kind == "identity":
-        raise ValueError(f"unknown transform {item!r}; the allowed forms: {SPEC_HELP}")
+        raise ConfigError(f"unknown transform {item!r}; the allowed forms: {SPEC_HELP}")
     if not colon or not value:
-        raise ValueError(f"transform {item!r} needs a parameter ({kind}:VALUE); the allowed forms: {SPEC_HELP}")
+        raise ConfigError(f"transform {item!r} needs a parameter ({kind}:VALUE); the allowed forms: {SPEC_HELP}")
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"transform {item!r}: {value!r} is not a number; the allowed forms: {SPEC_HELP}") from None
+        raise ConfigError(f"transform {item!r}: {value!r} is not a number; the allowed forms: {SPEC_HELP}") from None
     return Transform(kind, number)
 
 
 def parse_transforms(spec: str) -> list[Transform]:
     """A comma-separated spec ("jpeg:75,jpeg:50,resize:0.5,blur:1.0,noise:2", "identity") -> the transforms, in
-    order. ValueError naming the allowed forms and ranges for anything else, and for a transform listed twice.
+    order. ``ConfigError`` (a ValueError) naming the allowed forms and ranges for anything else, and for a
+    transform listed twice.
 
     >>> parse_transforms("jpeg:75,noise:2")
     [Transform(kind='jpeg', param=75.0), Transform(kind='noise', param=2.0)]
     """
     if not isinstance(spec, str):
-        raise TypeError(f"a transforms spec is a string such as 'jpeg:75,blur:1', got {type(spec).__name__}")
+        raise InputTypeError(f"a transforms spec is a string such as 'jpeg:75,blur:1', got {type(spec).__name__}")
     items = [s for s in spec.split(",")]
     if not spec.strip() or any(not s.strip() for s in items):
-        raise ValueError(f"empty transform in {spec!r}; the allowed forms: {SPEC_HELP}")
+        raise ConfigError(f"empty transform in {spec!r}; the allowed forms: {SPEC_HELP}")
     out = [_parse_one(s) for s in items]
     names = [t.name for t in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ValueError(f"transforms spec {spec!r} lists {', '.join(twice)} twice; give each transform once")
+        raise ConfigError(f"transforms spec {spec!r} lists {', '.join(twice)} twice; give each transform once")
     return out
