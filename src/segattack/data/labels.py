@@ -14,9 +14,12 @@ output class (``void``, ``unlabeled``, ``unlabelled``, ``ignore``) by its name.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import numpy as np
+
+from ..errors import ConfigError
 
 IGNORE_INDEX = 255
 NUM_CLASSES = 19
@@ -46,11 +49,15 @@ def class_ids(
     """Parse class names or ids ("person", "11", "person,rider", 11, ("person", 12)) into a tuple of ids.
 
     ``names``: the model's class names, one per output class (default: the 19 Cityscapes train ids). Names match
-    case-insensitively, with ``_`` for a space (``traffic_light``); ids are checked against ``len(names)``. Raises
-    ValueError naming the valid classes when a name or id is unknown, or a name that several classes share.
+    case-insensitively, with ``_`` for a space (``traffic_light``); ids are checked against ``len(names)``. A text
+    of digits that is also the name of another class (a class named "7" that is not class 7) is ambiguous and
+    refused; ``id:7`` then picks the id and ``name:7`` the name. Raises ``ConfigError`` (a ValueError) naming the
+    valid classes when a name or id is unknown, or a name that several classes share.
 
     >>> class_ids("cat", names=("background", "cat", "dog"))
     (1,)
+    >>> class_ids("id:1,name:1", names=("1", "0"))
+    (1, 0)
     """
     names = CLASS_NAMES if names is None else tuple(str(n) for n in names)
     if isinstance(spec, int):
@@ -60,30 +67,71 @@ def class_ids(
     else:
         items = list(spec)
     if not items:
-        raise ValueError("no class given; valid classes: " + _valid(names))
+        raise ConfigError("no class given; valid classes: " + _valid(names))
     out: list[int] = []
     lookup: dict[str, list[int]] = {}
     for i, n in enumerate(names):
         for key in dict.fromkeys((n.strip().lower(), n.strip().lower().replace(" ", "_"))):
             lookup.setdefault(key, []).append(i)
     for item in items:
-        if isinstance(item, int) or (isinstance(item, str) and item.isdigit()):
-            cid = int(item)
-            if not 0 <= cid < len(names):
-                raise ValueError(f"class id {cid} is out of range 0..{len(names) - 1}; valid classes: {_valid(names)}")
-        else:
-            key = str(item).strip().lower()
-            if key not in lookup:
-                raise ValueError(f"unknown class {item!r}; valid classes: {_valid(names)}")
-            found = lookup[key]
-            if len(found) > 1:
-                raise ValueError(
-                    f"class name {item!r} is ambiguous: classes {', '.join(map(str, found))} share it; give the id"
-                )
-            cid = found[0]
+        cid = _class_id(item, names, lookup)
         if cid not in out:
             out.append(cid)
     return tuple(out)
+
+
+def _is_id(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _class_id(item: int | str, names: tuple[str, ...], lookup: dict[str, list[int]]) -> int:
+    """One item of ``class_ids``: an int, a text of digits, ``id:N``, ``name:NAME`` or a name."""
+    if not isinstance(item, str):
+        number: int | None = None
+        try:
+            number = operator.index(item) if not isinstance(item, bool) else None  # numpy integers too
+        except TypeError:
+            pass
+        if number is None:
+            raise ConfigError(f"a class is a name or an integer id, got {item!r}; valid classes: {_valid(names)}")
+        item = number
+    text = item.strip() if isinstance(item, str) else ""
+    key = text.lower()
+    as_name = key in lookup and not _is_id(text)  # an exact name that is not all digits: as before
+    if not as_name and key.startswith("id:") and _is_id(text[3:].strip()):
+        return _in_range(int(text[3:].strip()), names)
+    if not as_name and key.startswith("name:"):
+        key, text = key[5:].strip(), text[5:].strip()
+        if key not in lookup:
+            raise ConfigError(f"unknown class name {text!r}; valid classes: {_valid(names)}")
+        return _by_name(text, lookup[key])
+    if isinstance(item, int) or _is_id(text):
+        cid = _in_range(int(item), names)
+        others = [i for i in lookup.get(key, []) if i != cid] if isinstance(item, str) else []
+        if others:
+            named = ", ".join(map(str, others))
+            raise ConfigError(
+                f"class {text!r} is ambiguous: class id {cid} ({names[cid]}) or the class named {text!r} (id {named}); "
+                f"write id:{text} for the id or name:{text} for the name"
+            )
+        return cid
+    if key not in lookup:
+        raise ConfigError(f"unknown class {item!r}; valid classes: {_valid(names)}")
+    return _by_name(text, lookup[key])
+
+
+def _in_range(cid: int, names: tuple[str, ...]) -> int:
+    if not 0 <= cid < len(names):
+        raise ConfigError(f"class id {cid} is out of range 0..{len(names) - 1}; valid classes: {_valid(names)}")
+    return cid
+
+
+def _by_name(text: str, found: list[int]) -> int:
+    if len(found) > 1:
+        raise ConfigError(
+            f"class name {text!r} is ambiguous: classes {', '.join(map(str, found))} share it; give the id"
+        )
+    return found[0]
 
 
 def _valid(names: Sequence[str]) -> str:
@@ -107,7 +155,7 @@ def is_void(name: str) -> bool:
 def label_names(num_classes: int | None, names: Sequence[str] | None = None) -> tuple[str, ...]:
     """The names of all ``num_classes`` output classes of a model.
 
-    With ``names`` (a file's, or the model's own): those, whose number must equal ``num_classes`` (ValueError naming
+    With ``names`` (a file's, or the model's own): those, whose number must equal ``num_classes`` (ConfigError naming
     both counts otherwise). Without: the Cityscapes names for 19 classes; for 20 the 19 Cityscapes names and
     ``"void"`` (the common 19 + void layout); otherwise the plain indices ``"0"``, ``"1"``, ... ``num_classes=None``
     (not known) takes ``len(names)``, or the 19 Cityscapes classes.
@@ -118,11 +166,11 @@ def label_names(num_classes: int | None, names: Sequence[str] | None = None) -> 
     if names is not None:
         out = tuple(str(n) for n in names)
         if not out:
-            raise ValueError("the list of class names is empty")
+            raise ConfigError("the list of class names is empty")
         if any(not n.strip() for n in out):
-            raise ValueError(f"class {[n.strip() for n in out].index('')} has an empty name")
+            raise ConfigError(f"class {[n.strip() for n in out].index('')} has an empty name")
         if num_classes is not None and len(out) != num_classes:
-            raise ValueError(
+            raise ConfigError(
                 f"{len(out)} class names given but the model has {num_classes} classes; give one name per output "
                 "class, in the order of the model's outputs"
             )
