@@ -32,7 +32,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import DataError, DataNotFoundError
 from .folder import check_size, read_label_ids, read_rgb, resize_pair, to_item
 from .labels import LABEL_ID_TO_TRAIN_ID
 
@@ -61,7 +61,8 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     >>> label_ids_to_train_ids(np.array([[24, 26, 0, 7]])).tolist()
     [[11, 13, 255, 0]]
 
-    Raises ValueError for values that are no labelId (e.g. a ``labelTrainIds`` or colour PNG passed by mistake).
+    Raises ``DataError`` (a ValueError) for values that are no labelId (e.g. a ``labelTrainIds`` or colour PNG
+    passed by mistake).
     """
     ids = np.asarray(label_ids).astype(np.int64)
     bad = (ids < 0) | (ids > 255)
@@ -69,7 +70,7 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     bad |= out < 0
     if bool(bad.any()):
         vals = np.unique(ids[bad])[:5].tolist()
-        raise ValueError(
+        raise DataError(
             f"values {vals} are no Cityscapes labelIds (0..33); is this a *_gtFine_labelIds.png file? "
             "(labelTrainIds, instanceIds and color PNGs are not read)"
         )
@@ -126,16 +127,16 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         self.size = check_size(size)
         image_dir = self.root / "leftImg8bit" / split
         if not image_dir.is_dir():
-            raise FileNotFoundError(self._missing_message(image_dir))
+            raise DataNotFoundError(self._missing_message(image_dir))
         files = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"), key=lambda p: (p.name, p.parent.name))
         if not files:
-            raise ValueError(f"Cityscapes split {split!r} is empty: no <city>/*{IMAGE_SUFFIX} files under {image_dir}")
+            raise DataError(f"Cityscapes split {split!r} is empty: no <city>/*{IMAGE_SUFFIX} files under {image_dir}")
         self.files: list[Path] = files
         self._ids = [p.name[: -len(IMAGE_SUFFIX)] for p in files]
         label_dir = self.root / "gtFine" / split
         self.label_files: list[Path] | None = None
         if labels is True and not label_dir.is_dir():
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"labels=True but the ground truth folder {label_dir} does not exist; "
                 "unpack gtFine_trainvaltest.zip into the root, or pass labels=None/False"
             )
@@ -146,7 +147,7 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
             missing = [(f, lf) for f, lf in zip(files, self.label_files, strict=True) if not lf.is_file()]
             if missing:
                 shown = "; ".join(f"image {f} has no label {lf}" for f, lf in missing[:3])
-                raise FileNotFoundError(
+                raise DataNotFoundError(
                     f"{len(missing)} of {len(files)} images of split {split!r} have no ground truth "
                     f"(gtFine/{split} exists, so every image needs its *{LABEL_SUFFIX}): {shown}"
                     + (" ..." if len(missing) > 3 else "")
@@ -159,13 +160,13 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
             if not missing_i:
                 self.instance_files = found
             elif instances is True:
-                raise FileNotFoundError(
+                raise DataNotFoundError(
                     f"instances=True but {len(missing_i)} of {len(files)} images of split {split!r} have no "
                     f"*{INSTANCE_SUFFIX}, e.g. {missing_i[0]}; unpack them from gtFine_trainvaltest.zip, or pass "
                     "instances=None/False"
                 )
         elif instances is True:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"instances=True but the ground truth folder {label_dir} does not exist (or labels=False); unpack "
                 "gtFine_trainvaltest.zip into the root, or pass instances=None/False"
             )

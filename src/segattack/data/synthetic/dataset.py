@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ...errors import ConfigError, InputTypeError
 from .scene import check_size, render_scene, render_scene_instances
 
 __all__ = ["SPLITS", "SyntheticStreets", "scene_rng"]
@@ -24,7 +25,7 @@ SPLITS: dict[str, int] = {"train": 1, "val": 2}
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The random generator of item ``index`` of ``split``: ``SeedSequence([seed, SPLITS[split], index])``."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        raise ConfigError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, SPLITS[split], index])))
 
 
@@ -51,12 +52,12 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
         self, split: str = "val", size: tuple[int, int] = (256, 512), length: int = 500, seed: int = 0
     ) -> None:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
         self.size = check_size(size)
         if isinstance(length, bool) or not isinstance(length, int | np.integer) or length <= 0:
-            raise ValueError(f"length must be a positive int, got {length!r}")
+            raise ConfigError(f"length must be a positive int, got {length!r}")
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
         self.split, self.length, self.seed = split, int(length), int(seed)
 
     def __len__(self) -> int:
@@ -64,7 +65,7 @@ class SyntheticStreets(Dataset[tuple[Tensor, Tensor]]):
 
     def _index(self, index: int) -> int:
         if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+            raise InputTypeError(f"index must be an int, got {type(index).__name__}")
         i = int(index)
         if i < 0:
             i += self.length

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from ...errors import ConfigError
 from .canvas import Canvas
 from .geometry import Camera
 from .ground import paint_ground
@@ -27,12 +28,12 @@ __all__ = ["check_size", "paint_scene", "render_scene", "render_scene_instances"
 
 
 def check_size(size: Sequence[int]) -> tuple[int, int]:
-    """``size`` as (height, width) ints, or ValueError unless it is two positive ints."""
+    """``size`` as (height, width) ints, or ``ConfigError`` (a ValueError) unless it is two positive ints."""
     if len(size) != 2 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in size):
-        raise ValueError(f"size must be (height, width) as two ints, got {size!r}")
+        raise ConfigError(f"size must be (height, width) as two ints, got {size!r}")
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
-        raise ValueError(f"size must be positive (height, width), got {size!r}")
+        raise ConfigError(f"size must be positive (height, width), got {size!r}")
     return h, w
 
 
