@@ -62,7 +62,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The public API only (what ``_LAZY`` re-exports, and ``__version__``): not the helpers this module imports."""
+    return sorted({*_LAZY, "__version__"})
 
 
 __version__ = "0.1.0"
