@@ -65,12 +65,30 @@ def _ctrl_c_deferred() -> Iterator[list[int]]:
 
 
 def _message(err: SegattackError, args: argparse.Namespace | None) -> str:
+    """The one line for ``err``. A ``ModelError`` is prefixed with the model it concerns where its text does not
+    name it: ``model SPEC: ...`` (its ``spec``, else ``--model``), ``the default model: ...`` for a command that takes
+    ``--model`` and was given none; a command of several models (``compare --models``) names them in the text."""
     text = str(err).strip().replace("\n", " ") or type(err).__name__
     if isinstance(err, ModelError):
-        spec = err.spec or (getattr(args, "model", None) if args is not None else None) or "the default model"
-        if spec not in text:
-            text = f"model {spec}: {text}"
+        spec = err.spec or getattr(args, "model", None)
+        if spec:
+            if spec not in text:
+                text = f"model {spec}: {text}"
+        elif args is not None and hasattr(args, "model"):
+            text = f"the default model: {text}"
     return text
+
+
+#: The options that name an output path, as ``argparse`` stores them and as the user types them.
+_OUTPUT_OPTIONS = (("out", "--out"), ("export_dir", "--export-dir"), ("json", "--json"))
+
+
+def _check_output_options(args: argparse.Namespace) -> None:
+    """An output option given as an empty (or blank) text would write into the current directory: refused."""
+    for attr, option in _OUTPUT_OPTIONS:
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and not value.strip():
+            raise UserError(f"{option} is empty; give the path to write to ({option} . for the current directory)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        _check_output_options(args)
         from .memory import tune_allocator
 
         tune_allocator()

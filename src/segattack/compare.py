@@ -163,10 +163,14 @@ def _probe_classes(models: Mapping[str, Any], dataset: Any, n: int, device: torc
         try:
             with torch.no_grad():
                 counts[name] = int(model(x).shape[1])
+        except ModelError as err:  # PixelModel's checks of the output (probabilities, class count): name the model
+            if err.spec is not None:
+                raise
+            raise ModelError(f"model {name} does not fit (on the first image): {err}", spec=name) from err
         except SegattackError:
             raise
         except Exception as err:  # the user's network failed: one line naming it
-            raise ModelError(f"model {name} failed on the first image: {type(err).__name__}: {err}") from err
+            raise ModelError(f"model {name} failed on the first image: {type(err).__name__}: {err}", spec=name) from err
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{k} {v}" for k, v in counts.items())
         raise CompareError(f"the models predict different numbers of classes ({listed}); compare models that share "
