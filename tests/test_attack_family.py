@@ -500,8 +500,8 @@ def test_check_options() -> None:
     assert check("dag", {"stop": 1}) == {"stop": 1}  # an int where a number is wanted
     with pytest.raises(ValueError, match="has no option 'nope'.*restarts"):
         check("pgd", {"nope": 1})
-    with pytest.raises(ValueError, match="has no option 'loss'"):
-        check("segpgd", {"loss": "ce"})
+    with pytest.raises(ValueError, match="unknown loss 'nope'"):
+        check("segpgd", {"loss": "nope"})
     bad: list[tuple[str, dict[str, Any]]] = [
         ("pgd", {"restarts": "2"}),
         ("pgd", {"restarts": 2.0}),

@@ -136,3 +136,15 @@ def test_the_pipeline_checks_every_attack_output(tiny_model: sa.PixelModel) -> N
     with pytest.raises(AttackError, match="outside the restriction mask"):
         attack_batch(tiny_model, x, attack=AttackSpec(unmasked), goal=HideGoal((cls,)), eps=[2 / 255],
                      modes=("during",), pred=pred)  # fmt: skip
+
+
+def test_the_pgd_variants_are_one_attack_with_their_loss_and_defaults(tiny_model: sa.PixelModel) -> None:
+    assert {n: registry.info(n).options["loss"] for n in ("pgd", "segpgd", "cospgd")} == {
+        "pgd": "ce", "segpgd": "segpgd", "cospgd": "cospgd"}  # fmt: skip
+    x = random_images(B, H, W, seed=8)
+    labels = tiny_model.predict(x)
+    common: dict[str, Any] = {"eps": 4 / 255, "steps": 3, "seed": [1] * B}
+    assert torch.equal(sa.attacks.segpgd(tiny_model, x, labels, **common),
+                       sa.attacks.pgd(tiny_model, x, labels, loss="segpgd", **common))  # fmt: skip
+    assert torch.equal(sa.attacks.cospgd(tiny_model, x, labels, **common),
+                       sa.attacks.pgd(tiny_model, x, labels, loss="cospgd", step_size=0.01, **common))  # fmt: skip

@@ -94,29 +94,53 @@ def _madry_step(eps_levels: float, steps: int) -> float:
     return 2.5 * eps_levels / max(steps, 1)
 
 
-PGD_STEPS = 20
+def _cospgd_step(eps_levels: float, steps: int) -> float:
+    return 0.01 * 255
 
 
-@register("pgd", cost=_cost(PGD_STEPS), check=losses.check_loss_option)
-def pgd(
-    model: Model,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    eps: float | Tensor,
-    targeted: bool = False,
-    steps: int | None = None,
-    step_size: float | None = None,
-    mask: Tensor | None = None,
-    ignore_index: int = 255,
-    restarts: int = 1,
-    random_start: bool = True,
-    best: bool = True,
-    eot: EOTOption = None,
-    eot_samples: int = EOT_SAMPLES,
-    seed: SeedOption = None,
-    loss: str = "ce",
-) -> Tensor:
+#: Iterations of every variant by default (the three compare at equal cost).
+PGD_STEPS = SEGPGD_STEPS = COSPGD_STEPS = 20
+
+
+def _variant(name: str, default_loss: str, step_rule: Callable[[float, int], float], doc: str) -> Callable[..., Tensor]:
+    """One PGD variant: the shared loop ``_run`` with its loss (``loss=``, default ``default_loss``) and its default
+    step rule; the three variants have this one signature."""
+
+    def attack(
+        model: Model,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        eps: float | Tensor,
+        targeted: bool = False,
+        steps: int | None = None,
+        step_size: float | None = None,
+        mask: Tensor | None = None,
+        ignore_index: int = 255,
+        restarts: int = 1,
+        random_start: bool = True,
+        best: bool = True,
+        eot: EOTOption = None,
+        eot_samples: int = EOT_SAMPLES,
+        seed: SeedOption = None,
+        loss: str = default_loss,
+    ) -> Tensor:
+        return _run(
+            losses.get_loss(loss), model, images, labels, eps=eps, targeted=targeted,
+            steps=PGD_STEPS if steps is None else steps, step_size=step_size, step_rule=step_rule, mask=mask,
+            ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
+            eot_samples=eot_samples, seed=seed,
+        )  # fmt: skip
+
+    attack.__name__ = attack.__qualname__ = name
+    attack.__doc__ = doc
+    return register(name, cost=_cost(PGD_STEPS), check=losses.check_loss_option)(attack)
+
+
+pgd = _variant(
+    "pgd",
+    "ce",
+    _madry_step,
     """L-inf PGD of Madry et al. (ICLR 2018) on the pixel-wise cross-entropy, untargeted or targeted.
 
     x_0 = x + U(-eps, eps) (``random_start``; whole levels where eps is), x_{t+1} = P(x_t + alpha sign(grad L)),
@@ -131,7 +155,8 @@ def pgd(
             the iterate each restart returns: its best one with ``best``, else its last one).
         best: keep per image the iterate with the highest success (``metrics.pixel_success``: share of pixels off
             their label, or on target) instead of the last one.
-        loss: a pixel-wise loss from ``segattack.attacks.losses.LOSSES`` (default ``ce``).
+        loss: a pixel-wise loss from ``segattack.attacks.losses.LOSSES`` (default ``ce``); ``segpgd`` and ``cospgd``
+            are this attack with their loss and defaults.
         eot: Expectation over Transformation (Athalye et al. 2018): a transforms spec (``"jpeg:75,blur:1"``) or a
             list of ``segattack.transforms.Transform``; each step then ascends the loss averaged over
             ``eot_samples`` random transforms of the iterate, and the success (``best``, restarts) is averaged over
@@ -142,91 +167,35 @@ def pgd(
 
     Cost: restarts x steps forward+backward passes, plus restarts forward passes with ``best`` or restarts > 1; all
     times ``eot_samples`` with ``eot`` (times 1 for a single deterministic transform such as ``jpeg:75``).
-    """
-    return _run(
-        losses.get_loss(loss), model, images, labels, eps=eps, targeted=targeted,
-        steps=PGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples, seed=seed,
-    )  # fmt: skip
+    """,
+)
 
-
-SEGPGD_STEPS = 20
-
-
-@register("segpgd", cost=_cost(SEGPGD_STEPS))
-def segpgd(
-    model: Model,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    eps: float | Tensor,
-    targeted: bool = False,
-    steps: int | None = None,
-    step_size: float | None = None,
-    mask: Tensor | None = None,
-    ignore_index: int = 255,
-    restarts: int = 1,
-    random_start: bool = True,
-    best: bool = True,
-    eot: EOTOption = None,
-    eot_samples: int = EOT_SAMPLES,
-    seed: SeedOption = None,
-) -> Tensor:
+segpgd = _variant(
+    "segpgd",
+    "segpgd",
+    _madry_step,
     """SegPGD of Gu et al. (ECCV 2022): PGD on the pixel-wise CE with the correctly classified pixels weighted by
     1 - lambda_t and the wrongly classified ones by lambda_t, lambda_t = t / (2T) (t = 0..T-1), so the attack first
     pushes the pixels still correct and turns to the fooled ones as it goes; targeted, the weights swap.
 
-    The correct/wrong split is taken from the current prediction (no gradient through it); the CE is summed over
-    the counted pixels (the paper's 1/(HW) normalisation does not change the sign step).
-    Defaults: 20 steps, step size 2.5 eps / steps and a random start, as ``pgd`` (so that both compare at equal
-    cost; the paper's own step size could not be confirmed from its text). Other arguments (``eot``,
-    ``eot_samples`` included) and the cost as in ``pgd``.
-    """
-    return _run(
-        losses.segpgd, model, images, labels, eps=eps, targeted=targeted,
-        steps=SEGPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_madry_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples, seed=seed,
-    )  # fmt: skip
+    ``pgd`` with ``loss="segpgd"``. The correct/wrong split is taken from the current prediction (no gradient
+    through it); the CE is summed over the counted pixels (the paper's 1/(HW) normalisation does not change the sign
+    step). Defaults: 20 steps, step size 2.5 eps / steps and a random start, as ``pgd`` (so that both compare at
+    equal cost; the paper's own step size could not be confirmed from its text). Other arguments (``eot``,
+    ``eot_samples``, ``seed`` included) and the cost as in ``pgd``.
+    """,
+)
 
-
-COSPGD_STEPS = 20
-
-
-def _cospgd_step(eps_levels: float, steps: int) -> float:
-    return 0.01 * 255
-
-
-@register("cospgd", cost=_cost(COSPGD_STEPS))
-def cospgd(
-    model: Model,
-    images: Tensor,
-    labels: Tensor,
-    *,
-    eps: float | Tensor,
-    targeted: bool = False,
-    steps: int | None = None,
-    step_size: float | None = None,
-    mask: Tensor | None = None,
-    ignore_index: int = 255,
-    restarts: int = 1,
-    random_start: bool = True,
-    best: bool = True,
-    eot: EOTOption = None,
-    eot_samples: int = EOT_SAMPLES,
-    seed: SeedOption = None,
-) -> Tensor:
+cospgd = _variant(
+    "cospgd",
+    "cospgd",
+    _cospgd_step,
     """CosPGD of Agnihotri et al. (ICML 2024): PGD on the pixel-wise CE, each pixel's loss scaled by the cosine
     similarity between the softmax and the one-hot label (a constant, no gradient through it), so pixels already
     fooled weigh less; targeted, scaled by one minus it.
 
-    Defaults: 20 steps, step size alpha = 0.01 in [0, 1] units and a uniform random start, as the authors' code
-    (the ``cospgd`` package). Other arguments (``eot``, ``eot_samples`` included) and the cost as in ``pgd``.
-    """
-    return _run(
-        losses.cospgd, model, images, labels, eps=eps, targeted=targeted,
-        steps=COSPGD_STEPS if steps is None else steps, step_size=step_size, step_rule=_cospgd_step, mask=mask,
-        ignore_index=ignore_index, restarts=restarts, random_start=random_start, best=best, eot=eot,
-        eot_samples=eot_samples, seed=seed,
-    )  # fmt: skip
+    ``pgd`` with ``loss="cospgd"`` and its own default step. Defaults: 20 steps, step size alpha = 0.01 in [0, 1]
+    units and a uniform random start, as the authors' code (the ``cospgd`` package). Other arguments (``eot``,
+    ``eot_samples``, ``seed`` included) and the cost as in ``pgd``.
+    """,
+)
