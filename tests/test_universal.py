@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import segattack as sa
+from segattack import rundir
 from segattack.attacks import UniversalResult, apply_universal, load_universal, save_universal, universal
 from segattack.cli import main
 from segattack.specs import load_data, parse_data_spec
@@ -215,7 +216,7 @@ def test_cli_writes_everything(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(universal_args(out)) == 0  # the shipped default model
     captured = capsys.readouterr()
     assert {p.name for p in out.iterdir()} == {"universal.npz", "universal.png", "examples.png", "results.jsonl",
-                                               "summary.json", ".segattack.lock"}  # fmt: skip
+                                               "summary.json", ".segattack.lock", rundir.MANIFEST_FILE}  # fmt: skip
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["image_id"] for r in rows] == ["val_000000", "val_000001", "val_000002"]
     assert set(rows[0]) == {"image_id", "fooled", "preserved", "target_hit", "class_pixels", "status"}

@@ -466,7 +466,11 @@ def compare_models(
     out = Path(out_dir)
     dirs = {k: out / MODELS_DIR / model_dir_name(k) for k in models}
     with RunLock(rundir.check_writable_dir(out), "segattack compare"):
+        rundir.check_kind(out, "compare")  # never a run's or a universal's directory, not even with overwrite
         _check_config(out, setup, overwrite)
+        figures = [f"{stem}{suffix}" for stem in COMPARE_STEMS for suffix in (".png", ".svg")]
+        written = [COMPARE_FILE, CLEAN_FILE, TRANSFER_FILE, TRANSFER_CSV, rundir.REPORT_FILE, MODELS_DIR, *figures]
+        rundir.record_outputs(out, written, kind="compare")
         config = {
             "format": COMPARE_FORMAT,
             "compare": setup,

@@ -578,6 +578,9 @@ class _Run:
         """Check and write the configuration, prepare results.jsonl: the attacks done per image, the rows kept."""
         out = self.out
         reusable = _check_config(out, self.experiment, overwrite)
+        names = [a.name for a in self.specs]
+        rundir.record_outputs(out, rundir.run_files(self.ids, attacks=names, eps_levels=self.eps, modes=self.modes_t,
+                                                    save_images=self.save_images), kind="run")  # fmt: skip
         config = {
             "format": CONFIG_FORMAT,
             "experiment": self.experiment,
@@ -724,6 +727,7 @@ class _Run:
                 self.figure1_ids, rows, self.ids, attack=self.specs[0].name, eps=self.fig_eps, mode=self.lead_mode,
                 class_names=self.experiment["class_names"], pixels=lambda i: self.runner.pixels_of(self.dataset, i),
             )  # fmt: skip
+            rundir.record_outputs(self.out, [figure1_path("", p.image_id).name for p in picks], kind="run")
             self.runner.update_figure1(self.dataset, picks)
 
 

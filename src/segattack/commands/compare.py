@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..rundir import check_kind
 from ._common import (
     DEFAULT_EPS,
     EPS_HELP,
@@ -266,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
     if args.figure1 < 0:
         raise UserError(f"--figure1 must be 0 or more, got {args.figure1}")
     check_out_dir(args.out)
+    check_kind(args.out, "compare")  # before any model is loaded: never a run's or a universal's directory
     device = parse_device(args.device)
     namespaces = {name: _model_namespace(s, device, args) for name, s in pairs}
     for ns in namespaces.values():

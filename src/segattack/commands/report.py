@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from ..report import write_report
 
-    report = write_report(args.dir)
+    report = write_report(args.dir, log_dropped=False)
+    if report.dropped_rows is not None:  # e.g. "report: dropped 3 rows of results.jsonl (2 duplicates, ...)"
+        print(f"report: {report.dropped_rows}", file=sys.stderr)
     for path in [report.html_path, *report.figures]:
         print(f"wrote {path}", file=sys.stderr)
     for line in [*report.sentences, *report.survival_sentences]:

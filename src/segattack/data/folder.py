@@ -56,6 +56,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError, UnreadableImageError
+from ..rundir import outputs_under
 from .labels import IGNORE_INDEX, NUM_CLASSES
 
 __all__ = [
@@ -289,6 +290,14 @@ def to_item(image: np.ndarray, label: np.ndarray | None) -> tuple[Tensor, Tensor
     return img, lab
 
 
+def _is_output(p: Path, outputs: set[Path]) -> bool:
+    """Whether ``p`` is (or lies in) one of ``outputs`` (resolved paths)."""
+    if not outputs:
+        return False
+    r = p.resolve()
+    return r in outputs or any(parent in outputs for parent in r.parents)
+
+
 def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
@@ -331,7 +340,10 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
                 f"the label folder {label_root} {same} {self.root}: its files would all be read as labels, "
                 "leaving no image; point labels (--labels) at the folder of label PNGs named like the images"
             )
-        files = sorted(
+        # what a segattack run wrote into (or above, or below) this folder is output, never input: the same images
+        # are read before and after `run --data folder:X --out X --save-images`
+        outputs = set(outputs_under(self.root))
+        found = sorted(
             (
                 p
                 for p in self.root.rglob("*")
@@ -339,9 +351,15 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
             ),
             key=lambda p: p.relative_to(self.root).as_posix(),
         )
+        files = [p for p in found if not _is_output(p, outputs)]
+        if len(files) < len(found):
+            log.info("%s: leaving out %d image(s) that segattack runs wrote there (their outputs, not inputs)",
+                     self.root, len(found) - len(files))  # fmt: skip
         if not files:
+            also = f" ({len(found)} images there were written by segattack runs: outputs, not inputs)" if found else ""
             raise ValueError(
-                f"no images found under {self.root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)}, any case)"
+                f"no images found under {self.root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)}, any "
+                f"case){also}"
             )
         self.files: list[Path] = files
         rel = [p.relative_to(self.root).with_suffix("") for p in files]

@@ -23,7 +23,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..rundir import FIGURE1_PREFIX, REPORT_FILE, RESULTS_FILE, read_config, read_rows, write_text
+from ..rundir import (
+    FIGURE1_PREFIX,
+    FIGURE_STEMS,
+    FIGURE_SUFFIXES,
+    KINDS,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SUMMARY_FILE,
+    SURVIVAL_FILE,
+    directory_kind,
+    read_checked,
+    read_config,
+    record_outputs,
+    write_text,
+)
 from .figures import attacks_figure, figure1, figure2, survival_figure
 from .gallery import GALLERY_CSS, GalleryItem, gallery_html, read_gallery
 from .summary import (
@@ -101,6 +115,7 @@ class Report:
         *,
         survival: list[dict[str, Any]] | None = None,
         survival_sentences: list[str] | None = None,
+        dropped_rows: str | None = None,
     ) -> None:
         self.html_path = html_path
         self.figures = figures
@@ -110,6 +125,8 @@ class Report:
         #: the survival summary (``summarize_survival``; empty without transforms) and one sentence per transform
         self.survival = survival or []
         self.survival_sentences = survival_sentences or []
+        #: what was dropped from results.jsonl as invalid or duplicate (``RowCheck.message``), None if nothing
+        self.dropped_rows = dropped_rows
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -625,22 +642,36 @@ def _figure1_caption(npz: Path) -> str:
     return f"{image_id}: {reason.strip()}" if reason.strip() else image_id
 
 
-def write_report(out_dir: str | os.PathLike[str]) -> Report:
+def write_report(out_dir: str | os.PathLike[str], *, log_dropped: bool = True) -> Report:
     """Redraw everything from the result files in ``out_dir``: ``summary.csv``, ``figure2.png/.svg/.pdf``,
     ``figure1_<id>.png`` for every ``figure1_<id>.npz``, and ``report.html`` (with the gallery of the thumbnails
     under ``thumbs/`` where the run wrote them). Never runs a model.
 
-    Raises ``RunDirError`` if ``out_dir`` holds no results. A Figure 1 file that cannot be read is skipped with
-    a warning (``segattack run`` on the same directory writes it again).
+    Raises ``RunDirError`` if ``out_dir`` holds no results, or the output of another kind of job. The rows are
+    checked against the row schema and the configuration (``segattack.rundir.rows``): invalid and duplicate rows are
+    left out, and what was dropped is logged as a warning (unless ``log_dropped=False``) and kept in
+    ``Report.dropped_rows``. A Figure 1 file that cannot be read is skipped with a warning (``segattack run`` on the
+    same directory writes it again). What it writes is recorded in the directory's manifest first.
     """
     out = Path(out_dir)
+    kind = directory_kind(out)
+    if kind not in (None, "run"):
+        raise RunDirError(f"{out} holds the output of `{KINDS[kind]}`, not of `segattack run`: nothing for "
+                          "`segattack report` to draw")  # fmt: skip
     if not (out / RESULTS_FILE).is_file():
         raise RunDirError(f"{out} holds no {RESULTS_FILE}: nothing to report (run `segattack run` first)")
     config = read_config(out)
     exp = config.get("experiment", {})
     names = exp.get("class_names", ["person"])
-    summary = summarize_results(out)
-    rows = read_rows(out)
+    checked = read_checked(out)
+    dropped = checked.message()
+    if dropped is not None and log_dropped:
+        log.warning("%s: %s", out, dropped)
+    rows = checked.rows
+    figure_files = [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
+    figure1_files = [p.with_suffix(".png").name for p in out.glob(f"{FIGURE1_PREFIX}*.npz")]
+    record_outputs(out, [SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, *figure_files, *figure1_files], kind="run")
+    summary = summarize_results(out, rows=rows)
     goal = exp.get("goal", "hide")
     attack_names = {r.get("attack") for r in summary}
     figures: list[Path] = []
@@ -685,5 +716,5 @@ def write_report(out_dir: str | os.PathLike[str]) -> Report:
     write_text(out / REPORT_FILE, page)
     return Report(
         out / REPORT_FILE, [*figures, *fig1], summary, [*lines, *lines_a], gallery,
-        survival=survival, survival_sentences=lines_s,
+        survival=survival, survival_sentences=lines_s, dropped_rows=dropped,
     )  # fmt: skip

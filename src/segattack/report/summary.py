@@ -212,11 +212,15 @@ def summarize_survival(
     return sorted(out, key=lambda r: order.get(r["attack"], len(order)))  # stable: transforms in order per attack
 
 
-def summarize_results(out_dir: str | os.PathLike[str], *, write_csv: bool = True) -> list[dict[str, Any]]:
+def summarize_results(
+    out_dir: str | os.PathLike[str], *, write_csv: bool = True, rows: Sequence[Mapping[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Summarise ``results.jsonl`` of an experiment directory per (eps, mode) (see ``summarize_rows``); write
-    ``summary.csv`` next to it unless ``write_csv=False``."""
+    ``summary.csv`` next to it unless ``write_csv=False``. The rows are read with ``read_rows`` (checked against the
+    row schema and the configuration; what is dropped is logged) unless given as ``rows``, already read so."""
     out = Path(out_dir)
-    rows = read_rows(out)
+    if rows is None:
+        rows = read_rows(out)
     experiment: Mapping[str, Any] = {}
     if (out / CONFIG_FILE).exists():
         experiment = read_config(out).get("experiment", {})

@@ -24,7 +24,6 @@ Nothing here runs a model; ``segattack.report`` reads result directories through
 from __future__ import annotations
 
 from .files import (
-    _TMP,
     LOCK_FILE,
     MANIFEST_FILE,
     RunLock,
@@ -58,12 +57,15 @@ from .layout import (
     directory_kind,
     experiment_outputs,
     figure1_path,
+    image_file,
     legacy_outputs,
     output_name,
     outputs_under,
     read_config,
     read_manifest,
     record_outputs,
+    remove_output,
+    run_files,
     run_outputs,
     safe_name,
 )
@@ -127,10 +129,13 @@ __all__ = [
     "safe_name",
     "output_name",
     "figure1_path",
+    "image_file",
+    "run_files",
     "read_manifest",
     "directory_kind",
     "check_kind",
     "record_outputs",
+    "remove_output",
     "run_outputs",
     "legacy_outputs",
     "outputs_under",

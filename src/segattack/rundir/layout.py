@@ -27,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -52,6 +52,8 @@ __all__ = [
     "safe_name",
     "output_name",
     "figure1_path",
+    "image_file",
+    "run_files",
     "read_manifest",
     "directory_kind",
     "check_kind",
@@ -61,6 +63,7 @@ __all__ = [
     "experiment_outputs",
     "clear_experiment_outputs",
     "outputs_under",
+    "remove_output",
 ]
 
 RESULTS_FILE = "results.jsonl"
@@ -148,6 +151,39 @@ def output_name(image_id: str) -> str:
 def figure1_path(out_dir: str | os.PathLike[str], image_id: str, suffix: str = ".npz") -> Path:
     """``DIR/figure1_<output_name(id)><suffix>``."""
     return Path(out_dir) / f"{FIGURE1_PREFIX}{output_name(image_id)}{suffix}"
+
+
+def _eps_name(eps_level: float) -> str:
+    e = float(eps_level)
+    return f"eps{int(e) if e.is_integer() else e}"
+
+
+def image_file(image_id: str, *, eps_level: float, mode: str, attack: str | None = None) -> str:
+    """Where ``--save-images`` puts an adversarial image, relative to the run directory:
+    ``images/[attack/]eps<E>/<mode>/<output_name(id)>.png`` (the attack's folder when a run has several attacks).
+
+    >>> image_file("a b", eps_level=2.0, mode="full")
+    'images/eps2/full/a_b-c8687a08aa.png'
+    """
+    folder = PurePosixPath(IMAGES_DIR, attack) if attack else PurePosixPath(IMAGES_DIR)
+    return str(folder / _eps_name(eps_level) / mode / f"{output_name(image_id)}.png")
+
+
+def run_files(
+    image_ids: Iterable[str], *, attacks: Sequence[str], eps_levels: Sequence[float], modes: Sequence[str],
+    save_images: bool,
+) -> list[str]:  # fmt: skip
+    """What a run of ``segattack run`` may write before its Figure 1 (relative paths, for ``record_outputs``):
+    ``config.json``, ``results.jsonl``, the report's thumbnails, the Figure 1 candidates and, with ``save_images``,
+    every adversarial image (``image_file``)."""
+    ids = list(image_ids)
+    paths = [CONFIG_FILE, RESULTS_FILE, FIGURE1_CACHE_DIR]
+    paths += [f"{THUMBS_DIR}/{output_name(i)}" for i in ids]
+    if save_images:
+        several = len(attacks) > 1
+        paths += [image_file(i, eps_level=e, mode=m, attack=a if several else None)
+                  for a in attacks for e in eps_levels for m in modes for i in ids]  # fmt: skip
+    return paths
 
 
 # -- kinds and the manifest -----------------------------------------------------------------------------------------
@@ -263,9 +299,9 @@ def _claim(root: Path, rel: str, written: set[str]) -> str | None:
 
 def record_outputs(directory: str | os.PathLike[str], paths: Iterable[str | os.PathLike[str]], *, kind: str) -> None:
     """Record in the manifest, before they are written, the files and folders ``paths`` (relative to ``directory``,
-    or inside it) that a job of ``kind`` is about to write; each as the topmost part that does not exist yet (see
-    the module docstring). Atomic and safe against a report redrawn beside a run (the folder is locked while the
-    manifest is updated); ``RunDirError`` for a directory of another kind."""
+    or absolute paths inside it) that a job of ``kind`` is about to write; each as the topmost part that does not
+    exist yet (see the module docstring). Atomic and safe against a report redrawn beside a run (the folder is
+    locked while the manifest is updated); ``RunDirError`` for a directory of another kind."""
     root = Path(directory)
     with lock_directory(root):
         manifest = read_manifest(root)
@@ -282,8 +318,8 @@ def record_outputs(directory: str | os.PathLike[str], paths: Iterable[str | os.P
             changed = False
         written: set[str] = set(manifest["written"])
         for path in paths:
-            p = Path(path)
-            rel = (p.relative_to(root) if p.is_absolute() else p).as_posix()
+            p = Path(path)  # relative to the directory, or absolute and inside it
+            rel = (p.relative_to(root.resolve()) if p.is_absolute() else p).as_posix()
             entry = _claim(root, _relative(rel, root / MANIFEST_FILE), written)
             if entry is not None:
                 written.add(entry)
@@ -316,11 +352,22 @@ def _own_parts(folder: Path, pattern: str) -> list[Path]:
     return out
 
 
+#: What the other kinds always wrote, by name (``legacy_outputs`` of a directory from before manifests).
+_LEGACY_NAMES = {
+    "universal": ("universal.npz", "universal.png", RESULTS_FILE, "summary.json", "examples.png"),
+    "compare": ("compare.json", "clean.json", "transfer.jsonl", "transfer.csv", REPORT_FILE, "compare.png",
+                "compare.svg", "transfer.png", "transfer.svg", "models"),
+}  # fmt: skip
+
+
 def legacy_outputs(directory: str | os.PathLike[str]) -> list[Path]:
-    """The outputs of an experiment directory written before manifests existed, by the names its runs always used
-    (see the module docstring); nothing for a directory that holds no experiment."""
+    """The outputs of a directory written before manifests existed, by the names its jobs always used (see the
+    module docstring for an experiment's); nothing for a directory no segattack job wrote (or a training's)."""
     out = Path(directory)
-    if _legacy_kind(out) != "run":
+    kind = _legacy_kind(out)
+    if kind in _LEGACY_NAMES:
+        return [out / n for n in _LEGACY_NAMES[kind] if os.path.lexists(out / n)]
+    if kind != "run":
         return []
     names = [RESULTS_FILE, CONFIG_FILE, SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, FIGURE1_CACHE_DIR]
     names += [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
@@ -340,6 +387,18 @@ def run_outputs(directory: str | os.PathLike[str]) -> list[Path]:
     if manifest is None:
         return legacy_outputs(out)
     return [out / e for e in manifest["written"] if os.path.lexists(out / e)]
+
+
+def remove_output(directory: str | os.PathLike[str], name: str) -> bool:
+    """Remove ``DIR/name`` (a file) where the directory's runs wrote it (``run_outputs``), e.g. a figure an earlier
+    run drew and this one does not; a file of that name that segattack did not write is left. Returns whether it
+    was removed."""
+    out = Path(directory)
+    path = out / name
+    if not path.is_file() or path not in run_outputs(out):
+        return False
+    path.unlink()
+    return True
 
 
 def outputs_under(root: str | os.PathLike[str]) -> list[Path]:
