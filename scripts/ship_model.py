@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 import segattack as sa
 from segattack.data.labels import CLASS_NAMES
+from segattack.errors import ModelError
 from segattack.evaluate import evaluate
-from segattack.zoo import WEIGHTS_DIR, sha256_file
+from segattack.zoo import WEIGHTS_DIR, ModelCard, check_model_name
 
 #: The architecture line of the card, per ``arch`` (formatted with the card's ``arch_kwargs``).
 ARCH_LINES = {
@@ -65,17 +66,26 @@ def main() -> None:
 
     if not args.card.is_file():
         ap.error(f"{args.card}: no such file; give the <name>.json that `segattack train --export-name` wrote")
-    card = json.loads(args.card.read_text())
-    if args.before and not card["training"].get("init"):
+    try:
+        exported = ModelCard.read(args.card)  # every field checked: one line naming the card and the field
+    except ModelError as err:
+        ap.error(str(err))
+    if exported.training is None or "image_size" not in exported.training:
+        ap.error(f"{args.card} has no training record with an image_size: ship a card that `segattack train` wrote")
+    if args.before and not exported.training.get("init"):
         ap.error(f"--before: {args.card} was not trained from an --init, so it has no earlier stage to record")
-    name = card["name"]
-    src_weights = args.card.parent / card["weights"]
-    if sha256_file(src_weights) != card["sha256"]:
-        raise SystemExit(f"{src_weights}: checksum does not match its card")
+    try:
+        name = check_model_name(exported.name, what=f"the name in {args.card}")  # a file name in the zoo's folder
+    except ValueError as err:
+        ap.error(str(err))
+    try:  # checksum verified, weights decoded and fitted before anything is copied into the zoo
+        model = sa.zoo.load_card(exported)
+    except ModelError as err:
+        ap.error(str(err))
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src_weights, WEIGHTS_DIR / card["weights"])
-    model = sa.zoo.load(name, weights_dir=args.card.parent)
-    size = tuple(card["training"]["image_size"])
+    shutil.copy2(exported.weights_path, WEIGHTS_DIR / exported.weights)
+    card = exported.as_json()  # the fields added below are written with the card's own
+    size = tuple(exported.training["image_size"])
 
     val = evaluate(model, sa.data.SyntheticStreets("val", size=size, length=args.val_images, seed=0),
                    num_classes=19, batch_size=8)  # fmt: skip

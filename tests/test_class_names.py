@@ -211,7 +211,10 @@ def test_zoo_card_class_names(tmp_path: Path) -> None:
     model = specs.load_model(f"zoo:{card}")
     assert model.class_names is not None and model.class_names[11] == "walker"
     assert specs.load_model(f"zoo:{card}", class_names=CLASS_NAMES).class_names == CLASS_NAMES  # given ones win
-    bad = sa.zoo.save_model(net, tmp_path / "bad", extra={"class_names": ["a", "b"]}, **kw)
+    with pytest.raises(ValueError, match="class_names: 2 class names given"):  # save_model refuses to write it
+        sa.zoo.save_model(net, tmp_path / "bad", extra={"class_names": ["a", "b"]}, **kw)
+    bad = sa.zoo.save_model(net, tmp_path / "bad", **kw)  # a card edited by hand
+    bad.write_text(json.dumps({**json.loads(bad.read_text()), "class_names": ["a", "b"]}))
     with pytest.raises(specs.SpecError, match="class_names: 2 class names given but the model has 19 classes"):
         specs.load_model(f"zoo:{bad}")
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import pickle
 import re
@@ -54,6 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import zoo
 from .data.labels import label_names
 from .errors import ModelError, SegattackError, UserError
 from .models import PixelModel, model_fingerprint
@@ -378,34 +378,16 @@ def _load_callable(
 
 def zoo_card_path(name: str) -> Path:
     """The model card a ``zoo:`` spec's target names: ``PATH/NAME.json`` itself, or a shipped model's card."""
-    from . import zoo
-
-    return Path(name).expanduser() if name.endswith(".json") else Path(zoo.WEIGHTS_DIR) / f"{name}.json"
+    return zoo.card_path(name)
 
 
 def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
-    from . import zoo
-
-    card_path = zoo_card_path(name)
-    exported = name.endswith(".json")
-    if exported and not card_path.is_file():
-        raise SpecError(f"model card {name!r} does not exist")
-    try:  # a shipped model: weights_dir None, zoo.load's own default
-        model = zoo.load(card_path.stem, device=device, weights_dir=card_path.parent if exported else None)
+    """The model of ``zoo:NAME`` / ``zoo:PATH/NAME.json``: the zoo reads and checks the card and the weights (with
+    the card's class names); its refusals become this layer's ``SpecError``, one line naming the file."""
+    try:
+        return zoo.load_card(zoo.find_card(name), device=device)
     except ValueError as err:
         raise SpecError(str(err)) from err
-    try:
-        names = json.loads(card_path.read_text(encoding="utf-8")).get("class_names")
-    except (OSError, ValueError, AttributeError):
-        names = None  # zoo.load has read this card; a field it does not know is optional
-    if names is not None:
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise SpecError(f"model card {card_path}: class_names must be a list of strings, one per class")
-        try:
-            model.class_names = label_names(model.num_classes, names)
-        except ValueError as err:
-            raise SpecError(f"model card {card_path}: class_names: {err}") from None
-    return model
 
 
 # -- Hugging Face transformers ---------------------------------------------------------------------------------------
@@ -644,9 +626,7 @@ def _load_weights(net: nn.Module, path: Path) -> None:
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
+            state: Any = zoo.read_safetensors(path)  # the zoo's reader: a corrupt file is one line naming it
         elif suffix in (".pt", ".pth", ".bin"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's advice on weights_only is replaced by ours below
@@ -655,6 +635,8 @@ def _load_weights(net: nn.Module, path: Path) -> None:
             raise SpecError(f"weights file {str(path)!r}: expected .safetensors, .pt or .pth")
     except SpecError:
         raise
+    except ModelError as err:
+        raise SpecError(str(err)) from err
     except pickle.UnpicklingError as err:
         raise SpecError(
             f"weights file {str(path)!r} holds pickled objects, which segattack never unpickles (weights_only=True): "

@@ -42,13 +42,14 @@ from tqdm.auto import tqdm
 
 from . import rundir
 from .data.labels import CLASS_NAMES, IGNORE_INDEX
-from .errors import RunDirError
+from .errors import ConfigError, RunDirError, SegattackError
 from .evaluate import EvalResult, evaluate
 from .models import PixelModel
-from .zoo.registry import ARCHITECTURES, save_model
+from .zoo import ARCHITECTURES, ModelCard, check_model_name, find_card, load_card, save_model
 
 __all__ = [
     "TrainConfig", "TrainResult", "ConfigMismatchError", "train", "checkpoint_step", "config_differences",
+    "check_init", "check_outputs",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,8 @@ class TrainConfig:
             )
         if self.data != "synthetic":
             raise ValueError(f"data must be 'synthetic' (pass other datasets to train() directly), got {self.data!r}")
+        # the export's files stay in export_dir: NAME.safetensors and NAME.json, no folder, no '..'
+        check_model_name(self.export_name, what="export_name (--export-name)")
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON form (tuples become lists)."""
@@ -580,30 +583,45 @@ def _load_init_weights(net: nn.Module, state: Mapping[str, Tensor]) -> None:
         raise RuntimeError(f"init weights do not fit the network: missing {missing}, unexpected {unexpected}")
 
 
-def _load_init(config: TrainConfig) -> tuple[PixelModel, str, dict[str, Any]]:
-    """The model ``config.init`` names, checked against the configured network: (model, card path, card)."""
-    from .specs import SpecError, _load_zoo, zoo_card_path
-
+def _load_init(config: TrainConfig) -> tuple[PixelModel, ModelCard]:
+    """The model ``config.init`` names and its checked card, the model checked against the configured network."""
     assert config.init is not None
-    name = config.init[4:].strip()
     try:
-        model = _load_zoo(name, "cpu")
-    except SpecError as err:
-        raise ValueError(f"init {config.init}: {err}") from None
-    card_path = zoo_card_path(name)
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+        card = find_card(config.init[4:].strip())
+        model = load_card(card)
+    except SegattackError as err:
+        raise ConfigError(f"init {config.init}: {err}") from None
     want = {"arch": config.arch, "arch_kwargs": json.loads(json.dumps(config.arch_kwargs())),
             "num_classes": config.num_classes}  # fmt: skip
-    got = {"arch": card.get("arch"), "arch_kwargs": card.get("arch_kwargs", {}), "num_classes": card.get("num_classes")}
+    got = {"arch": card.arch, "arch_kwargs": dict(card.arch_kwargs), "num_classes": card.num_classes}
     if got != want and not _is_growth(got, want):
         diffs = "; ".join(f"{k} {got[k]!r} (this run: {want[k]!r})" for k in want if got[k] != want[k])
-        raise ValueError(
+        raise ConfigError(
             f"init {config.init} is a different network: {diffs}; train with the same --arch, --width, --dropout, "
             "--output-stride, --refine, --refine2 and network options as that model (a smaller stage of an FCN may "
             "start a larger one: FCN-8s -> FCN-4s -> FCN-4s with --refine -> FCN-2s -> FCN-2s with --refine2, and a "
             "refinement block may get more channels; not the reverse)"
         )
-    return model, str(card_path), card
+    return model, card
+
+
+def check_outputs(config: TrainConfig) -> None:
+    """Refuse, before any work, outputs that cannot be written: ``out_dir`` and ``export_dir`` must be writable
+    directories (or folders that can be made), and the export's two files must not be folders. ``RunDirError``
+    naming the path and the fix; nothing is created."""
+    rundir.check_writable_dir(config.out_dir, create=False)
+    export_dir = Path(config.export_dir) if config.export_dir is not None else Path(config.out_dir)
+    try:
+        rundir.check_writable_dir(export_dir, create=False)
+    except RunDirError as err:
+        raise RunDirError(str(err).replace("output directory", "export directory (export_dir, --export-dir)")) from None
+    for suffix in (".safetensors", ".json"):
+        target = export_dir / f"{config.export_name}{suffix}"
+        if target.is_dir():
+            raise RunDirError(
+                f"the model would be exported to {target}, which is a directory; choose another export_name "
+                "(--export-name) or export_dir (--export-dir)"
+            )
 
 
 def check_init(config: TrainConfig) -> None:
@@ -871,6 +889,7 @@ def train(
 def _train(
     config: TrainConfig, *, device: torch.device, train_data: Any, val_data: Any, overwrite: bool, progress: bool | None
 ) -> TrainResult:
+    check_outputs(config)  # before the lock, the data and the model: a finished run must have somewhere to go
     out = rundir.check_writable_dir(config.out_dir)
     with rundir.RunLock(out, "segattack train"):
         return _train_locked(
@@ -908,9 +927,10 @@ def _train_locked(
         raise ValueError("training images of varying size need a crop size (crop=(h, w), --crop HxW)")
 
     init_model = init_card = init_sha = None
+    card: ModelCard | None = None
     if config.init is not None:
-        init_model, init_card, card = _load_init(config)
-        init_sha = str(card["sha256"])
+        init_model, card = _load_init(config)
+        init_card, init_sha = str(card.path), card.sha256
         previous = _previous_resolved(out)
         if (out / CHECKPOINT).is_file() and previous.get("init_sha256") not in (None, init_sha):
             raise ValueError(
@@ -918,9 +938,8 @@ def _train_locked(
                 f"started from {str(previous['init_sha256'])[:12]}); restore that model or start a new --out"
             )
     if config.mean is None or config.std is None:
-        if init_model is not None:  # the init model's normalisation, as its card gives it
-            measured_mean = tuple(float(v) for v in card["mean"])
-            measured_std = tuple(float(v) for v in card["std"])
+        if card is not None:  # the init model's normalisation, as its card gives it
+            measured_mean, measured_std = card.mean, card.std
         else:
             measured_mean, measured_std = train_src.mean_std()
     mean = config.mean if config.mean is not None else measured_mean

@@ -7,7 +7,6 @@ import sys
 
 from ..data.labels import CLASS_NAMES
 from ..errors import UserError
-from ..rundir import check_writable_dir
 
 
 def _hxw(text: str) -> tuple[int, int]:
@@ -197,7 +196,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CUDA (ignored on CPU)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format (often faster on GPU)")
     p.add_argument(
-        "--export-name", default="model", metavar="NAME", help="name of the exported model files (default: model)"
+        "--export-name",
+        default="model",
+        metavar="NAME",
+        help="name of the exported model files NAME.safetensors and NAME.json in --export-dir: a plain file name "
+        "(letters, digits, '_', '-', '.'; no folder) (default: model)",
     )
     p.add_argument("--export-dir", default=None, metavar="DIR", help="where to export the model (default: --out)")
     p.add_argument(
@@ -210,7 +213,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import TrainConfig, check_init, checkpoint_step, config_differences, train
+    from ..train import TrainConfig, check_init, check_outputs, checkpoint_step, config_differences, train
 
     try:
         config = TrainConfig(
@@ -232,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {config.device} requested but CUDA is not available; use --device cpu or auto")
 
-    check_writable_dir(args.out, create=False)  # a file, a path under a file, no permission: refused before training
+    check_outputs(config)  # --out, --export-dir, the export's files: refused before the model is loaded or trained
     try:
         check_init(config)
     except ValueError as err:

@@ -3,13 +3,27 @@
 
 ``available()`` lists the shipped models (name -> description); ``load(name)`` returns a ``PixelModel`` (images in
 [0, 1] -> logits) after checking the weights' SHA-256 against the model card; ``save_model`` writes such a pair.
+``ModelCard.read(path)`` reads and checks a card (the one place cards are read); ``find_card("NAME")`` or
+``find_card("PATH/NAME.json")`` finds one and ``load_card(card)`` loads its model.
 """
 
 from __future__ import annotations
 
+from .architectures import ARCHITECTURES
+from .card import ModelCard, check_model_name
 from .deeplabv3 import DeepLabV3
 from .fcn8s import FCN8s, bilinear_kernel
-from .registry import ARCHITECTURES, WEIGHTS_DIR, available, load, save_model, sha256_file
+from .registry import (
+    WEIGHTS_DIR,
+    available,
+    card_path,
+    find_card,
+    load,
+    load_card,
+    read_safetensors,
+    save_model,
+    sha256_file,
+)
 from .segformer import SegFormer
 
 #: The shipped model the command line uses when no --model is given (see weights/<name>.md, its model card).
@@ -23,8 +37,14 @@ __all__ = [
     "bilinear_kernel",
     "ARCHITECTURES",
     "WEIGHTS_DIR",
+    "ModelCard",
     "available",
+    "card_path",
+    "check_model_name",
+    "find_card",
     "load",
+    "load_card",
+    "read_safetensors",
     "save_model",
     "sha256_file",
 ]

@@ -8,6 +8,7 @@ A model ``NAME`` is two files in the weights directory (``segattack/zoo/weights`
 - ``NAME.safetensors``: the state dict of the architecture.
 
 Weights are never unpickled: they are read with ``safetensors`` after their digest has been checked against the card.
+Cards are read and checked by ``ModelCard`` (``segattack.zoo.card``) only.
 
 >>> import tempfile, torch
 >>> from segattack.zoo import FCN8s
@@ -24,47 +25,39 @@ torch.Size([1, 20, 30])
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
+from safetensors.torch import load_file as load_safetensors_file
 from safetensors.torch import save as save_safetensors
-from torch import nn
+from torch import Tensor, nn
 
+from ..errors import ConfigError, ModelError
 from ..models import PixelModel
 from ..rundir import json_safe, write_bytes, write_text
-from .deeplabv3 import DeepLabV3
-from .fcn8s import FCN8s
-from .segformer import SegFormer
+from .architectures import ARCHITECTURES
+from .card import CARD_FORMAT, CORE_FIELDS, ModelCard, check_model_name
 
-__all__ = ["ARCHITECTURES", "WEIGHTS_DIR", "available", "load", "save_model", "sha256_file"]
+__all__ = [
+    "ARCHITECTURES", "WEIGHTS_DIR", "available", "card_path", "find_card", "load", "load_card", "read_safetensors",
+    "save_model", "sha256_file",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 #: Where the shipped weights and their model cards live.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-#: Architecture name (as written in a model card) -> constructor taking ``num_classes`` and keyword arguments.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"fcn8s": FCN8s, "deeplabv3": DeepLabV3, "segformer": SegFormer}
-
-CARD_FORMAT = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
 
 def _weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
     return WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name.endswith((".json", ".safetensors")):
-        raise ValueError(f"model name must be letters, digits, '_', '-' or '.', without a file extension, got {name!r}")
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -76,41 +69,112 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _read_card(path: Path) -> dict[str, Any]:
+def read_safetensors(path: str | os.PathLike[str], data: bytes | None = None) -> dict[str, Tensor]:
+    """The tensors of the safetensors file ``path`` (parsed from ``data``, its bytes, where given: the bytes whose
+    digest was checked); ``ModelError`` naming the file when it cannot be decoded (a corrupt header, a truncated
+    file). Nothing is unpickled."""
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"model card {path} is not valid JSON: {err}") from err
-    if not isinstance(card, dict):
-        raise ValueError(f"model card {path} must hold a JSON object, got {type(card).__name__}")
-    return card
+        return load_safetensors(data) if data is not None else load_safetensors_file(os.fspath(path))
+    except SafetensorError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot read weights file {os.fspath(path)!r}: {first}", spec=os.fspath(path)) from err
 
 
 def available(*, weights_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """Models that can be loaded: name -> one-line description, from the model cards (``*.json``) found in
-    ``weights_dir`` (default: the shipped weights). A card whose weights file is missing is left out (logged)."""
+    ``weights_dir`` (default: the shipped weights). A card that is not valid or whose weights file is missing is
+    left out (logged)."""
     root = _weights_dir(weights_dir)
     out: dict[str, str] = {}
     if not root.is_dir():
         return out
-    for card_path in sorted(root.glob("*.json")):
+    for path in sorted(root.glob("*.json")):
         try:
-            card = _read_card(card_path)
-        except ValueError as err:
-            logger.warning("skipping %s: %s", card_path, err)
+            card = ModelCard.read(path)
+        except ModelError as err:
+            logger.warning("skipping %s: %s", path, err)
             continue
-        weights = root / str(card.get("weights", card_path.stem + ".safetensors"))
-        if not weights.is_file():
-            logger.warning("skipping %s: weights file %s is missing", card_path, weights)
+        if not card.weights_path.is_file():
+            logger.warning("skipping %s: weights file %s is missing", path, card.weights_path)
             continue
-        out[card_path.stem] = str(card.get("description", "")).splitlines()[0] if card.get("description") else ""
+        out[path.stem] = card.description.splitlines()[0] if card.description else ""
     return out
 
 
-def _require(card: Mapping[str, Any], key: str, path: Path) -> Any:
-    if key not in card:
-        raise ValueError(f"model card {path} lacks the field {key!r}; re-export the model with zoo.save_model")
-    return card[key]
+def card_path(target: str) -> Path:
+    """The model card a zoo target names: ``PATH/NAME.json`` itself (an exported model), or the shipped model
+    ``NAME``'s card in ``WEIGHTS_DIR``."""
+    if target.endswith(".json"):
+        return Path(target).expanduser()
+    return WEIGHTS_DIR / f"{check_model_name(target)}.json"
+
+
+def find_card(target: str, *, weights_dir: str | os.PathLike[str] | None = None) -> ModelCard:
+    """The checked model card of ``target``: ``PATH/NAME.json`` (an exported model) or a model name ``NAME`` in
+    ``weights_dir`` (default: the shipped models). ``ConfigError`` for a name that is not there (the message lists
+    the available ones) or a card file that does not exist; ``ModelError`` for a card that is not valid."""
+    if target.endswith(".json"):
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model card {target!r} does not exist")
+        return ModelCard.read(path)
+    check_model_name(target)
+    root = _weights_dir(weights_dir)
+    path = root / f"{target}.json"
+    if not path.is_file():
+        names = sorted(available(weights_dir=root))
+        listing = ", ".join(names) if names else "none (no model cards in that directory)"
+        raise ConfigError(f"unknown model {target!r} in {root}; available models: {listing}")
+    return ModelCard.read(path)
+
+
+def load_card(card: ModelCard, *, device: str | torch.device = "cpu") -> PixelModel:
+    """The model a checked card describes, as a ``PixelModel`` in eval mode (with the card's ``class_names``).
+
+    The weights file is read once; the SHA-256 of exactly those bytes is checked against the card before they are
+    parsed with safetensors, so what is verified is what is loaded. ``ModelError`` naming the file and the fix for
+    a missing, replaced or corrupt weights file and for weights that do not fit the architecture.
+    """
+    weights_path = card.weights_path
+    if not weights_path.is_file():
+        raise ModelError(f"weights file {weights_path} named by {card.path} is missing", spec=str(card.path))
+    try:
+        data = weights_path.read_bytes()
+    except OSError as err:
+        raise ModelError(
+            f"cannot read weights file {weights_path} named by {card.path}: {err.strerror or err}", spec=str(card.path)
+        ) from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != card.sha256:
+        raise ModelError(
+            f"checksum mismatch for {weights_path}: expected sha256 {card.sha256} (from {card.path.name}), got "
+            f"{actual}; the file is corrupt or was replaced: restore it or re-export the model with zoo.save_model",
+            spec=str(card.path),
+        )
+    try:
+        state = read_safetensors(weights_path, data)
+    except ModelError as err:
+        raise ModelError(
+            f"{err} (the weights of model card {card.path}); restore the file or re-export the model with "
+            "zoo.save_model",
+            spec=str(card.path),
+        ) from err
+    net = card.build()
+    expected_shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    missing = sorted(set(expected_shapes) - set(state))
+    unexpected = sorted(set(state) - set(expected_shapes))
+    wrong = sorted(k for k in set(state) & set(expected_shapes) if tuple(state[k].shape) != expected_shapes[k])
+    if missing or unexpected or wrong:
+        raise ModelError(
+            f"weights {weights_path} do not match architecture {card.arch}({card.arch_kwargs}) of card "
+            f"{card.path.name}: missing keys {missing[:3]}, unexpected keys {unexpected[:3]}, wrong shapes {wrong[:3]}",
+            spec=str(card.path),
+        )
+    net.load_state_dict(state)
+    net.eval()
+    model = PixelModel(net, mean=card.mean, std=card.std, num_classes=card.num_classes, class_names=card.class_names)
+    logger.info("loaded model %s (%s) from %s", card.name, card.arch, weights_path)
+    return model.to(device)
 
 
 def load(
@@ -125,67 +189,12 @@ def load(
             training run's export directory to load a model trained with ``segattack train``).
 
     Raises:
-        ValueError: unknown name (the message lists the available ones), checksum mismatch, or a malformed card.
+        ConfigError: not a model name, or an unknown one (the message lists the available ones).
+        ModelError: a malformed card, a checksum mismatch, corrupt weights or weights that do not fit.
+        Both are ``ValueError``s.
     """
-    _check_name(name)
-    root = _weights_dir(weights_dir)
-    card_path = root / f"{name}.json"
-    if not card_path.is_file():
-        names = sorted(available(weights_dir=root))
-        listing = ", ".join(names) if names else "none (no model cards in that directory)"
-        raise ValueError(f"unknown model {name!r} in {root}; available models: {listing}")
-    card = _read_card(card_path)
-    arch = _require(card, "arch", card_path)
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"model card {card_path} names architecture {arch!r}; "
-            f"known architectures: {', '.join(sorted(ARCHITECTURES))}"
-        )
-    arch_kwargs = dict(card.get("arch_kwargs", {}))
-    num_classes = int(_require(card, "num_classes", card_path))
-    mean = [float(v) for v in _require(card, "mean", card_path)]
-    std = [float(v) for v in _require(card, "std", card_path)]
-    expected = str(_require(card, "sha256", card_path)).lower()
-    weights_path = root / str(card.get("weights", f"{name}.safetensors"))
-    if not weights_path.is_file():
-        raise ValueError(f"weights file {weights_path} named by {card_path} is missing")
-
-    # Read once, check the digest of exactly these bytes, then parse them: what is verified is what is loaded.
-    data = weights_path.read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != expected:
-        raise ValueError(
-            f"checksum mismatch for {weights_path}: expected sha256 {expected} (from {card_path.name}), got {actual}; "
-            "the file is corrupt or was replaced: restore it or re-export the model with zoo.save_model"
-        )
-    state = load_safetensors(data)
-
-    accepted = inspect.signature(ARCHITECTURES[arch]).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-        unknown = sorted(set(arch_kwargs) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"model card {card_path} gives {arch} the unknown arch_kwargs {unknown}; {arch} takes "
-                f"{sorted(k for k in accepted if k != 'num_classes')}: fix the card or re-export the model"
-            )
-    try:
-        net = ARCHITECTURES[arch](num_classes, **arch_kwargs)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"model card {card_path}: cannot build {arch}({arch_kwargs}): {err}") from None
-    expected_shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    missing = sorted(set(expected_shapes) - set(state))
-    unexpected = sorted(set(state) - set(expected_shapes))
-    wrong = sorted(k for k in set(state) & set(expected_shapes) if tuple(state[k].shape) != expected_shapes[k])
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"weights {weights_path} do not match architecture {arch}({arch_kwargs}) of card {card_path.name}: "
-            f"missing keys {missing[:3]}, unexpected keys {unexpected[:3]}, wrong shapes {wrong[:3]}"
-        )
-    net.load_state_dict(state)
-    net.eval()
-    model = PixelModel(net, mean=mean, std=std, num_classes=num_classes)
-    logger.info("loaded model %s (%s) from %s", name, arch, weights_path)
-    return model.to(device)
+    check_model_name(name)
+    return load_card(find_card(name, weights_dir=weights_dir), device=device)
 
 
 def save_model(
@@ -210,45 +219,49 @@ def save_model(
         mean, std: per-channel normalisation in [0, 1] units, applied by ``PixelModel``.
         num_classes: number of output classes.
         description: one line shown by ``available()``.
-        extra: further card fields (training summary, validation IoU, ...); plain JSON values, tensors allowed.
+        extra: further card fields (training summary, validation IoU, ``class_names``, ...); plain JSON values,
+            tensors allowed.
 
-    Returns the path of the JSON card. The weights file is written first and the card last, each atomically, so a
-    card never points at a half-written file.
+    Returns the path of the JSON card. The card is checked as ``ModelCard.read`` checks it before anything is
+    written (``ConfigError`` naming the field otherwise); the weights file is written first and the card last, each
+    atomically, so a card never points at a half-written file.
     """
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; known architectures: {', '.join(sorted(ARCHITECTURES))}")
+        raise ConfigError(f"unknown architecture {arch!r}; known architectures: {', '.join(sorted(ARCHITECTURES))}")
     stem = Path(path_stem)
-    _check_name(stem.name)
+    check_model_name(stem.name)
     if len(mean) != len(std):
-        raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
+        raise ConfigError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
     if any(float(s) <= 0 for s in std):
-        raise ValueError(f"std must be positive, got {tuple(std)}")
-    reserved = {"format", "name", "arch", "arch_kwargs", "num_classes", "mean", "std", "weights", "sha256"}
-    clash = reserved & set(extra or {})
+        raise ConfigError(f"std must be positive, got {tuple(std)}")
+    clash = set(CORE_FIELDS) & set(extra or {})
     if clash:
-        raise ValueError(f"extra must not override the card fields {sorted(clash)}")
-    stem.parent.mkdir(parents=True, exist_ok=True)
+        raise ConfigError(f"extra must not override the card fields {sorted(clash)}")
     weights_path = stem.with_name(stem.name + ".safetensors")
     card_path = stem.with_name(stem.name + ".json")
 
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in net.state_dict().items()}
     data = save_safetensors(state, metadata={"format": "pt", "arch": arch})
-    write_bytes(weights_path, data)
-
-    card: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "format": CARD_FORMAT,
         "name": stem.name,
         "description": description,
         "arch": arch,
         "arch_kwargs": json_safe(dict(arch_kwargs or {})),
-        "num_classes": int(num_classes),
+        "num_classes": json_safe(num_classes),
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "weights": weights_path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "parameters": sum(p.numel() for p in net.parameters()),
     }
-    card.update(json_safe(dict(extra or {})))
-    write_text(card_path, json.dumps(card, indent=2, allow_nan=False) + "\n")
-    logger.info("saved model %s (%s, sha256 %s)", card_path, arch, card["sha256"][:12])
+    fields.update(json_safe(dict(extra or {})))
+    try:
+        card = ModelCard.from_json(fields, card_path, fix="fix the arguments of save_model")
+    except ModelError as err:
+        raise ConfigError(str(err)) from None
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(weights_path, data)
+    write_text(card_path, json.dumps(card.as_json(), indent=2, allow_nan=False) + "\n")
+    logger.info("saved model %s (%s, sha256 %s)", card_path, arch, card.sha256[:12])
     return card_path
