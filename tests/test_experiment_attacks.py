@@ -130,7 +130,7 @@ def test_untargeted_without_labels_uses_the_clean_prediction(tmp_path: Path) -> 
 
 
 def test_experiment_refuses(tmp_path: Path) -> None:
-    with pytest.raises(ExperimentError, match="targeted by definition"):
+    with pytest.raises(ExperimentError, match="targeted only"):
         run_experiment(tiny_fcn(), data(), goal="untargeted", eps_levels=[2], out_dir=tmp_path / "x")
     with pytest.raises(ExperimentError, match="unknown attack 'nope'"):
         run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=[2], attacks=["nope"], out_dir=tmp_path / "x")
@@ -150,7 +150,7 @@ def test_pipeline_modes_and_measures() -> None:
     model = tiny_fcn()
     x = torch.stack([torch.from_numpy(street_image(i)).permute(2, 0, 1) for i in range(2)]).float() / 255
     goal = HideGoal((11,))
-    out = attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps_levels=[2, 8],
+    out = attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps=[2 / 255, 8 / 255],
                        modes=("full", "posthoc", "during"))  # fmt: skip
     hidden = out.pred == 11
     assert out.advs["full"].shape == (2, 2, 3, 32, 64) and out.preds["during"].shape == (2, 2, 32, 64)
@@ -160,10 +160,10 @@ def test_pipeline_modes_and_measures() -> None:
     assert torch.equal(out.advs["full"][1], sa.illm(model, x, out.labels, eps=8 / 255))
     rows = measure(goal, out, "full", 1, num_classes=19)
     assert rows[0]["fooled"] >= measure(goal, out, "full", 0, num_classes=19)[0]["fooled"] - 1e-9
-    un = attack_batch(model, x, attack=AttackSpec("pgd", {"steps": 2}), goal=UntargetedGoal(), eps_levels=[8])
+    un = attack_batch(model, x, attack=AttackSpec("pgd", {"steps": 2}), goal=UntargetedGoal(), eps=[8 / 255])
     assert torch.equal(un.labels, un.pred)  # no ground truth: away from the clean prediction
     with pytest.raises(ValueError, match="no class to restrict"):
-        attack_batch(model, x, attack=AttackSpec("pgd"), goal=UntargetedGoal(), eps_levels=[8], modes=("posthoc",))
+        attack_batch(model, x, attack=AttackSpec("pgd"), goal=UntargetedGoal(), eps=[8 / 255], modes=("posthoc",))
 
 
 def _user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -193,7 +193,7 @@ def test_cli_several_attacks_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "segpgd.steps=3"], "does not run"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "steps=3"], "NAME.KEY=VALUE"),
         ([*base, str(tmp_path / "e"), "--attack", "apgd", "--attack-opt", "apgd.loss=hinge"], "unknown loss 'hinge'"),
-        ([*base, str(tmp_path / "e"), "--goal", "untargeted"], "targeted by definition"),
+        ([*base, str(tmp_path / "e"), "--goal", "untargeted"], "targeted only"),
         ([*base, str(tmp_path / "e"), "--goal", "untargeted", "--attack", "pgd", "--restrict", "posthoc"],
          "untargeted goal takes --restrict none"),
     ]:  # fmt: skip

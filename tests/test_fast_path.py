@@ -32,7 +32,7 @@ def scenes() -> torch.Tensor:
 
 def _hide_at_eps10(model: sa.PixelModel, images: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, float]]]:
     goal = HideGoal((PERSON,))
-    out = attack_batch(model, images, attack=AttackSpec("illm"), goal=goal, eps_levels=[10], modes=("full",))
+    out = attack_batch(model, images, attack=AttackSpec("illm"), goal=goal, eps=[10 / 255], modes=("full",))
     return out.advs["full"][0], measure(goal, out, "full", 0, num_classes=19)
 
 

@@ -92,7 +92,7 @@ def test_noise_is_the_same_draw_for_clean_and_adversarial() -> None:
     model = tiny_fcn()
     x = torch.stack([torch.from_numpy(street_image(i)).permute(2, 0, 1) for i in range(2)]).float() / 255
     goal = HideGoal((11,))
-    outcome = attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps_levels=[2])
+    outcome = attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps=[2 / 255])
     outcome.advs["full"] = x[None].clone()  # an "attack" that changed nothing
     outcome.preds["full"] = model.predict(x)[None]
     noise = Transform("noise", 8)

@@ -968,7 +968,10 @@ def _check_attacks(attacks: Sequence[str | AttackSpec], goal: Goal) -> list[Atta
             raise ExperimentError(str(err)) from err
         if any(s.name == spec.name for s in specs):
             raise ExperimentError(f"attack {spec.name!r} is listed twice; give each attack once")
-        spec.check_goal(targeted=goal.targeted)
+        try:
+            spec.check_goal(targeted=goal.targeted)
+        except ValueError as err:
+            raise ExperimentError(str(err)) from None
         specs.append(spec)
     if not specs:
         raise ExperimentError(f"no attack given; available: {', '.join(registry.available())}")
