@@ -376,11 +376,6 @@ def _load_callable(
     return model
 
 
-def zoo_card_path(name: str) -> Path:
-    """The model card a ``zoo:`` spec's target names: ``PATH/NAME.json`` itself, or a shipped model's card."""
-    return zoo.card_path(name)
-
-
 def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
     """The model of ``zoo:NAME`` / ``zoo:PATH/NAME.json``: the zoo reads and checks the card and the weights (with
     the card's class names); its refusals become this layer's ``SpecError``, one line naming the file."""

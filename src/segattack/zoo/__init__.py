@@ -16,7 +16,6 @@ from .fcn8s import FCN8s, bilinear_kernel
 from .registry import (
     WEIGHTS_DIR,
     available,
-    card_path,
     find_card,
     load,
     load_card,
@@ -39,7 +38,6 @@ __all__ = [
     "WEIGHTS_DIR",
     "ModelCard",
     "available",
-    "card_path",
     "check_model_name",
     "find_card",
     "load",

@@ -46,7 +46,7 @@ from .architectures import ARCHITECTURES
 from .card import CARD_FORMAT, CORE_FIELDS, ModelCard, check_model_name
 
 __all__ = [
-    "ARCHITECTURES", "WEIGHTS_DIR", "available", "card_path", "find_card", "load", "load_card", "read_safetensors",
+    "ARCHITECTURES", "WEIGHTS_DIR", "available", "find_card", "load", "load_card", "read_safetensors",
     "save_model", "sha256_file",
 ]  # fmt: skip
 
@@ -99,14 +99,6 @@ def available(*, weights_dir: str | os.PathLike[str] | None = None) -> dict[str,
             continue
         out[path.stem] = card.description.splitlines()[0] if card.description else ""
     return out
-
-
-def card_path(target: str) -> Path:
-    """The model card a zoo target names: ``PATH/NAME.json`` itself (an exported model), or the shipped model
-    ``NAME``'s card in ``WEIGHTS_DIR``."""
-    if target.endswith(".json"):
-        return Path(target).expanduser()
-    return WEIGHTS_DIR / f"{check_model_name(target)}.json"
 
 
 def find_card(target: str, *, weights_dir: str | os.PathLike[str] | None = None) -> ModelCard:
