@@ -48,6 +48,7 @@ import segattack as sa
 import segattack.experiment as experiment_mod
 from segattack.commands._common import DEFAULT_EPS
 from segattack.commands.demo import DEMO_BATCH
+from segattack.experiment import ExperimentConfig, RunOptions
 from segattack.memory import tune_allocator
 
 PERSON = 11
@@ -165,10 +166,20 @@ def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[st
     try:
         t0 = time.perf_counter()
         experiment_mod.run_experiment(
-            model, data, class_ids=PERSON, eps_levels=args.eps, out_dir=out, modes=("full", "posthoc"),
-            batch_size=args.batch_size, figure1_ids=args.figure1, overwrite=True, overlap=overlap,
+            model,
+            data,
+            ExperimentConfig(
+                classes=PERSON,
+                eps=args.eps,
+                modes=("full", "posthoc"),
+                batch_size=args.batch_size,
+                figure1=args.figure1,
+            ),
+            out,
+            overwrite=True,
             progress=between_batches,
-        )  # fmt: skip
+            options=RunOptions(overlap=overlap),
+        )
         wall = time.perf_counter() - t0 - cal.seconds_inside
     finally:
         for timer in timers:
@@ -204,8 +215,10 @@ def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[st
             "forward_backward": round(t_step, 5),
             "forward": round(t_fwd, 5),
             "calibration_points": len(cal.points),
-            "forward_backward_min_max": [round(min(t for t, _ in cal.points), 5),
-                                         round(max(t for t, _ in cal.points), 5)],
+            "forward_backward_min_max": [
+                round(min(t for t, _ in cal.points), 5),
+                round(max(t for t, _ in cal.points), 5),
+            ],
             "forward_backward_before_after": [round(first[0], 5), round(last[0], 5)],
         },  # fmt: skip
         "calibration_s_taken_off": round(cal.seconds_inside, 2),
@@ -249,11 +262,17 @@ def main() -> None:
     p.add_argument("--eps", type=lambda s: [int(v) for v in s.split(",")], default=list(DEFAULT_EPS))
     p.add_argument("--batch-size", type=int, default=DEMO_BATCH, help="(default: the demo's, %(default)s)")
     p.add_argument("--figure1", type=int, default=3, help="Figure 1 images, as the demo (default: 3)")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timings of the model's own passes before and after the run (default: 5)")
-    p.add_argument("--calibrate-every", type=int, default=None, metavar="N",
-                   help="time the model's own passes again every N images of the run (default: every batch; 0: only "
-                   "before and after)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timings of the model's own passes before and after the run (default: 5)"
+    )
+    p.add_argument(
+        "--calibrate-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time the model's own passes again every N images of the run (default: every batch; 0: only "
+        "before and after)",
+    )
     p.add_argument("--calibrate-repeats", type=int, default=3,
                    help="timings at each of those points (default: 3)")  # fmt: skip
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None)

@@ -29,7 +29,7 @@ from PIL import Image
 
 import segattack as sa
 import segattack.experiment as experiment_mod
-from segattack.experiment import run_experiment
+from segattack.experiment import ExperimentConfig, RunOptions, run_experiment
 from segattack.memory import tune_allocator
 
 PERSON = 11
@@ -132,8 +132,13 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             wait.seconds = 0.0
             t = time.perf_counter()
-            run_experiment(model, data, class_ids=PERSON, eps_levels=[1], out_dir=out, batch_size=args.batch_size,
-                           figure1_ids=0, read_workers=n, check_memory=False)  # fmt: skip
+            run_experiment(
+                model,
+                data,
+                ExperimentConfig(classes=PERSON, eps=[1], batch_size=args.batch_size, figure1=0),
+                out,
+                options=RunOptions(read_workers=n, check_memory=False),
+            )
             walls[str(n)] = round(time.perf_counter() - t, 3)
             waits[str(n)] = round(wait.seconds, 3)
             lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -143,8 +148,12 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     base = walls[str(workers[0])]
     result: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },  # fmt: skip
         "images": args.images,
         "source_size": list(args.source_size),
         "size": list(args.size),
@@ -156,8 +165,10 @@ def main() -> None:
         "same_rows": same,
     }
     for k, v in walls.items():
-        print(f"read_workers={k}: {v:.2f} s ({v / base:.2f}x of read_workers={workers[0]}), of which "
-              f"{waits[k]:.2f} s getting the next batch")
+        print(
+            f"read_workers={k}: {v:.2f} s ({v / base:.2f}x of read_workers={workers[0]}), of which "
+            f"{waits[k]:.2f} s getting the next batch"
+        )
     print(f"rows identical across settings: {same}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

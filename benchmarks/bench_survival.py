@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import segattack as sa
-from segattack.experiment import run_experiment
+from segattack.experiment import ExperimentConfig, run_experiment
 from segattack.pipeline import AttackSpec
 from segattack.specs import SpecError, load_model
 
@@ -74,8 +74,14 @@ def main() -> None:
     try:
         for name, spec in attacks.items():
             t = time.perf_counter()
-            out = run_experiment(model, data, class_ids=PERSON, eps_levels=args.eps, out_dir=root / name,
-                                 attacks=[spec], modes=("full",), figure1_ids=0, survive=args.transforms)  # fmt: skip
+            out = run_experiment(
+                model,
+                data,
+                ExperimentConfig(
+                    classes=PERSON, eps=args.eps, attacks=[spec], modes=("full",), figure1=0, survive=args.transforms
+                ),
+                root / name,
+            )
             result["runs"][name] = {"wall_s": round(time.perf_counter() - t, 1), "table": survival_table(out)}
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -180,3 +180,23 @@ def interrupt_after(n: int) -> Callable[[Any], None]:
                 raise KeyboardInterrupt
 
     return progress
+
+
+#: How the tests' shorthand ``experiment`` splits its keywords: ``ExperimentConfig`` fields (by their old keyword
+#: names too), ``run_experiment``'s own keywords, and ``RunOptions``.
+_CONFIG_KEYS = {"class_ids": "classes", "classes": "classes", "eps_levels": "eps", "eps": "eps", "attacks": "attacks",
+                "goal": "goal", "modes": "modes", "batch_size": "batch_size", "limit": "limit",
+                "save_images": "save_images", "figure1_ids": "figure1", "figure1": "figure1", "seed": "seed",
+                "label_names": "label_names", "instance_threshold": "instance_threshold", "survive": "survive"}
+_OPTION_KEYS = ("check_memory", "overlap", "read_workers", "report")
+
+
+def experiment(model: Any, data: Any, out: Path, **kw: Any) -> Path:
+    """The tests' shorthand for ``run_experiment(model, data, ExperimentConfig(...), out, ..., options=...)``: the
+    keywords go to the configuration, the run or its options by name. Returns ``out``."""
+    from segattack.experiment import ExperimentConfig, RunOptions, run_experiment
+
+    config = {_CONFIG_KEYS[k]: kw.pop(k) for k in list(kw) if k in _CONFIG_KEYS}
+    options = {k: kw.pop(k) for k in list(kw) if k in _OPTION_KEYS}
+    run_experiment(model, data, ExperimentConfig(**config), out, options=RunOptions(**options), **kw)
+    return out

@@ -333,7 +333,8 @@ def test_illm_sweep_shares_the_prefix(tiny_model: sa.PixelModel) -> None:
     p = sa.attacks.plan("illm", [e / 255 for e in eps_levels])
     assert p.shared and (p.forward, p.backward) == (76, 76)
     assert "76" in p.note and "266" in p.note
-    assert not sa.attacks.plan("illm", [e / 255 for e in eps_levels], best=True).shared  # the best iterate is not shared
+    eps01 = [e / 255 for e in eps_levels]
+    assert not sa.attacks.plan("illm", eps01, best=True).shared  # the best iterate is not shared
 
     x = random_images(B, H, W, seed=7)
     target = labels_for(tiny_model, x, True)

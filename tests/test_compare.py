@@ -1,4 +1,4 @@
-"""``segattack compare`` and ``segattack.compare.compare_models``: three small networks of the zoo's architectures
+"""``segattack compare`` and ``segattack.experiment.compare_models``: three small networks of the zoo's architectures
 (random weights, the person logit shifted so that every model sees persons), real files, the real command line."""
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from torch import nn
 from segattack import zoo
 from segattack.cli import main
 from segattack.commands._common import build_data, build_model
-from segattack.compare import CompareError, CompareProgress, compare_models
 from segattack.evaluate import evaluate
+from segattack.experiment import ExperimentConfig, RunOptions
+from segattack.experiment.compare import CompareError, CompareProgress, compare_models
 from segattack.report.compare import TRANSFER_FILE, read_transfer_rows
 from segattack.rundir import read_rows
 from segattack.specs import load_data, load_model
@@ -189,8 +190,9 @@ def test_interrupted_transfer_resumes_without_redoing_rows(done: tuple[Path, str
         ns = argparse.Namespace(model=s, weights=None, mean=None, std=None, bgr=False, num_classes=None,
                                 class_names=None, device="cpu")  # fmt: skip
         models[name], model_describe[name] = build_model(ns)
-    kw: dict[str, Any] = dict(class_ids=PERSON, eps_levels=EPS, transfer_eps=TRANSFER_EPS, batch_size=2,
-                              model_reports=False, describe=describe, model_describe=model_describe)  # fmt: skip
+    config = ExperimentConfig(classes=PERSON, eps=EPS, batch_size=2, figure1=0)
+    kw: dict[str, Any] = dict(transfer_eps=TRANSFER_EPS, options=RunOptions(report=False), describe=describe,
+                              model_describe=model_describe)  # fmt: skip
     seen: list[CompareProgress] = []
 
     def stop_after_five(p: CompareProgress) -> None:
@@ -199,7 +201,7 @@ def test_interrupted_transfer_resumes_without_redoing_rows(done: tuple[Path, str
         seen.append(p)
 
     with pytest.raises(KeyboardInterrupt):
-        compare_models(models, data, out_dir=out, progress=stop_after_five, **kw)
+        compare_models(models, data, config, out, progress=stop_after_five, **kw)
     kept = (out / TRANSFER_FILE).read_bytes()
     lines = kept.splitlines()
     assert len(lines) == 6  # every finished image is on disk: 5 reported, and the sixth written before its report
@@ -212,7 +214,7 @@ def test_interrupted_transfer_resumes_without_redoing_rows(done: tuple[Path, str
     marked = b"\n".join(lines) + b"\n"
     (out / TRANSFER_FILE).write_bytes(marked + b'{"source": "fcn", "ind')  # and a torn last line
     again: list[CompareProgress] = []
-    result = compare_models(models, data, out_dir=out, progress=again.append, **kw)
+    result = compare_models(models, data, config, out, progress=again.append, **kw)
     rows = read_transfer_rows(out)
     assert (out / TRANSFER_FILE).read_bytes().startswith(marked)
     assert len(rows) == len(ARCHS) * N_IMAGES
@@ -244,20 +246,21 @@ def test_a_different_configuration_is_refused(done: tuple[Path, str], specs: dic
     models = {name: load_model(s) for name, s in list(specs.items())[:2]}
     data = load_data(f"synthetic:{N_IMAGES}", size=SIZE)
     with pytest.raises(CompareError, match="different configuration.*eps_levels"):
-        compare_models(models, data, class_ids=PERSON, eps_levels=(2, 4, 6), transfer_eps=4, out_dir=out)
+        compare_models(models, data, ExperimentConfig(classes=PERSON, eps=(2, 4, 6), figure1=0), out, transfer_eps=4)
 
 
 def test_api_checks(specs: dict[str, str], tmp_path: Path) -> None:
     data = load_data("synthetic:2", size=SIZE)
+    config = ExperimentConfig(classes=PERSON, eps=EPS)
     one = {"fcn": load_model(specs["fcn"])}
     with pytest.raises(CompareError, match="at least 2 models"):
-        compare_models(one, data, class_ids=PERSON, eps_levels=EPS, out_dir=tmp_path / "a")
+        compare_models(one, data, config, tmp_path / "a")
     two = {**one, "again": load_model(specs["fcn"])}
     with pytest.raises(CompareError, match="same network"):
-        compare_models(two, data, class_ids=PERSON, eps_levels=EPS, out_dir=tmp_path / "b")
+        compare_models(two, data, config, tmp_path / "b")
     two = {**one, "deeplab": load_model(specs["deeplab"])}
     with pytest.raises(CompareError, match="transfer_eps 10 is not among"):
-        compare_models(two, data, class_ids=PERSON, eps_levels=EPS, transfer_eps=10, out_dir=tmp_path / "c")
+        compare_models(two, data, config, tmp_path / "c", transfer_eps=10)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
 
 

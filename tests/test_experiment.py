@@ -14,20 +14,21 @@ import torch
 from PIL import Image
 
 import segattack as sa
-import segattack.experiment as experiment_mod
+import segattack.experiment.figure1 as figure1_mod
 from segattack.errors import ModelError
 from segattack.experiment import (
+    ExperimentConfig,
     ExperimentError,
     Progress,
-    _figure1_picks,
     figure1_eps,
     read_config,
     read_rows,
     row_fields,
     run_experiment,
 )
+from segattack.experiment.figure1 import pick_figure1
 
-from .models_for_cli import ListDataset, five_class_module, street_image, tiny_fcn
+from .models_for_cli import ListDataset, experiment, five_class_module, street_image, tiny_fcn
 
 EPS = [1, 2, 4]
 
@@ -38,7 +39,7 @@ def dataset(absent: tuple[int, ...] = (), bad: tuple[int, ...] = (), n: int = 4)
 
 def run(out: Path, data: Any = None, **kw: Any) -> list[dict[str, Any]]:
     kw = {"class_ids": 11, "eps_levels": EPS, "batch_size": 2, "figure1_ids": 1, **kw}
-    run_experiment(tiny_fcn(), data if data is not None else dataset(), out_dir=out, **kw)
+    experiment(tiny_fcn(), data if data is not None else dataset(), out, **kw)
     return read_rows(out)
 
 
@@ -169,7 +170,7 @@ def pick_rows(fooled: list[float], pixels: list[int]) -> list[dict[str, Any]]:
 
 def picks(spec: Any, rows: list[dict[str, Any]], n: int, pixels: int = 100_000) -> list[Any]:
     ids = [f"img_{i}" for i in range(n)]
-    return _figure1_picks(spec, rows, ids, attack="illm", eps=10, mode="full", class_names=["person"],
+    return pick_figure1(spec, rows, ids, attack="illm", eps=10, mode="full", class_names=["person"],
                           pixels=lambda i: pixels)  # fmt: skip
 
 
@@ -194,7 +195,7 @@ def test_figure1_picks_rules(caplog: pytest.LogCaptureFixture) -> None:
     assert got[0].image_id == "img_2" and "of 7 with >= 21 person pixels" in got[0].reason
     # images of several sizes: the bar is stated as the rule
     sizes = {6: 2048}
-    got = _figure1_picks(1, rows, [f"img_{i}" for i in range(7)], attack="illm", eps=10, mode="full",
+    got = pick_figure1(1, rows, [f"img_{i}" for i in range(7)], attack="illm", eps=10, mode="full",
                          class_names=["person", "rider"], pixels=lambda i: sizes.get(i, 10**6))  # fmt: skip
     assert got[0].reason.endswith("of 7 with >= min(500, 1% of the image) person/rider pixels, lowest first)")
     # none with enough pixels: all images, and the reason says so
@@ -214,16 +215,18 @@ class CountAttacks:
     """Wraps ``attack_batch`` in the experiment module: how many images each call attacked, and at which eps."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        import segattack.experiment as ex
+        import segattack.experiment.figure1 as fig
+        import segattack.experiment.loop as loop
 
         self.calls: list[tuple[int, tuple[float, ...]]] = []
-        real = ex.attack_batch
+        real = loop.attack_batch
 
         def counting(model: Any, images: torch.Tensor, **kw: Any) -> Any:
-            self.calls.append((int(images.shape[0]), tuple(kw["eps_levels"])))
+            self.calls.append((int(images.shape[0]), tuple(round(e * 255, 6) for e in kw["eps"])))
             return real(model, images, **kw)
 
-        monkeypatch.setattr(ex, "attack_batch", counting)
+        monkeypatch.setattr(loop, "attack_batch", counting)
+        monkeypatch.setattr(fig, "attack_batch", counting)
 
     def images(self) -> int:
         return sum(n for n, _ in self.calls)
@@ -257,7 +260,7 @@ def test_representative_figure1_images_on_a_real_run(tmp_path: Path, monkeypatch
     assert counter.calls == [(2, (1.0, 2.0, 4.0))] * 3
     assert not (out / ".figure1_cache").exists()  # the candidates go once Figure 1 is written
     # without the candidates (a size budget of 0) the 3 chosen ones are attacked again at eps 4 only: the same files
-    monkeypatch.setattr(experiment_mod, "FIGURE1_CACHE_MB", 0)
+    monkeypatch.setattr(figure1_mod, "FIGURE1_CACHE_MB", 0)
     counter.calls.clear()
     run(tmp_path / "again", data, figure1_ids=3)
     assert counter.calls == [(2, (1.0, 2.0, 4.0))] * 3 + [(2, (4.0,)), (1, (4.0,))]
@@ -435,7 +438,9 @@ def test_deterministic(tmp_path: Path) -> None:
         ({"batch_size": 0}, "batch_size"),
         ({"class_ids": -1}, "non-negative"),
         ({"class_ids": 30}, "only 19 classes"),
-        ({"figure1_ids": -1}, "figure1_ids must be a count"),
+        ({"figure1_ids": -1}, "figure1 must be a count"),
+        ({"eps_levels": [2, 2]}, "lists a budget twice"),
+        ({"eps_levels": [1e-9]}, "at least 0.01 levels"),
     ],
 )
 def test_invalid_arguments(tmp_path: Path, kw: dict[str, Any], match: str) -> None:
@@ -446,7 +451,7 @@ def test_invalid_arguments(tmp_path: Path, kw: dict[str, Any], match: str) -> No
 def test_model_with_wrong_class_count(tmp_path: Path) -> None:
     model = sa.PixelModel(five_class_module(), num_classes=19)
     with pytest.raises(ModelError, match="returned 5 classes but num_classes=19"):
-        run_experiment(model, dataset(), class_ids=11, eps_levels=[1], out_dir=tmp_path)
+        run_experiment(model, dataset(), ExperimentConfig(classes=11, eps=[1]), tmp_path)
 
 
 def test_images_of_different_sizes(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 import segattack as sa
 from segattack.cli import main
-from segattack.experiment import ExperimentError, read_config, read_rows, run_experiment
+from segattack.experiment import ExperimentConfig, ExperimentError, read_config, read_rows, run_experiment
 from segattack.pipeline import AttackSpec, HideGoal, UntargetedGoal, attack_batch, dense_confusion, measure
 from segattack.report import summarize_results, write_report
 from segattack.report.summary import WORST
@@ -52,11 +52,16 @@ def test_rows_per_attack_and_resume(tmp_path: Path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=FAST, out_dir=out, batch_size=1,
-                       progress=stop_after_one)  # fmt: skip
+        run_experiment(
+            tiny_fcn(),
+            data(),
+            ExperimentConfig(classes=11, eps=EPS, attacks=FAST, batch_size=1),
+            out,
+            progress=stop_after_one,
+        )
     first = read_rows(out)
     assert {r["attack"] for r in first} == {"illm", "pgd", "segpgd"} and {r["index"] for r in first} == {0}
-    run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=FAST, out_dir=out, batch_size=1)
+    run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=EPS, attacks=FAST, batch_size=1), out)
     rows = read_rows(out)
     assert len(rows) == 3 * 3 * len(EPS) * 2  # images x attacks x eps x modes
     assert len({(r["index"], r["attack"], r["eps"], r["mode"]) for r in rows}) == len(rows)
@@ -70,7 +75,7 @@ def test_rows_per_attack_and_resume(tmp_path: Path) -> None:
     # resume per attack: adding one keeps the others' rows; changed options redo that attack only
     before = (out / "results.jsonl").read_text().splitlines()
     more = [FAST[0], AttackSpec("pgd", {"steps": 2}), FAST[2], AttackSpec("cospgd", {"steps": 2})]
-    run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=more, out_dir=out, batch_size=2)
+    run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=EPS, attacks=more, batch_size=2), out)
     after = (out / "results.jsonl").read_text().splitlines()
     kept = [line for line in before if '"attack": "pgd"' not in line]
     assert after[: len(kept)] == kept  # illm and segpgd rows untouched, in place
@@ -80,13 +85,13 @@ def test_rows_per_attack_and_resume(tmp_path: Path) -> None:
     assert read_config(out)["experiment"]["attacks"][3] == {"name": "cospgd", "options": {"steps": 2}}
     # anything else that changes is another configuration
     with pytest.raises(ExperimentError, match="different configuration"):
-        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=[2], attacks=more, out_dir=out)
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=[2], attacks=more), out)
 
 
 def test_illm_rows_equal_a_single_attack_run(tmp_path: Path) -> None:
     """Adding attacks does not change the paper's rows."""
-    run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, attacks=FAST, out_dir=tmp_path / "a")
-    run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=EPS, out_dir=tmp_path / "b")
+    run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=EPS, attacks=FAST), tmp_path / "a")
+    run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=EPS), tmp_path / "b")
 
     def illm_rows(p: Path) -> list[tuple[Any, ...]]:
         return [(r["index"], r["eps"], r["mode"], r["fooled"], r["preserved"], r["linf"])
@@ -98,8 +103,12 @@ def test_illm_rows_equal_a_single_attack_run(tmp_path: Path) -> None:
 def test_untargeted_goal_measures_against_ground_truth(tmp_path: Path) -> None:
     out = tmp_path / "u"
     specs = [AttackSpec("pgd", {"steps": 4}), AttackSpec("apgd", {"steps": 4})]
-    run_experiment(tiny_fcn(), data(labelled=True), goal="untargeted", eps_levels=[2, 16], attacks=specs,
-                   out_dir=out, batch_size=2)  # fmt: skip
+    run_experiment(
+        tiny_fcn(),
+        data(labelled=True),
+        ExperimentConfig(goal="untargeted", eps=[2, 16], attacks=specs, batch_size=2),
+        out,
+    )
     rows = read_rows(out)
     assert len(rows) == 3 * 2 * 2 and {r["mode"] for r in rows} == {"full"}
     assert all(r["status"] == "ok" for r in rows)  # no class is needed: every image is attacked
@@ -123,26 +132,29 @@ def test_untargeted_goal_measures_against_ground_truth(tmp_path: Path) -> None:
 
 
 def test_untargeted_without_labels_uses_the_clean_prediction(tmp_path: Path) -> None:
-    run_experiment(tiny_fcn(), data(), goal="untargeted", eps_levels=[8], attacks=[AttackSpec("pgd", {"steps": 2})],
-                   out_dir=tmp_path / "p")  # fmt: skip
+    run_experiment(
+        tiny_fcn(),
+        data(),
+        ExperimentConfig(goal="untargeted", eps=[8], attacks=[AttackSpec("pgd", {"steps": 2})]),
+        tmp_path / "p",
+    )
     assert read_config(tmp_path / "p")["experiment"]["reference"] == "prediction"
     assert all(r["clean_accuracy"] == 1.0 for r in read_rows(tmp_path / "p"))
 
 
 def test_experiment_refuses(tmp_path: Path) -> None:
     with pytest.raises(ExperimentError, match="targeted only"):
-        run_experiment(tiny_fcn(), data(), goal="untargeted", eps_levels=[2], out_dir=tmp_path / "x")
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(goal="untargeted", eps=[2]), tmp_path / "x")
     with pytest.raises(ExperimentError, match="unknown attack 'nope'"):
-        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=[2], attacks=["nope"], out_dir=tmp_path / "x")
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=[2], attacks=["nope"]), tmp_path / "x")
     with pytest.raises(ExperimentError, match="listed twice"):
-        run_experiment(tiny_fcn(), data(), class_ids=11, eps_levels=[2], attacks=["pgd", "pgd"], out_dir=tmp_path)
-    with pytest.raises(ExperimentError, match="needs class_ids"):
-        run_experiment(tiny_fcn(), data(), eps_levels=[2], out_dir=tmp_path / "x")
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(classes=11, eps=[2], attacks=["pgd", "pgd"]), tmp_path)
+    with pytest.raises(ExperimentError, match="needs classes"):
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(eps=[2]), tmp_path / "x")
     with pytest.raises(ExperimentError, match="one mode"):
-        run_experiment(tiny_fcn(), data(), goal="untargeted", eps_levels=[2], attacks=["pgd"],
-                       modes=("full", "posthoc"), out_dir=tmp_path / "x")  # fmt: skip
+        ExperimentConfig(goal="untargeted", eps=[2], attacks=["pgd"], modes=("full", "posthoc"))
     with pytest.raises(ExperimentError, match="unknown goal"):
-        run_experiment(tiny_fcn(), data(), goal="fool", eps_levels=[2], out_dir=tmp_path / "x")
+        run_experiment(tiny_fcn(), data(), ExperimentConfig(goal="fool", eps=[2]), tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
@@ -186,7 +198,7 @@ def test_cli_several_attacks_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     assert "pgd at eps=4:" in printed and "illm at eps=4:" in printed
     for argv, message in [
-        ([*base, str(tmp_path / "e"), "--attack", "nope"], "unknown attack 'nope'; available: apgd"),
+        ([*base, str(tmp_path / "e"), "--attack", "nope"], "unknown attack 'nope'; available attacks: apgd"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.stepz=3"], "has no option 'stepz'"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.steps=many"], "takes an integer"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.best=maybe"], "true or false"),

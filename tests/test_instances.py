@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from segattack.experiment import ExperimentError, read_rows, run_experiment
+from segattack.experiment import ExperimentConfig, ExperimentError, read_rows, run_experiment
 from segattack.instances import (
     InstanceCounts,
     components,
@@ -140,7 +140,7 @@ class InstanceList(ListDataset):
 
 def test_rows_and_summary_of_a_run(tmp_path: Path) -> None:
     data = InstanceList([street_image(i) for i in range(3)])
-    run_experiment(tiny_fcn(), data, class_ids=P, eps_levels=[2, 8], out_dir=tmp_path, figure1_ids=0)
+    run_experiment(tiny_fcn(), data, ExperimentConfig(classes=P, eps=[2, 8], figure1=0), tmp_path)
     rows = read_rows(tmp_path)
     model = tiny_fcn()
     for r in rows:
@@ -163,15 +163,18 @@ def test_rows_and_summary_of_a_run(tmp_path: Path) -> None:
 
 def test_threshold_changes_the_count_and_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = ListDataset([street_image(i) for i in range(2)])
-    strict = read_rows(run_experiment(tiny_fcn(), data, class_ids=P, eps_levels=[4], out_dir=tmp_path / "a",
-                                      figure1_ids=0, instance_threshold=1.0))  # fmt: skip
-    loose = read_rows(run_experiment(tiny_fcn(), data, class_ids=P, eps_levels=[4], out_dir=tmp_path / "b",
-                                     figure1_ids=0, instance_threshold=0.5))  # fmt: skip
+    config = ExperimentConfig(classes=P, eps=[4], figure1=0, instance_threshold=1.0)
+    strict = read_rows(run_experiment(tiny_fcn(), data, config, tmp_path / "a"))
+    loose = read_rows(
+        run_experiment(
+            tiny_fcn(), data, ExperimentConfig(classes=P, eps=[4], figure1=0, instance_threshold=0.5), tmp_path / "b"
+        )
+    )
     for s, lo in zip(strict, loose, strict=True):
         assert s["fooled"] == lo["fooled"] and s["instances_hidden"] <= lo["instances_hidden"]
         assert lo["instances_hidden"] == int(lo["fooled"] >= 0.5)  # one person per image
     with pytest.raises(ExperimentError, match="instance_threshold"):
-        run_experiment(tiny_fcn(), data, class_ids=P, eps_levels=[4], out_dir=tmp_path / "c", instance_threshold=2)
+        run_experiment(tiny_fcn(), data, ExperimentConfig(classes=P, eps=[4], instance_threshold=2), tmp_path / "c")
     pngs = write_street_pngs(tmp_path / "pngs", n=1)
     err = one_line_error(["run", "--data", f"folder:{pngs}", "--model", "tests.models_for_cli:tiny_fcn", "--eps", "2",
                           "--out", str(tmp_path / "d"), "--instance-threshold", "1.5"], capsys)  # fmt: skip

@@ -261,8 +261,8 @@ model = sa.PixelModel(net)
 def run(x):
     pred = model.predict(x)
     goal = HideGoal((int(pred.flatten().mode().values),))
-    attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps=[2 / 255, 4 / 255, 8 / 255], modes=("full", "posthoc"),
-                 pred=pred)
+    eps = [2 / 255, 4 / 255, 8 / 255]
+    attack_batch(model, x, attack=AttackSpec("illm"), goal=goal, eps=eps, modes=("full", "posthoc"), pred=pred)
 run(torch.rand(1, 3, 16, 16))
 print(peak_growth(lambda: run(torch.randint(0, 256, (1, 3, h, w), dtype=torch.uint8).float() / 255)))
 """

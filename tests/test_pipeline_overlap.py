@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 import segattack as sa
-from segattack.experiment import run_experiment
 
-from .models_for_cli import interrupt_after
+from .models_for_cli import experiment, interrupt_after
 
 PERSON = 11
 
@@ -35,8 +34,8 @@ def rows_of(out: Path) -> list[dict[str, Any]]:
 
 
 def run(model: sa.PixelModel, out: Path, **kw: Any) -> Path:
-    return run_experiment(model, data(), class_ids=PERSON, eps_levels=[1, 2], out_dir=out, batch_size=2,
-                          figure1_ids=0, survive="jpeg:75", **kw)  # fmt: skip
+    return experiment(model, data(), out, class_ids=PERSON, eps_levels=[1, 2], batch_size=2, figure1_ids=0,
+                      survive="jpeg:75", **kw)  # fmt: skip
 
 
 def test_overlap_writes_the_rows_of_the_sequential_run(model: sa.PixelModel, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from segattack.commands.progress import RunProgress, clock_time
-from segattack.experiment import Progress, run_experiment
+from segattack.experiment import ExperimentConfig, Progress, run_experiment
 
 from .models_for_cli import ListDataset, street_image, tiny_fcn
 
@@ -100,8 +100,9 @@ def test_follows_a_real_run(tmp_path: Path) -> None:
     out, clock = io.StringIO(), Clock()
     bar = RunProgress("attacking", stream=out, interval=1e9, clock=clock)
     data = ListDataset([street_image(i) for i in range(3)])
-    run_experiment(tiny_fcn(), data, class_ids=11, eps_levels=[2], out_dir=tmp_path, batch_size=2, figure1_ids=0,
-                   progress=bar)  # fmt: skip
+    run_experiment(
+        tiny_fcn(), data, ExperimentConfig(classes=11, eps=[2], batch_size=2, figure1=0), tmp_path, progress=bar
+    )
     bar.close()
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("images 1/3 (33.3%)") and lines[1].startswith("images 3/3")

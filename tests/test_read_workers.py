@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from segattack.data import ImageFolder
-from segattack.experiment import ExperimentError, default_read_workers, run_experiment
+from segattack.experiment import ExperimentConfig, ExperimentError, RunOptions, default_read_workers, run_experiment
 
-from .models_for_cli import interrupt_after, street_image, tiny_fcn
+from .models_for_cli import experiment, interrupt_after, street_image, tiny_fcn
 from .test_instances import InstanceList
 
 PERSON = 11
@@ -40,8 +40,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(data: Any, out: Path, **kw: Any) -> Path:
-    return run_experiment(tiny_fcn(), data, class_ids=PERSON, eps_levels=[1, 2], out_dir=out, batch_size=2,
-                          figure1_ids=0, **kw)  # fmt: skip
+    return experiment(tiny_fcn(), data, out, class_ids=PERSON, eps_levels=[1, 2], batch_size=2, figure1_ids=0,
+                      **kw)  # fmt: skip
 
 
 @pytest.mark.parametrize("overlap", [False, True])
@@ -80,8 +80,13 @@ def test_read_workers_checked_and_defaulted() -> None:
     data = ImageFolder.__new__(ImageFolder)  # never read: the argument is refused first
     for bad in (-1, 1.5, True):
         with pytest.raises(ExperimentError, match="read_workers must be an integer >= 0"):
-            run_experiment(tiny_fcn(), data, class_ids=PERSON, eps_levels=[1], out_dir="unused",
-                           read_workers=bad)  # type: ignore[arg-type]  # fmt: skip
+            run_experiment(
+                tiny_fcn(),
+                data,
+                ExperimentConfig(classes=PERSON, eps=[1]),
+                "unused",
+                options=RunOptions(read_workers=bad),
+            )  # type: ignore[arg-type]
     assert default_read_workers(torch.device("cpu")) == 0
     assert 0 <= default_read_workers(torch.device("cuda")) <= 4
 
@@ -100,4 +105,5 @@ def test_cli_run_with_read_workers(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(argv("workers", "--read-workers", "2")) == 0
     assert main(argv("here", "--read-workers", "0")) == 0
     assert rows_of(tmp_path / "workers") == rows_of(tmp_path / "here")
-    assert "--read-workers must be 0 or more" in one_line_error(argv("bad", "--read-workers", "-1"), capsys)
+    err = one_line_error(argv("bad", "--read-workers", "-1"), capsys)
+    assert "--read-workers: read_workers must be an integer >= 0" in err

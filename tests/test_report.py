@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from segattack.errors import RunDirError
-from segattack.experiment import read_rows, run_experiment
+from segattack.experiment import ExperimentConfig, read_rows, run_experiment
 from segattack.report import panels_figure, sentences, summarize_results, summarize_rows, write_report
 
 from .models_for_cli import ListDataset, street_image, tiny_fcn
@@ -24,7 +24,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report") / "run"
     data = ListDataset([street_image(i, person=i != 1) for i in range(4)], bad=(3,))
     run_experiment(
-        tiny_fcn(), data, class_ids=11, eps_levels=[1, 2, 4], out_dir=out, modes=("full", "posthoc"), figure1_ids=1
+        tiny_fcn(), data, ExperimentConfig(classes=11, eps=[1, 2, 4], modes=("full", "posthoc"), figure1=1), out
     )
     return out
 
@@ -126,8 +126,12 @@ def test_report_command_prints_survival_and_overwrite_clears_it(
 
     out = tmp_path / "run"
     data = ListDataset([street_image(i) for i in range(2)])
-    run_experiment(tiny_fcn(), data, class_ids=11, eps_levels=[2], out_dir=out, modes=("full",), figure1_ids=0,
-                   survive="jpeg:50,blur:1")  # fmt: skip
+    run_experiment(
+        tiny_fcn(),
+        data,
+        ExperimentConfig(classes=11, eps=[2], modes=("full",), figure1=0, survive="jpeg:50,blur:1"),
+        out,
+    )
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out.strip().split("\n")

@@ -32,8 +32,9 @@ import pytest
 from PIL import Image
 
 from segattack.data.labels import CLASS_COLORS, colorize
+from segattack.experiment.outputs import write_thumbnails
 from segattack.report import render_html, summarize_rows, write_report
-from segattack.report.gallery import GALLERY_LIMIT, THUMB_KINDS, gallery_html, read_gallery, write_thumbnails
+from segattack.report.gallery import GALLERY_LIMIT, THUMB_KINDS, gallery_html, read_gallery
 from segattack.report.summary import attack_time, headline
 from segattack.rundir import ROW_FIELDS, append_jsonl, figure1_path, output_name, write_json
 
@@ -357,6 +358,7 @@ CONFIG = {
     "experiment": {
         "goal": "hide", "class_ids": [11], "class_names": ["person"], "eps_levels": list(EPS),
         "attacks": [{"name": "illm", "options": {}}], "passes": {"illm": [3, 5, 13]}, "reference": None,
+        "sweeps": {"illm": {"shared": True, "forward": 15, "backward": 15}},
         "modes": ["full", "posthoc"], "images": 5, "figure1_eps": 10, "data": "synthetic:5", "size": [96, 300],
         "model": "zoo:fcn8s-synth-w8", "weights": None, "model_sha256": "b88ed888867c75e3", "num_classes": 19,
     },

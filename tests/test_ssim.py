@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from pytorch_msssim import ssim as reference_ssim
 
-from segattack.experiment import read_rows, run_experiment
+from segattack.experiment import ExperimentConfig, read_rows, run_experiment
 from segattack.metrics import SSIM_SIGMA, SSIM_WINDOW, ssim
 
 from .models_for_cli import ListDataset, street_image, tiny_fcn
@@ -71,8 +71,11 @@ def test_checks() -> None:
 
 def test_rows_carry_ssim(tmp_path: Path) -> None:
     data = ListDataset([street_image(i) for i in range(2)])
-    rows = read_rows(run_experiment(tiny_fcn(), data, class_ids=11, eps_levels=[1, 4], out_dir=tmp_path,
-                                    figure1_ids=0, save_images=True))  # fmt: skip
+    rows = read_rows(
+        run_experiment(
+            tiny_fcn(), data, ExperimentConfig(classes=11, eps=[1, 4], figure1=0, save_images=True), tmp_path
+        )
+    )
     for r in rows:
         assert 0 < r["ssim"] < 1
     by = {(r["index"], r["eps"], r["mode"]): r["ssim"] for r in rows}

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import segattack as sa
-from segattack.experiment import ExperimentError, Progress, _transform_seed, read_rows, run_experiment
+from segattack.experiment import ExperimentConfig, ExperimentError, Progress, read_rows
 from segattack.pipeline import AttackSpec, HideGoal, attack_batch, measure, transformed_outcome
 from segattack.report import write_report
 from segattack.transforms import Transform
 
-from .models_for_cli import ListDataset, one_line_error, street_image, tiny_fcn, write_street_pngs
+from .models_for_cli import ListDataset, experiment, one_line_error, street_image, tiny_fcn, write_street_pngs
 
 EPS = [2, 4]
 SURVIVE = "identity,jpeg:50,blur:1,noise:4"
@@ -31,7 +31,7 @@ def data(n: int = 3) -> ListDataset:
 
 def run(out: Path, n: int = 3, **kw: Any) -> list[dict[str, Any]]:
     kw = {"class_ids": 11, "eps_levels": EPS, "batch_size": 2, "figure1_ids": 0, "survive": SURVIVE, **kw}
-    run_experiment(tiny_fcn(), data(n), out_dir=out, **kw)
+    experiment(tiny_fcn(), data(n), out, **kw)
     return read_rows(out)
 
 
@@ -102,8 +102,9 @@ def test_noise_is_the_same_draw_for_clean_and_adversarial() -> None:
     assert [r["fooled"] for r in rows] == [0.0, 0.0] and [r["preserved"] for r in rows] == [1.0, 1.0]
     again, clean_again = transformed_outcome(model, outcome, x, noise, goal=goal, seeds=[5, 7])
     assert torch.equal(clean_again[0], clean_t[0]) and not torch.equal(clean_again[1], clean_t[1])  # per image
-    assert _transform_seed(0, "img_0", "noise:4") != _transform_seed(0, "img_1", "noise:4")
-    assert _transform_seed(0, "img_0", "noise:4") != _transform_seed(1, "img_0", "noise:4")
+    seed0, seed1 = ExperimentConfig(eps=[2], classes=(11,), seed=0), ExperimentConfig(eps=[2], classes=(11,), seed=1)
+    assert seed0.transform_seed("img_0", "noise:4") != seed0.transform_seed("img_1", "noise:4")
+    assert seed0.transform_seed("img_0", "noise:4") != seed1.transform_seed("img_0", "noise:4")
 
 
 def test_deterministic_and_resume_with_transform_rows(
@@ -180,8 +181,7 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ExperimentError, match="twice"):
         run(tmp_path / "b", survive=["jpeg:75", Transform("jpeg", 75)])
     with pytest.raises(ExperimentError, match="hide goal"):
-        run_experiment(tiny_fcn(), data(1), goal="untargeted", attacks=["pgd"], eps_levels=[2], out_dir=tmp_path / "c",
-                       survive="blur:1")  # fmt: skip
+        ExperimentConfig(goal="untargeted", attacks=["pgd"], eps=[2], survive="blur:1")
     pngs = write_street_pngs(tmp_path / "pngs", n=1)
     base = ["run", "--data", f"folder:{pngs}", "--model", "tests.models_for_cli:tiny_fcn", "--eps", "2", "--out",
             str(tmp_path / "d")]  # fmt: skip

@@ -11,6 +11,7 @@ from scipy import ndimage
 import segattack as sa
 from segattack.data.labels import CLASS_NAMES
 from segattack.data.synthetic import SyntheticStreets, _Canvas, render_scene, render_scene_instances, scene_rng
+from segattack.experiment import ExperimentConfig
 from segattack.instances import instance_fields
 from segattack.rundir import ROW_FIELDS, read_config, read_rows
 from segattack.specs import load_data
@@ -132,7 +133,7 @@ def test_the_command_lines_data_has_instances_at_its_size() -> None:
 def test_a_run_on_synthetic_data_counts_ground_truth_instances(tmp_path: Path) -> None:
     data = SyntheticStreets("val", size=SIZE, length=3)
     model = sa.zoo.load(sa.zoo.DEFAULT_MODEL)
-    out = sa.run_experiment(model, data, class_ids=PERSON, eps_levels=[2], out_dir=tmp_path / "run", figure1_ids=0)
+    out = sa.run_experiment(model, data, ExperimentConfig(classes=PERSON, eps=[2], figure1=0), tmp_path / "run")
     assert read_config(out)["experiment"]["gt_instances"] is True
     rows = read_rows(out)
     assert len(rows) == 3 * 2  # images x modes

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
     from . import attacks, data, instances, pipeline, transforms, zoo
     from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
-    from .compare import compare_models
     from .evaluate import EvalResult, evaluate
-    from .experiment import run_experiment
+    from .experiment import ExperimentConfig, RunOptions, compare_models, run_experiment
     from .metrics import (
         HidingMetrics,
         Summary,
@@ -36,11 +35,11 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load
 _LAZY: dict[str, str] = {
     "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "", "transforms": "",
     "instances": "",
-    "compare_models": "compare",
+    "compare_models": "experiment",
     "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
     "restrict": "attacks", "sweep_plan": "attacks",
     "EvalResult": "evaluate", "evaluate": "evaluate",
-    "run_experiment": "experiment",
+    "run_experiment": "experiment", "ExperimentConfig": "experiment", "RunOptions": "experiment",
     "HidingMetrics": "metrics", "Summary": "metrics", "confusion_matrix": "metrics", "hiding_metrics": "metrics",
     "iou": "metrics", "mean_iou": "metrics", "perturbation_norms": "metrics", "pixel_accuracy": "metrics",
     "psnr": "metrics", "ssim": "metrics", "summarize": "metrics",
@@ -90,6 +89,8 @@ __all__ = [
     "mean_iou",
     "pixel_accuracy",
     "run_experiment",
+    "ExperimentConfig",
+    "RunOptions",
     "compare_models",
     "evaluate",
     "EvalResult",

@@ -109,7 +109,7 @@ def restored_flags(net: nn.Module) -> contextlib.AbstractContextManager[None]:
     return _flags_kept(net, freeze=False)
 
 
-def _frozen(net: nn.Module) -> contextlib.AbstractContextManager[None]:
+def frozen(net: nn.Module) -> contextlib.AbstractContextManager[None]:
     """Eval mode and no parameter gradients for the duration; the caller's flags are restored afterwards."""
     return _flags_kept(net, freeze=True)
 
@@ -302,7 +302,7 @@ class PixelModel(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         net = self._compiled if self._compiled is not None else self.net
-        with _frozen(self.net):
+        with frozen(self.net):
             if self.amp is None or not amp:
                 logits = extract_logits(net(x))
             else:

@@ -159,9 +159,7 @@ class BatchOutcome:
     no_target: list[bool] | None = None  # per image: the labels are no target (a transformed image all class)
 
 
-def clean_instances(
-    goal: Goal, pred: Tensor, instance_ids: Tensor | Sequence[Tensor | None] | None
-) -> dict[str, Any]:
+def clean_instances(goal: Goal, pred: Tensor, instance_ids: Tensor | Sequence[Tensor | None] | None) -> dict[str, Any]:
     """The hide goal's instances of a batch's clean prediction (and ground truth), as ``BatchOutcome`` keeps them:
     ``{"components": [...], "gt": [...] or None}``; ``{}`` for another goal."""
     if not isinstance(goal, HideGoal):
@@ -250,11 +248,14 @@ def check_output(
     k, shape = len(eps), tuple(images.shape)
     if not isinstance(advs, Tensor) or tuple(advs.shape) != (k, *shape):
         got = tuple(advs.shape) if isinstance(advs, Tensor) else type(advs).__name__
-        raise AttackError(f"attack {name!r} returned {got} for {k} budget(s) of images {shape}; an attack returns "
-                          f"adversarial images of the input's shape (B, C, H, W)")
+        raise AttackError(
+            f"attack {name!r} returned {got} for {k} budget(s) of images {shape}; an attack returns "
+            f"adversarial images of the input's shape (B, C, H, W)"
+        )
     if advs.dtype != images.dtype:
-        raise AttackError(f"attack {name!r} returned {advs.dtype} images for {images.dtype} inputs; return the "
-                          f"input's dtype")
+        raise AttackError(
+            f"attack {name!r} returned {advs.dtype} images for {images.dtype} inputs; return the input's dtype"
+        )
     if not bool(torch.isfinite(advs).all()):
         raise AttackError(f"attack {name!r} returned images with NaN or infinite values")
     lo, hi = float(advs.min()), float(advs.max())
@@ -264,8 +265,10 @@ def check_output(
         delta = (advs[i] - images).abs()
         linf = float(delta.amax()) * 255 if delta.numel() else 0.0
         if linf > e * 255 + _BUDGET_SLACK:
-            raise AttackError(f"attack {name!r} exceeded its budget: L-inf {linf:.4g} levels at eps {e * 255:.4g} "
-                              f"levels; an attack must project onto the eps-ball")
+            raise AttackError(
+                f"attack {name!r} exceeded its budget: L-inf {linf:.4g} levels at eps {e * 255:.4g} "
+                f"levels; an attack must project onto the eps-ball"
+            )
         if mask is not None:
             off = delta.amax(1)[~mask.to(delta.device)]
             if off.numel() and float(off.max()) > 0:

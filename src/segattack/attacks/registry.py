@@ -283,13 +283,17 @@ def resolve(attack: Attack) -> AttackInfo:
         fixed = [k for k in bound if k in COMMON or k in RUNTIME]
         if fixed:
             own = ", ".join(sorted(base.options)) or "none"
-            raise AttackError(f"functools.partial of attack {base.name!r} binds {', '.join(fixed)}: the run sets "
-                              f"those; bind the attack's own options only ({own})")
+            raise AttackError(
+                f"functools.partial of attack {base.name!r} binds {', '.join(fixed)}: the run sets "
+                f"those; bind the attack's own options only ({own})"
+            )
         merged = check_options(base, {**base.bound, **bound})
         return _replace(base, bound=merged)
     if not callable(attack):
-        raise AttackError(f"an attack is a registered name ({', '.join(available())}) or a callable "
-                          f"fn(model, images, labels, *, eps, targeted, ...), got {attack!r}")
+        raise AttackError(
+            f"an attack is a registered name ({', '.join(available())}) or a callable "
+            f"fn(model, images, labels, *, eps, targeted, ...), got {attack!r}"
+        )
     for entry in _REGISTRY.values():
         if entry.fn is attack:
             return entry
@@ -332,8 +336,10 @@ def check_goal(attack: Attack, options: Mapping[str, Any], *, targeted: bool) ->
     want = "targeted" if targeted else "untargeted"
     if entry.only is not None and entry.only != want:
         goal = "the hide goal (targeted)" if targeted else "the untargeted goal"
-        raise AttackError(f"attack {entry.name!r} is {entry.only} only and cannot serve {goal}; choose another "
-                          f"attack ({', '.join(n for n in available() if _REGISTRY[n].only in (None, want))})")
+        raise AttackError(
+            f"attack {entry.name!r} is {entry.only} only and cannot serve {goal}; choose another "
+            f"attack ({', '.join(n for n in available() if _REGISTRY[n].only in (None, want))})"
+        )
     if entry.members is not None:
         for member, opts in entry.members({**entry.bound, **options}):
             check_goal(member, opts, targeted=targeted)
@@ -544,8 +550,10 @@ def sweep(
     takes = _keywords(entry.fn)
     if mask is not None:
         if "mask" not in takes:
-            raise AttackError(f"attack {entry.name!r} takes no mask= and cannot restrict its perturbation (mode "
-                              f"'during'); add mask=None to its keyword arguments and keep the perturbation off it")
+            raise AttackError(
+                f"attack {entry.name!r} takes no mask= and cannot restrict its perturbation (mode "
+                f"'during'); add mask=None to its keyword arguments and keep the perturbation off it"
+            )
         common["mask"] = mask
     if "ignore_index" in takes:
         common["ignore_index"] = ignore_index

@@ -13,7 +13,6 @@ from typing import Any
 
 from .. import distributed
 from ..errors import SegattackError, UserError
-from ..rundir import RunLock
 from .progress import RunProgress
 
 log = logging.getLogger("segattack.cli")
@@ -31,29 +30,21 @@ RESTRICT_MODES: dict[str, tuple[str, ...]] = {
 EPS_HELP = "L-inf budgets in 8-bit levels, comma-separated (10 means 10/255); the paper's step of 1 level and n = min(eps+4, 1.25 eps) iterations"  # noqa: E501
 
 
-def parse_eps(text: str | Sequence[float]) -> list[int | float]:
-    """``"1,2,4,10"`` -> [1, 2, 4, 10] (8-bit levels); UserError for anything but positive numbers."""
-    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(v) for v in text]
-    out: list[int | float] = []
-    for item in items:
-        if not item:
-            continue
-        try:
-            value = float(item)
-        except ValueError:
-            raise UserError(
-                f"eps must be positive numbers of 8-bit levels, e.g. --eps 1,2,4,10; got {item!r}"
-            ) from None
-        if not value > 0 or value != value or value == float("inf"):
-            raise UserError(f"eps must be positive (8-bit levels, e.g. --eps 10), got {item}")
-        if value > 255:
-            raise UserError(f"eps={item} levels exceeds the 8-bit range 0..255")
-        number: int | float = int(value) if value.is_integer() else value
-        if number not in out:
-            out.append(number)
-    if not out:
-        raise UserError("no eps given; e.g. --eps 1,2,4,10 (8-bit levels)")
-    return sorted(out)
+def parse_eps(text: str) -> list[int | float]:
+    """``"1,2,4,10"`` -> [1, 2, 4, 10] (8-bit levels, sorted), checked by ``segattack.experiment.check_eps`` (the
+    one check of budgets, for every command); UserError (one line) otherwise."""
+    from ..experiment import ExperimentError, check_eps
+    from ..experiment.config import number
+
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    try:
+        values = [float(item) for item in items]
+    except ValueError:
+        raise UserError(f"--eps takes numbers of 8-bit levels, e.g. --eps 1,2,4,10; got {text!r}") from None
+    try:
+        return [number(e) for e in check_eps(values, what="--eps")]
+    except ExperimentError as err:
+        raise UserError(str(err)) from None
 
 
 def parse_classes(text: str, names: Sequence[str] | None = None, *, option: str = "--hide") -> tuple[int, ...]:
@@ -208,11 +199,6 @@ def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> l
         raise UserError(f"--attack names no attack; available: {', '.join(registry.available())}")
     if single and len(wanted) > 1:
         raise UserError(f"this command takes one attack, got {names!r}; `segattack run` compares several")
-    for n in wanted:
-        if n not in registry.available():
-            raise UserError(f"unknown attack {n!r}; available: {', '.join(registry.available())}")
-    if len(set(wanted)) != len(wanted):
-        raise UserError(f"--attack lists an attack twice: {names!r}")
     options: dict[str, dict[str, Any]] = {n: {} for n in wanted}
     for item in opts:
         head, eq, text = item.partition("=")
@@ -224,7 +210,7 @@ def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> l
         try:
             value = registry.parse_option(name, key, text)
         except ValueError as err:
-            raise UserError(str(err)) from None
+            raise UserError(f"--attack-opt: {err}") from None
         if key == "step_size":
             if not 0 < value <= 255:
                 raise UserError(f"--attack-opt {name}.step_size is in 8-bit levels (1 = 1/255), got {text}")
@@ -232,8 +218,8 @@ def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> l
         options[name][key] = value
     try:
         return [AttackSpec(n, options[n]) for n in wanted]
-    except (TypeError, ValueError) as err:
-        raise UserError(str(err)) from None
+    except ValueError as err:
+        raise UserError(f"--attack: {err}") from None
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -506,145 +492,105 @@ def format_duration(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
+#: The command-line option of each ``ExperimentConfig`` field, to name it in a refusal.
+CONFIG_OPTIONS = {
+    "eps": "--eps", "goal": "--goal", "classes": "--hide", "attacks": "--attack", "modes": "--restrict",
+    "survive": "--survive", "figure1": "--figure1", "instance_threshold": "--instance-threshold", "seed": "--seed",
+    "limit": "--limit", "batch_size": "--batch-size", "label_names": "--class-names",
+    "read_workers": "--read-workers",
+}  # fmt: skip
+
+
+def build_config(**fields: Any) -> Any:
+    """``segattack.experiment.ExperimentConfig(**fields)``, its refusal one line naming the option at fault."""
+    from ..experiment import ExperimentConfig
+
+    return _named(ExperimentConfig, fields)
+
+
+def build_options(**fields: Any) -> Any:
+    """``segattack.experiment.RunOptions(**fields)``, its refusal one line naming the option at fault."""
+    from ..experiment import RunOptions
+
+    return _named(RunOptions, fields)
+
+
+def _named(cls: Any, fields: dict[str, Any]) -> Any:
+    from ..experiment import ExperimentError
+
+    try:
+        return cls(**fields)
+    except ExperimentError as err:
+        option = CONFIG_OPTIONS.get(err.field or "")
+        raise UserError(f"{option}: {err}" if option else str(err)) from None
+
+
 def run_and_report(
-    *,
     model: Any,
     data: Any,
-    describe: dict[str, Any],
-    class_ids: tuple[int, ...],
-    eps: list[int | float],
-    modes: tuple[str, ...],
-    attacks: Sequence[Any] = (),
-    goal: str = "hide",
+    config: Any,
+    *,
     out: str,
-    batch_size: int,
-    limit: int | None,
-    save_images: bool,
-    figure1: int | Sequence[str],
-    overwrite: bool,
+    describe: dict[str, Any],
     device: str,
-    check_memory: bool = True,
+    overwrite: bool = False,
+    options: Any = None,
     echo: Callable[[str], None] = print,
-    label_names: Sequence[str] | None = None,
-    instance_threshold: float | None = None,
-    survive: Sequence[Any] = (),
-    read_workers: int | None = None,
 ) -> list[str]:
-    """Run the experiment with a progress bar, redraw the report, print where things are; return the sentences.
+    """Run the experiment ``config`` (an ``ExperimentConfig``) with a progress bar and its report, print where
+    things are; return the sentences. The library owns the directory (its lock), the distributed session and every
+    check; this prints (process 0 alone). After the sentences, those on survival (one per transform) are printed
+    too (not returned). ``options``: a ``RunOptions`` (its report is always written)."""
+    import dataclasses
 
-    ``label_names``: the names of all the model's output classes (default: the model's ``class_names``, else the
-    defaults); they go to ``run_experiment(label_names=...)``. ``instance_threshold`` and ``survive`` (transforms)
-    go to ``run_experiment`` as they are (None: its default threshold), and so does ``read_workers`` (None: its
-    default). After the sentences, those on survival
-    (one per transform) are printed too (not returned)."""
-    import inspect
+    from ..experiment import RunOptions, run_experiment
+    from ..experiment.config import number
 
-    from ..attacks import registry
-    from ..data.labels import CLASS_NAMES
-    from ..experiment import run_experiment
-    from ..pipeline import AttackSpec
-    from ..report import write_report
-
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}")
-    if isinstance(figure1, int) and figure1 < 0:
-        raise UserError(f"--figure1 must be 0 or more, got {figure1}")
-    if not isinstance(figure1, int) and hasattr(data, "image_id"):
-        known = {data.image_id(i) for i in range(len(data))}
-        unknown = [i for i in figure1 if i not in known]
-        if unknown:
-            shown = ", ".join(sorted(known)[:3]) + (", ..." if len(known) > 3 else "")
-            raise UserError(f"--figure1-ids names images the data set does not have: {unknown[:5]}; its ids: {shown}")
-    n = len(data) if limit is None else min(limit, len(data))
-    specs = list(attacks) or [AttackSpec("illm")]
-    all_names = tuple(label_names) if label_names is not None else model_label_names(model)
-    names = class_text(class_ids, all_names)
-    extra: dict[str, Any] = {}
-    if "label_names" in inspect.signature(run_experiment).parameters:
-        extra["label_names"] = all_names
-    if instance_threshold is not None:
-        extra["instance_threshold"] = instance_threshold
-    if read_workers is not None:
-        extra["read_workers"] = read_workers
-    if survive:
-        if goal != "hide":
-            raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")
-        extra["survive"] = list(survive)
-    elif all_names != CLASS_NAMES:  # a run_experiment without them: into the recorded configuration instead
-        describe = {**describe, "label_names": list(all_names)}
-    sweeps = 1 + ("during" in modes)
-    what = f"hiding {names}" if goal == "hide" else "untargeted attacks"
+    opts = dataclasses.replace(options or RunOptions(), report=True)
+    n = len(data) if config.limit is None else min(config.limit, len(data))
+    names = class_text(config.classes, config.label_names or model_label_names(model))
+    hide = config.goal == "hide"
+    what = f"hiding {names}" if hide else "untargeted attacks"
+    sweeps = 1 + ("during" in config.modes)
     lines = [f"{what} in {n} images of {describe['data']} with {describe['model']} on {device}"]
-    lines.append(f"eps {','.join(map(str, eps))} (8-bit levels), modes {'+'.join(modes)}")
-    if survive:
-        lines.append(f"survival after {', '.join(t.name for t in survive)} (one more prediction per eps and mode each)")
-    for spec in specs:
+    lines.append(f"eps {','.join(str(number(e)) for e in config.eps)} (8-bit levels), modes {'+'.join(config.modes)}")
+    if config.survive:
+        lines.append(f"survival after {', '.join(t.name for t in config.survive)} (one more prediction per eps and "
+                     "mode each)")  # fmt: skip
+    for spec in config.attacks:
         during = f", x{sweeps} (restricted during the attack)" if sweeps > 1 else ""
-        lines.append(f"  {spec.plan_note([e / 255 for e in eps])}{during}")
-    with distributed.session(device) as world:
-        if world.many:
-            lines.append(f"{world.size} processes share the images; progress shows process 0's share")
-        header = "\n".join(lines)
-        # process 0 alone shows progress, holds the lock until the report is written (one writer at a time: the
-        # others write under its lock) and writes the report; the others print nothing but errors
-        bar = RunProgress("attacking", header) if world.main else None
-        t0 = time.perf_counter()
-        lock = None
-        refused: Exception | None = None
-        if world.main:
-            try:
-                lock = RunLock(out, "segattack run").acquire()
-            except Exception as err:
-                refused = err
-        world.agree(refused)  # a directory in use stops every process
-        try:
-            run_experiment(
-                model,
-                data,
-                class_ids=class_ids if goal == "hide" else None,
-                eps_levels=eps,
-                attacks=specs,
-                goal=goal,
-                modes=modes,
-                out_dir=out,
-                batch_size=batch_size,
-                limit=limit,
-                save_images=save_images,
-                device=device,
-                figure1_ids=figure1,
-                overwrite=overwrite,
-                check_memory=check_memory,
-                describe=describe,
-                progress=bar,
-                **extra,
-            )
-            attack_s = time.perf_counter() - t0
-            if not world.main:
-                return []
-            report = write_report(out)
-        finally:
-            if bar is not None:
-                bar.close()
-            if lock is not None:
-                lock.release()
+        lines.append(f"  {spec.plan_note(config.eps01)}{during}")
+    world = distributed.world()
+    if world.many:
+        lines.append(f"{world.size} processes share the images; progress shows process 0's share")
+    # process 0 alone shows progress and prints; the others print nothing but errors
+    bar = RunProgress("attacking", "\n".join(lines)) if world.main else None
+    t0 = time.perf_counter()
+    try:
+        result = run_experiment(model, data, config, out, device=device, overwrite=overwrite, describe=describe,
+                                progress=bar, options=opts)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    if not world.main:
+        return []
+    report = result.report
     total = time.perf_counter() - t0
     counts = report.summary[0] if report.summary else {}
     skipped = {k: counts.get(k, 0) for k in ("absent", "all_hidden", "unreadable") if counts.get(k, 0)}
     note = (" (" + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()) + ")") if skipped else ""
-    held = f"contain {names}" if goal == "hide" else "attacked"
+    held = f"contain {names}" if hide else "attacked"
     print(
-        f"done in {format_duration(total)} (attack {format_duration(attack_s)}); {counts.get('ok', 0)} of {n} images "
-        f"{held}{note}",
+        f"done in {format_duration(total)} (attack {format_duration(result.attack_s)}); {counts.get('ok', 0)} of {n} "
+        f"images {held}{note}",
         file=sys.stderr,
     )
     rel = os.path.relpath(out)
     shown = rel if not rel.startswith("..") else out
-    figure = "figure2.png" if goal == "hide" else "attacks.png"
+    figure = "figure2.png" if hide else "attacks.png"
     print(f"results: {shown}/  report.html  summary.csv  {figure}  results.jsonl", file=sys.stderr)
     for line in report.sentences:
         echo(line)
     for line in getattr(report, "survival_sentences", []):
         echo(line)
-    return report.sentences
+    return list(report.sentences)

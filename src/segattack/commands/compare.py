@@ -21,6 +21,7 @@ from ._common import (
     add_data_args,
     add_fast_path_args,
     add_hide_arg,
+    build_config,
     build_data,
     build_model,
     check_class_text,
@@ -253,19 +254,12 @@ def _table(result: Any, cls: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import compare_models
+    from ..experiment.compare import compare_models
 
     check_class_text(args.hide)
     pairs = parse_models(args.models)
     eps = parse_eps(args.eps)
     teps = parse_transfer_eps(args.transfer_eps, eps)
-    spec = parse_attacks(args.attack, args.attack_opt, single=True)[0]
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {args.limit}")
-    if args.figure1 < 0:
-        raise UserError(f"--figure1 must be 0 or more, got {args.figure1}")
     check_out_dir(args.out)
     check_kind(args.out, "compare")  # before any model is loaded: never a run's or a universal's directory
     device = parse_device(args.device)
@@ -289,6 +283,12 @@ def run(args: argparse.Namespace) -> int:
         )
     class_ids = next(iter(hidden.values()))
     first = next(iter(models.values()))
+    config = build_config(
+        eps=eps, classes=class_ids, attacks=parse_attacks(args.attack, args.attack_opt, single=True),
+        modes=RESTRICT_MODES[args.restrict], figure1=args.figure1, limit=args.limit, batch_size=args.batch_size,
+        seed=args.seed,
+    )  # fmt: skip
+    spec = config.attacks[0]
     names = class_text(class_ids, model_label_names(first))
     n = len(data) if args.limit is None else min(args.limit, len(data))
     print(
@@ -300,10 +300,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         result = compare_models(
-            models, data, class_ids=class_ids, eps_levels=eps, out_dir=args.out, attack=spec, transfer_eps=teps,
-            modes=RESTRICT_MODES[args.restrict], batch_size=args.batch_size, limit=args.limit, device=device,
-            seed=args.seed, overwrite=args.overwrite, figure1_ids=args.figure1, describe=describe,
-            model_describe=model_describe, progress=bars,
+            models, data, config, args.out, transfer_eps=teps, device=device, overwrite=args.overwrite,
+            describe=describe, model_describe=model_describe, progress=bars,
         )  # fmt: skip
     finally:
         if bars is not None:

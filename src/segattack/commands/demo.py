@@ -9,11 +9,11 @@ from ._common import (
     EPS_HELP,
     add_fast_path_args,
     add_measure_args,
+    build_config,
     build_data,
     build_model,
     check_out_dir,
     parse_eps,
-    parse_measure_args,
     run_and_report,
 )
 
@@ -72,31 +72,18 @@ def run(args: argparse.Namespace) -> int:
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}")
     eps = parse_eps(args.eps)
-    threshold, survive = parse_measure_args(args)
     check_out_dir(args.out)
     model_args = argparse.Namespace(
         model=None, weights=None, mean=None, std=None, num_classes=None, device=args.device, bgr=False,
         class_names=None, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
     model, model_describe = build_model(model_args)
-    class_ids = parse_classes(DEMO_CLASS, model_label_names(model))
+    names = model_label_names(model)
+    config = build_config(
+        eps=eps, classes=parse_classes(DEMO_CLASS, names), modes=("full", "posthoc"), survive=args.survive or (),
+        figure1=3, instance_threshold=args.instance_threshold, batch_size=args.batch_size, label_names=names,
+    )  # fmt: skip
     data, describe = build_data(f"synthetic:{args.images}", args.size)
     describe.update(model_describe)
-    run_and_report(
-        model=model,
-        data=data,
-        describe=describe,
-        class_ids=class_ids,
-        eps=eps,
-        modes=("full", "posthoc"),
-        out=args.out,
-        batch_size=args.batch_size,
-        limit=None,
-        save_images=False,
-        figure1=3,
-        overwrite=args.overwrite,
-        device=args.device,
-        instance_threshold=threshold,
-        survive=survive,
-    )
+    run_and_report(model, data, config, out=args.out, describe=describe, device=args.device, overwrite=args.overwrite)
     return 0

@@ -13,8 +13,10 @@ from ._common import (
     add_hide_arg,
     add_measure_args,
     add_model_args,
+    build_config,
     build_data,
     build_model,
+    build_options,
     check_class_text,
     check_model_args,
     check_out_dir,
@@ -22,7 +24,6 @@ from ._common import (
     parse_attacks,
     parse_classes,
     parse_eps,
-    parse_measure_args,
     run_and_report,
 )
 
@@ -110,42 +111,30 @@ def run(args: argparse.Namespace) -> int:
     if args.goal == "hide":
         check_class_text(args.hide)
     eps = parse_eps(args.eps)
-    attacks = parse_attacks(args.attack, args.attack_opt)
     if args.goal == "untargeted" and args.restrict not in (None, "none"):
         raise UserError("--restrict needs a class to restrict to: the untargeted goal takes --restrict none only")
     restrict = args.restrict or ("posthoc" if args.goal == "hide" else "none")
-    threshold, survive = parse_measure_args(args)
-    if survive and args.goal != "hide":
-        raise UserError("--survive measures how well a class stays hidden after transforms: --goal hide only")
-    if args.read_workers is not None and args.read_workers < 0:
-        raise UserError(f"--read-workers must be 0 or more (0: read in this process), got {args.read_workers}")
     check_out_dir(args.out)
     check_model_args(args)
     data, describe = build_data(args.data, args.size, args.labels)
-    model, model_describe = build_model(args)
+    model, model_describe = build_model(args)  # first: an attack registered in the model's module is then known
     describe.update(model_describe)
     names = model_label_names(model)
-    class_ids = parse_classes(args.hide, names) if args.goal == "hide" else ()
-    run_and_report(
-        model=model,
-        data=data,
-        describe=describe,
-        class_ids=class_ids,
+    config = build_config(
         eps=eps,
-        modes=RESTRICT_MODES[restrict],
-        attacks=attacks,
         goal=args.goal,
-        out=args.out,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        save_images=args.save_images,
+        classes=parse_classes(args.hide, names) if args.goal == "hide" else (),
+        attacks=parse_attacks(args.attack, args.attack_opt),
+        modes=RESTRICT_MODES[restrict],
+        survive=args.survive or (),
         figure1=[s.strip() for s in args.figure1_ids.split(",") if s.strip()] if args.figure1_ids else args.figure1,
-        overwrite=args.overwrite,
-        device=args.device,
-        check_memory=args.check_memory,
+        instance_threshold=args.instance_threshold,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        save_images=args.save_images,
         label_names=names,
-        instance_threshold=threshold,
-        survive=survive,
-        read_workers=args.read_workers,
     )
+    options = build_options(check_memory=args.check_memory, read_workers=args.read_workers)
+    run_and_report(model, data, config, out=args.out, describe=describe, device=args.device,
+                   overwrite=args.overwrite, options=options)  # fmt: skip
     return 0

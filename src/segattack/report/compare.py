@@ -49,6 +49,7 @@ __all__ = [
     "MODELS_DIR",
     "CompareReport",
     "read_compare_config",
+    "is_transfer_row",
     "read_transfer_rows",
     "transfer_matrix",
     "compare_figure",
@@ -118,13 +119,13 @@ def read_compare_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def _is_transfer_row(row: Any) -> bool:
+def is_transfer_row(row: Any) -> bool:
     return isinstance(row, dict) and _TRANSFER_KEYS <= row.keys() and isinstance(row["targets"], dict)
 
 
 def read_transfer_rows(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The rows of ``transfer.jsonl`` (a torn or corrupt line skipped with a warning); read-only."""
-    return read_jsonl(Path(out_dir) / TRANSFER_FILE, accept=_is_transfer_row)[0]
+    return read_jsonl(Path(out_dir) / TRANSFER_FILE, accept=is_transfer_row)[0]
 
 
 def transfer_matrix(

@@ -1,7 +1,8 @@
 """Per-image thumbnails for the report's gallery: written while a run attacks an image, read back by the report.
 
 A report never runs a model, so the pictures of the gallery have to be written by the run itself: for every attacked
-image (at the Figure-1 budget, perturbation on the whole image) ``write_thumbnails`` stores four small PNGs,
+image (at the Figure-1 budget, perturbation on the whole image) ``segattack.experiment.outputs.write_thumbnails``
+stores four small PNGs,
 
     DIR/thumbs/<output_name(image_id)>/image.png      the original image
     DIR/thumbs/<output_name(image_id)>/adv.png        the adversarial image
@@ -28,8 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from ..data.labels import CLASS_NAMES, colorize
-from ..rundir import DEFAULT_ATTACK, THUMBS_DIR, atomic_open, output_name, read_config
+from ..data.labels import colorize
+from ..rundir import (
+    DEFAULT_ATTACK,
+    THUMB_CLASSES_KEY,
+    THUMB_KINDS,
+    THUMBS_DIR,
+    read_config,
+    thumbnail_dir,
+)
 
 __all__ = [
     "THUMBS_DIR",
@@ -38,111 +46,15 @@ __all__ = [
     "GALLERY_CSS",
     "GalleryItem",
     "thumbnail_dir",
-    "write_thumbnails",
     "read_gallery",
     "gallery_html",
 ]
 
 log = logging.getLogger(__name__)
 
-#: The thumbnails of one image (file stems under ``thumbs/<output_name(id)>/``) and their captions, in card order.
-THUMB_KINDS: dict[str, str] = {
-    "image": "original image",
-    "adv": "adv. example",
-    "pred": "prediction",
-    "pred_adv": "pred. on adv.",
-}
 #: At most this many cards are drawn by default (the worst images); every thumbnail stays on disk.
 GALLERY_LIMIT = 60
-_CLASSES_KEY = "segattack:classes"  # PNG text chunk of the prediction thumbnails: "id=name;id=name" present
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def thumbnail_dir(out_dir: str | os.PathLike[str], image_id: str) -> Path:
-    """``DIR/thumbs/<output_name(image_id)>``: where the thumbnails of one image go."""
-    return Path(out_dir) / THUMBS_DIR / output_name(image_id)
-
-
-def _image_array(name: str, a: Any) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"write_thumbnails: {name} must be an (H, W, 3) uint8 image, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"write_thumbnails: {name} must be uint8 (8-bit levels), got {arr.dtype}")
-    return arr
-
-
-def _label_array(name: str, a: Any, shape: tuple[int, ...]) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.shape != shape:
-        raise ValueError(f"write_thumbnails: {name} must be an (H, W) label map of shape {shape}, got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"write_thumbnails: {name} must hold integer class ids, got {arr.dtype}")
-    return arr
-
-
-def _thumb_size(h: int, w: int, max_width: int) -> tuple[int, int]:
-    if w <= max_width:
-        return w, h
-    return max_width, max(1, round(h * max_width / w))
-
-
-def _classes_text(labels: Sequence[np.ndarray], names: Sequence[str]) -> str:
-    present = sorted(set().union(*(np.unique(x).tolist() for x in labels)))
-    return ";".join(f"{k}={names[k] if 0 <= k < len(names) else k}" for k in present if k != 255)
-
-
-def write_thumbnails(
-    out_dir: str | os.PathLike[str],
-    image_id: str,
-    *,
-    image: Any,
-    adv: Any,
-    pred: Any,
-    pred_adv: Any,
-    label_names: Sequence[str] | None = None,
-    max_width: int = 256,
-) -> dict[str, Path]:
-    """Write the four gallery thumbnails of one image under ``DIR/thumbs/<output_name(image_id)>/``.
-
-    ``image`` and ``adv`` are (H, W, 3) uint8 arrays, ``pred`` and ``pred_adv`` (H, W) integer class ids (as in
-    ``figure1_<id>.npz``); predictions are drawn in Cityscapes colours (``segattack.data.labels.colorize``).
-    Everything is downscaled to at most ``max_width`` pixels wide, keeping the aspect ratio (images with a box
-    filter, label maps by nearest neighbour). ``label_names`` (class names by id; the Cityscapes names by default)
-    name the classes present, which the prediction PNGs carry for the gallery's legend. Each file is written
-    atomically; returns ``{kind: path}`` for the kinds of ``THUMB_KINDS``.
-    """
-    from PIL import Image, PngImagePlugin
-
-    if isinstance(max_width, bool) or not isinstance(max_width, int) or max_width < 1:
-        raise ValueError(f"write_thumbnails: max_width must be a positive integer, got {max_width!r}")
-    img = _image_array("image", image)
-    adv_a = _image_array("adv", adv)
-    if adv_a.shape != img.shape:
-        raise ValueError(f"write_thumbnails: adv has shape {adv_a.shape}, the image {img.shape}")
-    h, w = img.shape[:2]
-    labels = [_label_array("pred", pred, (h, w)), _label_array("pred_adv", pred_adv, (h, w))]
-    size = _thumb_size(h, w, max_width)
-    info = PngImagePlugin.PngInfo()
-    info.add_text(_CLASSES_KEY, _classes_text(labels, label_names if label_names is not None else CLASS_NAMES))
-    pictures: dict[str, tuple[Any, PngImagePlugin.PngInfo | None]] = {}
-    for kind, arr in (("image", img), ("adv", adv_a)):
-        pil = Image.fromarray(np.ascontiguousarray(arr))
-        pictures[kind] = (pil.resize(size, Image.Resampling.BOX) if size != (w, h) else pil, None)
-    for kind, lab in zip(("pred", "pred_adv"), labels, strict=True):
-        pil = Image.fromarray(np.ascontiguousarray(colorize(lab)))
-        pictures[kind] = (pil.resize(size, Image.Resampling.NEAREST) if size != (w, h) else pil, info)
-    folder = thumbnail_dir(out_dir, image_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    for kind in THUMB_KINDS:
-        pil, meta = pictures[kind]
-        path = folder / f"{kind}.png"
-        with atomic_open(path) as fh:
-            # zlib level 1: 12 ms per image's four thumbnails instead of 67 ms with optimize=True, 8% larger files
-            pil.save(fh, format="PNG", compress_level=1, pnginfo=meta)
-        paths[kind] = path
-    return paths
 
 
 @dataclass
@@ -184,7 +96,7 @@ def _read_classes(path: Path) -> dict[int, str]:
 
     try:
         with Image.open(path) as im:
-            text = getattr(im, "text", {}).get(_CLASSES_KEY, "")
+            text = getattr(im, "text", {}).get(THUMB_CLASSES_KEY, "")
     except (OSError, ValueError):
         return {}
     out: dict[int, str] = {}

@@ -36,6 +36,7 @@ from ..rundir import (
     read_checked,
     read_config,
     record_outputs,
+    rows_of_attacks,
     write_text,
 )
 from .figures import attacks_figure, figure1, figure2, survival_figure
@@ -667,7 +668,7 @@ def write_report(out_dir: str | os.PathLike[str], *, log_dropped: bool = True) -
     dropped = checked.message()
     if dropped is not None and log_dropped:
         log.warning("%s: %s", out, dropped)
-    rows = checked.rows
+    rows = rows_of_attacks(checked.rows, exp)
     figure_files = [stem + suffix for stem in FIGURE_STEMS for suffix in FIGURE_SUFFIXES]
     figure1_files = [p.with_suffix(".png").name for p in out.glob(f"{FIGURE1_PREFIX}*.npz")]
     record_outputs(out, [SUMMARY_FILE, SURVIVAL_FILE, REPORT_FILE, *figure_files, *figure1_files], kind="run")

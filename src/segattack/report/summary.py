@@ -18,7 +18,17 @@ from typing import Any
 from ..data.labels import is_void
 from ..instances import SIZE_BINS, vanished_share
 from ..metrics import summarize
-from ..rundir import CONFIG_FILE, DEFAULT_ATTACK, MODES, STATUSES, SUMMARY_FILE, atomic_open, read_config, read_rows
+from ..rundir import (
+    CONFIG_FILE,
+    DEFAULT_ATTACK,
+    MODES,
+    STATUSES,
+    SUMMARY_FILE,
+    atomic_open,
+    read_config,
+    read_rows,
+    rows_of_attacks,
+)
 
 __all__ = [
     "summarize_results",
@@ -219,11 +229,11 @@ def summarize_results(
     ``summary.csv`` next to it unless ``write_csv=False``. The rows are read with ``read_rows`` (checked against the
     row schema and the configuration; what is dropped is logged) unless given as ``rows``, already read so."""
     out = Path(out_dir)
-    if rows is None:
-        rows = read_rows(out)
     experiment: Mapping[str, Any] = {}
     if (out / CONFIG_FILE).exists():
         experiment = read_config(out).get("experiment", {})
+    if rows is None:
+        rows = rows_of_attacks(read_rows(out), experiment)
     summary = summarize_rows(
         rows,
         eps_levels=experiment.get("eps_levels"),

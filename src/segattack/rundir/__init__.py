@@ -51,6 +51,8 @@ from .layout import (
     RESULTS_FILE,
     SUMMARY_FILE,
     SURVIVAL_FILE,
+    THUMB_CLASSES_KEY,
+    THUMB_KINDS,
     THUMBS_DIR,
     check_kind,
     clear_experiment_outputs,
@@ -68,6 +70,7 @@ from .layout import (
     run_files,
     run_outputs,
     safe_name,
+    thumbnail_dir,
 )
 from .rows import (
     COUNT_FIELDS,
@@ -84,6 +87,7 @@ from .rows import (
     read_checked,
     read_rows,
     row_problem,
+    rows_of_attacks,
 )
 
 __all__ = [
@@ -96,6 +100,9 @@ __all__ = [
     "MANIFEST_FILE",
     "IMAGES_DIR",
     "THUMBS_DIR",
+    "THUMB_CLASSES_KEY",
+    "THUMB_KINDS",
+    "thumbnail_dir",
     "FIGURE1_CACHE_DIR",
     "FIGURE1_PREFIX",
     "FIGURE_STEMS",
@@ -125,6 +132,7 @@ __all__ = [
     "load_results",
     "read_rows",
     "read_checked",
+    "rows_of_attacks",
     "read_config",
     "safe_name",
     "output_name",

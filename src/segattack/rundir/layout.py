@@ -42,6 +42,9 @@ __all__ = [
     "REPORT_FILE",
     "IMAGES_DIR",
     "THUMBS_DIR",
+    "THUMB_KINDS",
+    "THUMB_CLASSES_KEY",
+    "thumbnail_dir",
     "FIGURE1_CACHE_DIR",
     "FIGURE1_PREFIX",
     "FIGURE_STEMS",
@@ -72,6 +75,15 @@ SUMMARY_FILE = "summary.csv"
 REPORT_FILE = "report.html"
 IMAGES_DIR = "images"
 THUMBS_DIR = "thumbs"
+#: The thumbnails of one image (file stems under ``thumbs/<output_name(id)>/``) and their captions, in card order.
+THUMB_KINDS: dict[str, str] = {
+    "image": "original image",
+    "adv": "adv. example",
+    "pred": "prediction",
+    "pred_adv": "pred. on adv.",
+}
+#: The PNG text chunk of the prediction thumbnails: the classes present, "id=name;id=name".
+THUMB_CLASSES_KEY = "segattack:classes"
 #: Figure 1 candidates saved during a run (the attack at the Figure 1 eps of every image, up to a size budget), so that
 #: the images chosen afterwards need no second attack; removed once Figure 1 is written.
 FIGURE1_CACHE_DIR = ".figure1_cache"
@@ -146,6 +158,11 @@ def output_name(image_id: str) -> str:
         return image_id
     digest = hashlib.sha256(image_id.encode("utf-8")).hexdigest()[:10]
     return f"{safe_name(image_id)[:100]}-{digest}"
+
+
+def thumbnail_dir(out_dir: str | os.PathLike[str], image_id: str) -> Path:
+    """``DIR/thumbs/<output_name(image_id)>``: where the thumbnails of one image go."""
+    return Path(out_dir) / THUMBS_DIR / output_name(image_id)
 
 
 def figure1_path(out_dir: str | os.PathLike[str], image_id: str, suffix: str = ".npz") -> Path:

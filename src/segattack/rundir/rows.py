@@ -25,7 +25,7 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ __all__ = [
     "load_results",
     "read_rows",
     "read_checked",
+    "rows_of_attacks",
 ]
 
 log = logging.getLogger(__name__)
@@ -257,3 +258,14 @@ def read_checked(out_dir: str | os.PathLike[str]) -> RowCheck:
     """``load_results`` of an experiment directory against its configuration (if it has one), without logging."""
     out = Path(out_dir)
     return load_results(out / RESULTS_FILE, _experiment(out))
+
+
+def rows_of_attacks(rows: Sequence[dict[str, Any]], experiment: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The rows of the attacks ``experiment`` (``config.json``'s) runs; the rows an earlier run of the directory
+    left for other attacks (its ``kept_attacks``: finished work, never deleted) stay in the file but are not this
+    run's to report. All rows where the experiment lists no attacks."""
+    listed = (experiment or {}).get("attacks")
+    if not isinstance(listed, list) or not listed:
+        return list(rows)
+    names = {a.get("name") for a in listed if isinstance(a, Mapping)}
+    return [r for r in rows if (r.get("attack") or DEFAULT_ATTACK) in names]

@@ -40,14 +40,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import rundir
-from .data import labels as _labels
-from .errors import ConfigError, ModelError, SegattackError, UnreadableImageError
-from .experiment import Progress, figure1_eps, first_readable, image_id_of, run_experiment
-from .metrics import hiding_metrics
-from .models import model_fingerprint
-from .pipeline import AttackSpec, HideGoal, attack_batch
-from .report.compare import (
+from .. import rundir
+from ..data import labels as _labels
+from ..errors import ConfigError, ModelError, SegattackError, UnreadableImageError
+from ..metrics import hiding_metrics
+from ..models import model_fingerprint
+from ..pipeline import HideGoal, attack_batch
+from ..report import write_report
+from ..report.compare import (
     CLEAN_FILE,
     COMPARE_FILE,
     COMPARE_STEMS,
@@ -55,11 +55,16 @@ from .report.compare import (
     TRANSFER_CSV,
     TRANSFER_FILE,
     CompareReport,
+    is_transfer_row,
     read_compare_config,
     write_compare_report,
 )
-from .rundir import RunLock, safe_name
-from .targets import class_id_tuple, hidden_mask
+from ..rundir import RunLock, safe_name
+from ..targets import hidden_mask
+from .config import ExperimentConfig, RunOptions, number
+from .figure1 import figure1_eps
+from .reading import first_readable, image_id_of
+from .run import Progress, run_experiment
 
 __all__ = ["compare_models", "CompareResult", "CompareProgress", "CompareError", "model_dir_name"]
 
@@ -109,10 +114,6 @@ def model_dir_name(name: str) -> str:
     return safe_name(name)
 
 
-def _number(e: float) -> int | float:
-    return int(e) if float(e).is_integer() else float(e)
-
-
 def _digest(parts: Iterable[str]) -> str:
     h = hashlib.sha256()
     for p in parts:
@@ -136,17 +137,15 @@ def _check_models(models: Mapping[str, Any]) -> dict[str, Any]:
     return dict(models)
 
 
-def _check_eps(eps_levels: Sequence[float], transfer_eps: float | None) -> tuple[list[float], float]:
-    eps = [float(e) for e in eps_levels]
-    if not eps or any(not math.isfinite(e) or e <= 0 or e > 255 for e in eps):
-        raise CompareError(f"eps_levels must be budgets in 8-bit levels in (0, 255], got {list(eps_levels)}")
-    eps = sorted(set(eps))
+def _transfer_eps(eps: list[float], transfer_eps: float | None) -> tuple[list[float], float]:
+    """The budget of the transfer matrix: ``transfer_eps`` (one of the configuration's budgets ``eps``, already
+    checked by ``ExperimentConfig``) or the one nearest 10 levels."""
     if transfer_eps is None:
         return eps, figure1_eps(eps)
     t = float(transfer_eps)
     if t not in eps:
         raise CompareError(
-            f"transfer_eps {_number(t)} is not among the budgets {[_number(e) for e in eps]}; pick one of them (the "
+            f"transfer_eps {number(t)} is not among the budgets {[number(e) for e in eps]}; pick one of them (the "
             "diagonal of the transfer matrix is the white-box result at that budget)"
         )
     return eps, t
@@ -203,19 +202,17 @@ class _Transfer:
     """The transfer rows: which (source, image) are done, and the rows of one batch of images."""
 
     def __init__(
-        self, models: Mapping[str, Any], spec: AttackSpec, class_ids: tuple[int, ...], eps: list[float],
-        transfer_eps: float, batch_size: int, device: torch.device, digest: str,
+        self, models: Mapping[str, Any], config: ExperimentConfig, transfer_eps: float, device: torch.device,
+        digest: str,
     ) -> None:  # fmt: skip
-        self.models, self.spec, self.class_ids = models, spec, class_ids
-        self.goal = HideGoal(class_ids)
-        self.eps, self.teps, self.k = eps, transfer_eps, eps.index(transfer_eps)
-        self.batch_size, self.device, self.digest = batch_size, device, digest
+        self.models, self.config, self.spec, self.class_ids = models, config, config.attacks[0], config.classes
+        self.goal = HideGoal(config.classes)
+        self.eps, self.teps, self.k = list(config.eps), transfer_eps, list(config.eps).index(transfer_eps)
+        self.batch_size, self.device, self.digest = config.batch_size, device, digest
 
     def prepare(self, path: Path, ids: Sequence[str]) -> dict[str, set[int]]:
         """The images done per source; rewrites the file without torn, duplicate or stale rows."""
-        from .report.compare import _is_transfer_row
-
-        rows, raw, dropped = rundir.read_jsonl(path, accept=_is_transfer_row)
+        rows, raw, dropped = rundir.read_jsonl(path, accept=is_transfer_row)
         done: dict[str, set[int]] = {m: set() for m in self.models}
         keep: list[bytes] = []
         names = set(self.models)
@@ -246,7 +243,7 @@ class _Transfer:
 
     def _row(self, source: str, index: int, image_id: str, status: str, pixels: int | None) -> dict[str, Any]:
         return {
-            "source": source, "index": index, "image_id": image_id, "eps": _number(self.teps), "status": status,
+            "source": source, "index": index, "image_id": image_id, "eps": number(self.teps), "status": status,
             "class_pixels": pixels, "models_sha256": self.digest, "targets": {},
         }  # fmt: skip
 
@@ -287,7 +284,7 @@ class _Transfer:
         xs = x[sel]
         outcome = attack_batch(
             model, xs, attack=self.spec, goal=self.goal, eps=[self.teps / 255], modes=("full",), pred=pred[sel],
-            batch_size=self.batch_size,
+            batch_size=self.batch_size, seeds=[self.config.image_seed(ids[items[b][0]]) for b in ok],
         )  # fmt: skip
         adv = outcome.advs["full"][0]
         targets: dict[str, list[dict[str, Any]]] = {}
@@ -336,7 +333,7 @@ def _clean_scores(
     num_classes: int, batch_size: int, device: torch.device, progress: Callable[[CompareProgress], None] | None,
 ) -> dict[str, float | None]:  # fmt: skip
     """Clean mIoU per model from ``clean.json``, computing (and storing) those missing or stale."""
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     try:
         import json
@@ -383,57 +380,51 @@ def _clean_scores(
 def compare_models(
     models: Mapping[str, Any],
     dataset: Any,
-    *,
-    class_ids: int | Sequence[int],
-    eps_levels: Sequence[int | float],
+    config: ExperimentConfig,
     out_dir: str | os.PathLike[str],
-    attack: str | AttackSpec = "illm",
+    *,
     transfer_eps: float | None = None,
-    modes: Sequence[str] = ("full", "posthoc"),
-    batch_size: int = 4,
-    limit: int | None = None,
     device: str | torch.device | None = None,
-    seed: int = 0,
     overwrite: bool = False,
-    figure1_ids: int = 0,
-    check_memory: bool = True,
-    model_reports: bool = True,
     describe: Mapping[str, Any] | None = None,
     model_describe: Mapping[str, Mapping[str, Any]] | None = None,
     progress: Callable[[CompareProgress], None] | None = None,
+    options: RunOptions | None = None,
 ) -> CompareResult:
-    """Compare ``models`` on ``dataset``: the paper's experiment for each, clean mIoU, and the transfer matrix.
+    """Compare ``models`` on ``dataset``: the paper's experiment ``config`` for each, clean mIoU, and the transfer
+    matrix.
 
     Args:
         models: name -> ``PixelModel`` (images in [0, 1] -> logits), at least 2, all with the same classes; the
             names label figures and name the experiment folders ``out_dir/models/<name>/``.
         dataset: items ``(uint8 image (3, H, W), label)`` with ``image_id(i)`` (the ``segattack.data`` contract).
-        class_ids: the class(es) to hide, e.g. 11 (Cityscapes person).
-        eps_levels: L-inf budgets in 8-bit levels (``[2, 4, 10]``).
+        config: the experiment every model runs (``ExperimentConfig``): the hide goal with one attack (a name or a
+            callable), its budgets, modes, batch size, limit, seed and Figure 1 (set ``figure1=0`` for none).
         out_dir: where everything goes (see the module docstring).
-        attack: a registered attack name or an ``AttackSpec`` with options (default: the paper's ``illm``).
-        transfer_eps: the budget of the transfer matrix, one of ``eps_levels`` (default: the one nearest 10).
-        modes: the experiment's modes (``run_experiment``); the transfer matrix is always ``full``.
-        batch_size, limit, device, seed, check_memory, figure1_ids: as ``run_experiment`` (Figure 1 off by default).
+        transfer_eps: the budget of the transfer matrix in levels, one of ``config.eps`` (default: the one nearest
+            10); the transfer matrix is always mode ``full``.
+        device: where to run (default: the first model's device).
         overwrite: replace a comparison of a different configuration (and the models' experiments) in ``out_dir``.
-        model_reports: also write each model's own report (``segattack.report.write_report``) in its folder.
         describe: configuration to record with every experiment and in ``compare.json`` (the data spec, ...);
             ``model_describe[name]``: more for one model's experiment (its spec, ...).
         progress: called with a ``CompareProgress`` as images are done.
+        options: as ``run_experiment``'s; ``report`` (default True here) also writes each model's own report in
+            its folder.
 
     Returns a ``CompareResult``. Raises ``CompareError`` for arguments it cannot honour (fewer than 2 models,
     different class counts, a transfer budget not among the budgets, a different configuration in ``out_dir``).
     Interrupted, it resumes where it stopped: run it again with the same arguments.
     """
     models = _check_models(models)
-    eps, teps = _check_eps(eps_levels, transfer_eps)
-    spec = attack if isinstance(attack, AttackSpec) else AttackSpec(str(attack))
-    try:
-        ids_t = class_id_tuple(class_ids)
-    except (TypeError, ValueError) as err:
-        raise CompareError(str(err)) from err
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise CompareError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(config, ExperimentConfig):
+        raise CompareError(f"config must be an ExperimentConfig, got {type(config).__name__}")
+    if config.goal != "hide" or len(config.attacks) != 1:
+        raise CompareError("a comparison runs the hide goal with one attack; give ExperimentConfig(classes=..., "
+                           "attacks=(ONE,))")  # fmt: skip
+    opts = options if options is not None else RunOptions(report=True)
+    eps, teps = _transfer_eps(list(config.eps), transfer_eps)
+    spec, ids_t, modes, batch_size, limit, seed = (config.attacks[0], config.classes, config.modes or (),
+                                                    config.batch_size, config.limit, config.seed)  # fmt: skip
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     if n == 0:
         raise CompareError("the data set holds no images")
@@ -459,8 +450,8 @@ def compare_models(
     names = _labels.label_names(num_classes, first_names if first_names and len(first_names) == num_classes else None)
     setup = {
         "goal": "hide", "class_ids": list(ids_t), "class_names": [names[c] for c in ids_t],
-        "eps_levels": [_number(e) for e in eps], "modes": list(modes), "attack": spec.describe(),
-        "transfer_eps": _number(teps), "images": n, "limit": limit, "image_ids_sha256": ids_sha,
+        "eps_levels": [number(e) for e in eps], "modes": list(modes), "attack": spec.describe(),
+        "transfer_eps": number(teps), "images": n, "limit": limit, "image_ids_sha256": ids_sha,
         "num_classes": num_classes, **{k: v for k, v in (describe or {}).items()},
     }  # fmt: skip
     out = Path(out_dir)
@@ -471,7 +462,7 @@ def compare_models(
         figures = [f"{stem}{suffix}" for stem in COMPARE_STEMS for suffix in (".png", ".svg")]
         written = [COMPARE_FILE, CLEAN_FILE, TRANSFER_FILE, TRANSFER_CSV, rundir.REPORT_FILE, MODELS_DIR, *figures]
         rundir.record_outputs(out, written, kind="compare")
-        config = {
+        record = {
             "format": COMPARE_FORMAT,
             "compare": setup,
             "models": [
@@ -491,7 +482,7 @@ def compare_models(
                 "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },  # fmt: skip
         }
-        rundir.write_json(out / COMPARE_FILE, config)
+        rundir.write_json(out / COMPARE_FILE, record)
         for k, model in models.items():
             log.info("compare: experiment of %s into %s", k, dirs[k])
 
@@ -500,18 +491,15 @@ def compare_models(
                     progress(CompareProgress("experiment", k, p.done, p.total, p))
 
             run_experiment(
-                model, dataset, class_ids=ids_t, eps_levels=eps, out_dir=dirs[k], attacks=[spec], modes=modes,
-                batch_size=batch_size, limit=limit, device=dev, figure1_ids=figure1_ids, overwrite=overwrite,
+                model, dataset, config, dirs[k], device=dev, overwrite=overwrite,
                 describe={**(describe or {}), **(model_describe or {}).get(k, {}), "compare_name": k},
-                progress=tick, seed=seed, check_memory=check_memory,
+                progress=tick, options=RunOptions(check_memory=opts.check_memory, overlap=opts.overlap,
+                                                  read_workers=opts.read_workers),
             )  # fmt: skip
         clean = _clean_scores(models, dataset, out / CLEAN_FILE, fingerprints, ids_sha, n, num_classes, batch_size,
                               dev, progress)  # fmt: skip
-        _run_transfer(models, dataset, ids, out / TRANSFER_FILE, spec, ids_t, eps, teps, batch_size, dev, digest,
-                      seed, progress)  # fmt: skip
-        if model_reports:
-            from .report import write_report
-
+        _run_transfer(models, dataset, ids, out / TRANSFER_FILE, config, teps, dev, digest, progress)
+        if opts.report:
             for j, k in enumerate(models):
                 write_report(dirs[k])
                 if progress is not None:
@@ -521,12 +509,12 @@ def compare_models(
 
 
 def _run_transfer(
-    models: Mapping[str, Any], dataset: Any, ids: Sequence[str], path: Path, spec: AttackSpec,
-    class_ids: tuple[int, ...], eps: list[float], teps: float, batch_size: int, dev: torch.device, digest: str,
-    seed: int, progress: Callable[[CompareProgress], None] | None,
+    models: Mapping[str, Any], dataset: Any, ids: Sequence[str], path: Path, config: ExperimentConfig, teps: float,
+    dev: torch.device, digest: str, progress: Callable[[CompareProgress], None] | None,
 ) -> None:  # fmt: skip
     """Craft on every source at ``teps`` and measure on every target; append one row per (source, image)."""
-    transfer = _Transfer(models, spec, class_ids, eps, teps, batch_size, dev, digest)
+    batch_size, seed = config.batch_size, config.seed
+    transfer = _Transfer(models, config, teps, dev, digest)
     done = transfer.prepare(path, ids)
     n = len(ids)
     cuda = [dev.index or 0] if dev.type == "cuda" else []
