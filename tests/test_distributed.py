@@ -22,8 +22,10 @@ MODEL = "tests.models_for_cli:tiny_fcn"
 
 
 def _args(data: Path, out: Path) -> list[str]:
+    """A run with the paper's attack and one with random starts (pgd): every image's rows must not depend on the
+    number of processes (each random draw is seeded per image)."""
     return ["run", "--data", f"folder:{data}", "--eps", "2,4", "--batch-size", "2", "--model", MODEL, "--out", str(out),
-            "--figure1", "1"]  # fmt: skip
+            "--figure1", "1", "--attack", "illm,pgd", "--attack-opt", "pgd.steps=3"]  # fmt: skip
 
 
 def _rows(out: Path) -> list[dict[str, Any]]:
@@ -88,7 +90,7 @@ def test_torchrun_two_processes_equal_one_and_resume(tmp_path: Path, capsys: pyt
     assert main(_args(data, single)) == 0
     capsys.readouterr()
     reference = _rows(single)
-    assert len(reference) == 6 * 2 * 2
+    assert len(reference) == 6 * 2 * 2 * 2  # images x attacks x eps x modes
 
     done = _torchrun(2, _args(data, multi))
     assert done.returncode == 0, done.stderr[-3000:]

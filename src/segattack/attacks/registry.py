@@ -280,7 +280,7 @@ def resolve(attack: Attack) -> AttackInfo:
             )
         base = resolve(attack.func)
         bound = dict(attack.keywords)
-        fixed = [k for k in bound if k in COMMON or k in RUNTIME]
+        fixed = [k for k in bound if (k in COMMON and k not in ("steps", "step_size")) or k in RUNTIME]
         if fixed:
             own = ", ".join(sorted(base.options)) or "none"
             raise AttackError(
