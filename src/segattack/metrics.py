@@ -33,6 +33,8 @@ __all__ = [
     "SSIM_WINDOW",
     "SSIM_SIGMA",
     "confusion_matrix",
+    "sparse_confusion",
+    "dense_confusion",
     "iou",
     "mean_iou",
     "pixel_accuracy",
@@ -242,6 +244,26 @@ def confusion_matrix(pred: Tensor, truth: Tensor, *, num_classes: int, ignore_in
     if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
         raise ValueError(f"prediction holds ids outside 0..{num_classes - 1}")
     return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
+
+
+def sparse_confusion(cm: Tensor) -> list[list[int]]:
+    """A (K, K) confusion matrix as its non-zero ``[truth, prediction, count]`` triples (compact JSON, one per
+    result row).
+
+    >>> sparse_confusion(torch.tensor([[3, 0], [1, 0]]))
+    [[0, 0, 3], [1, 0, 1]]
+    """
+    nz = cm.nonzero().tolist()
+    return [[int(t), int(p), int(cm[t, p])] for t, p in nz]
+
+
+def dense_confusion(triples: Sequence[Sequence[int]], num_classes: int) -> Tensor:
+    """The inverse of ``sparse_confusion``: (K, K) int64; triples of several rows add up (a data set's matrix from
+    its images' rows)."""
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for t, p, n in triples:
+        cm[int(t), int(p)] += int(n)
+    return cm
 
 
 def iou(cm: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ from .attacks._core import mix_seed
 from .attacks.illm import restrict
 from .attacks.registry import DEFAULT_ATTACK, AttackError, AttackInfo
 from .instances import DEFAULT_THRESHOLD, Components, components, gt_components, instance_rows
-from .metrics import confusion_matrix, hiding_metrics, pixel_accuracy
+from .metrics import confusion_matrix, dense_confusion, hiding_metrics, pixel_accuracy, sparse_confusion
 from .targets import class_id_tuple, hidden_mask, hide_class_target
 
 __all__ = [
@@ -331,20 +331,6 @@ def transformed_outcome(
         **clean_instances(goal, pred_t, instance_ids),
     )  # fmt: skip
     return out, clean_t
-
-
-def sparse_confusion(cm: Tensor) -> list[list[int]]:
-    """A (K, K) confusion matrix as its non-zero ``[truth, prediction, count]`` triples (compact JSON)."""
-    nz = cm.nonzero().tolist()
-    return [[int(t), int(p), int(cm[t, p])] for t, p in nz]
-
-
-def dense_confusion(triples: Sequence[Sequence[int]], num_classes: int) -> Tensor:
-    """The inverse of ``sparse_confusion``: (K, K) int64."""
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for t, p, n in triples:
-        cm[int(t), int(p)] += int(n)
-    return cm
 
 
 def measure(

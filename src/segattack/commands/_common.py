@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import distributed
 from ..errors import SegattackError, UserError
+from ..formatting import duration as format_duration  # the name commands import
 from .progress import RunProgress
 
 log = logging.getLogger("segattack.cli")
@@ -483,13 +484,6 @@ def build_data(spec: str, size_text: str | None, labels: str | None = None) -> t
         describe["labels"] = str(Path(labels).expanduser().resolve())
     return data, describe
 
-
-def format_duration(seconds: float) -> str:
-    """``83.2`` -> ``"1 min 23 s"``."""
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m} min {s:02d} s" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 #: The command-line option of each ``ExperimentConfig`` field, to name it in a refusal.

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnreadableImageError
+from ..formatting import pct
 from ..pipeline import BatchOutcome, attack_batch, measure
 from ..rundir import DEFAULT_ATTACK, FIGURE1_CACHE_DIR, FIGURE1_PREFIX, atomic_open, figure1_path, output_name
 from .config import ExperimentConfig, number
@@ -71,9 +72,6 @@ def figure1_min_pixels(image_pixels: int) -> int:
     """
     return min(FIGURE1_MIN_PIXELS, math.ceil(FIGURE1_MIN_SHARE * image_pixels))
 
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
 
 
 def pick_figure1(
@@ -165,14 +163,14 @@ def pick_figure1(
         f, i, _ = pool[r]
         if n_pick == 0:
             also = " and hardest" if r == 0 and m > 1 else ""
-            reason = f"median{also} hidden share: {_pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+            reason = f"median{also} hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
         elif r == 0:
-            reason = f"hardest: {_pct(f)} hidden (lowest of {m} images {what}{note})"
+            reason = f"hardest: {pct(f)} hidden (lowest of {m} images {what}{note})"
         elif r == m - 1:
-            reason = f"easiest: {_pct(f)} hidden (highest of {m} images {what}{note})"
+            reason = f"easiest: {pct(f)} hidden (highest of {m} images {what}{note})"
         else:
             q = r / (m - 1)
-            reason = f"quantile {q:.2f} of hidden share: {_pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+            reason = f"quantile {q:.2f} of hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
         picks.append(Figure1Pick(i, ids[i], reason, f))
     return picks
 
@@ -346,7 +344,7 @@ class Figure1Writer:
             if pick.fooled is not None and abs(fooled - pick.fooled) > 1e-9:
                 log.info("Figure 1 of %s: attacked again, %s of the class pixels are hidden against %s in the results "
                          "(an attack with random starts, or GPU kernels that add in varying order); the figure "
-                         "shows the new attack", pick.image_id, _pct(fooled), _pct(pick.fooled))  # fmt: skip
+                         "shows the new attack", pick.image_id, pct(fooled), pct(pick.fooled))  # fmt: skip
             self._write(pick.image_id, self._arrays(pick.image_id, pick.reason, x[j], outcome, 0, j))
 
     def _write(self, image_id: str, arrays: Mapping[str, Any]) -> None:

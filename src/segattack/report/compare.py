@@ -35,10 +35,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from ..errors import RunDirError
+from ..formatting import num, pct
 from ..metrics import summarize
 from ..rundir import DEFAULT_ATTACK, MODES, REPORT_FILE, atomic_open, read_jsonl, write_text
-from .figures import _save
-from .html import _CSS, _esc, _img_tag
+from .figures import save_figure
+from .page import PAGE_CSS, esc, img_tag
 from .summary import class_phrase, summarize_results
 
 __all__ = [
@@ -93,18 +94,6 @@ class CompareReport:
     transfer_eps: float
 
 
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _pct(v: Any, digits: int = 1) -> str:
-    x = _num(v)
-    return "n/a" if math.isnan(x) else f"{100 * x:.{digits}f}%"
-
-
 def read_compare_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """``compare.json`` of a comparison directory (``RunDirError`` if missing or not a JSON object)."""
     path = Path(out_dir) / COMPARE_FILE
@@ -154,8 +143,8 @@ def transfer_matrix(
         ok = [r for r in per[a] if r.get("status") == "ok"]
         for b in models:
             vals = [r["targets"].get(b) or {} for r in ok]
-            fooled = summarize([_num(v.get("fooled")) for v in vals])
-            kept = summarize([_num(v.get("preserved")) for v in vals])
+            fooled = summarize([num(v.get("fooled")) for v in vals])
+            kept = summarize([num(v.get("preserved")) for v in vals])
             cells[(a, b)] = {
                 "source": a, "target": b, "white_box": a == b, "images": len(per[a]), "attacked": len(ok),
                 "fooled_mean": fooled.mean, "fooled_std": fooled.std, "fooled_count": fooled.count,
@@ -174,7 +163,7 @@ def _lead_rows(summary: Sequence[Mapping[str, Any]], attack: str, eps: float) ->
 
 
 def _model_label(name: str, miou: float | None) -> str:
-    return f"{name} (clean mIoU {_pct(miou)})" if miou is not None else f"{name} (clean mIoU n/a)"
+    return f"{name} (clean mIoU {pct(miou)})" if miou is not None else f"{name} (clean mIoU n/a)"
 
 
 def compare_figure(
@@ -204,7 +193,7 @@ def compare_figure(
                 (r for r in summary if str(r.get("attack") or DEFAULT_ATTACK) == attack and r["mode"] == mode),
                 key=lambda r: float(r["eps"]),
             )
-            pts = [(float(r["eps"]), _num(r["fooled_mean"]), _num(r["preserved_mean"])) for r in rows]
+            pts = [(float(r["eps"]), num(r["fooled_mean"]), num(r["preserved_mean"])) for r in rows]
             pts = [p for p in pts if not math.isnan(p[1])]
             if not pts:
                 continue
@@ -247,7 +236,7 @@ def compare_figure(
                    bbox_to_anchor=(0.5, 0.0))  # fmt: skip
     fig.suptitle(f"Hiding {cls}: {len(summaries)} models compared ({attack}; mean over images)")
     fig.tight_layout(rect=(0, 0.1 + 0.045 * legend_rows, 1, 1))
-    return _save(fig, Path(out_stem), formats)
+    return save_figure(fig, Path(out_stem), formats)
 
 
 def transfer_figure(
@@ -266,7 +255,7 @@ def transfer_figure(
     side = max(2.6, 0.95 * n + 1.4)
     fig = Figure(figsize=(2 * side + 1.2, 0.8 * side + 1.2))
     axes = fig.subplots(1, 2)
-    kept_all = [_num(matrix[(a, b)]["preserved_mean"]) for a in models for b in models]
+    kept_all = [num(matrix[(a, b)]["preserved_mean"]) for a in models for b in models]
     kept_fin = [v for v in kept_all if not math.isnan(v)]
     kept_lo = min(50.0, 10 * math.floor(10 * min(kept_fin))) if kept_fin else 50.0
     panels = [
@@ -274,7 +263,7 @@ def transfer_figure(
         (axes[1], "preserved", "background kept (%)", "Greys", kept_lo),
     ]
     for ax, key, title, cmap_name, vmin in panels:
-        values = np.array([[100 * _num(matrix[(a, b)][f"{key}_mean"]) for b in models] for a in models])
+        values = np.array([[100 * num(matrix[(a, b)][f"{key}_mean"]) for b in models] for a in models])
         cmap = matplotlib.colormaps[cmap_name].with_extremes(bad="#f0f0f0")
         im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=100, aspect="equal")
         for i, a in enumerate(models):
@@ -285,7 +274,7 @@ def transfer_figure(
                     ax.text(j, i, "–", ha="center", va="center", color="0.45", fontsize=10)
                     continue
                 dark = (v - vmin) / max(1e-9, 100 - vmin) > 0.55
-                s = _num(cell[f"{key}_std"])
+                s = num(cell[f"{key}_std"])
                 sub = "" if math.isnan(s) else f"\n± {100 * s:.1f}"
                 ax.text(j, i, f"{v:.1f}{sub}", ha="center", va="center", fontsize=9 if n <= 5 else 7,
                         color="white" if dark else "black", linespacing=1.1)  # fmt: skip
@@ -300,7 +289,7 @@ def transfer_figure(
     fig.suptitle(f"Transfer at eps = {eps:g}: adversarial images of the row's model, predicted by the column's "
                  "(outlined: white-box)", fontsize=10.5)  # fmt: skip
     fig.tight_layout()
-    return _save(fig, Path(out_stem), formats)
+    return save_figure(fig, Path(out_stem), formats)
 
 
 _CSV_FIELDS = (
@@ -348,29 +337,29 @@ def compare_sentences(
     out = []
     for a in models:
         miou = clean.get(a)
-        parts = [f"{a}: clean mIoU {_pct(miou)}" + ("" if miou is not None else " (no ground truth)")]
+        parts = [f"{a}: clean mIoU {pct(miou)}" + ("" if miou is not None else " (no ground truth)")]
         row = _lead_rows(summaries.get(a, ()), attack, eps).get("full")
         if row is None or not row.get("fooled_count"):
             parts.append(f"at eps {eps:g} no image had {cls} pixels to hide")
         else:
-            f, s = _num(row["fooled_mean"]), _num(row["fooled_std"])
+            f, s = num(row["fooled_mean"]), num(row["fooled_std"])
             parts.append(
                 f"at eps {eps:g} hides {100 * f:.1f} ± {100 * s:.1f}% of {cls} pixels while keeping "
-                f"{_pct(row['preserved_mean'])} of the background"
+                f"{pct(row['preserved_mean'])} of the background"
             )
-        others = [b for b in models if b != a and not math.isnan(_num(matrix[(a, b)]["fooled_mean"]))]
-        others.sort(key=lambda b: -_num(matrix[(a, b)]["fooled_mean"]))
+        others = [b for b in models if b != a and not math.isnan(num(matrix[(a, b)]["fooled_mean"]))]
+        others.sort(key=lambda b: -num(matrix[(a, b)]["fooled_mean"]))
         if others:
             parts.append(
                 "its examples transfer "
-                + ", ".join(f"to {b} hiding {_pct(matrix[(a, b)]['fooled_mean'])}" for b in others)
+                + ", ".join(f"to {b} hiding {pct(matrix[(a, b)]['fooled_mean'])}" for b in others)
             )
         out.append("; ".join(parts) + ".")
     return out
 
 
 def _cell_html(cell: Mapping[str, Any]) -> str:
-    f, s, p = _num(cell["fooled_mean"]), _num(cell["fooled_std"]), _num(cell["preserved_mean"])
+    f, s, p = num(cell["fooled_mean"]), num(cell["fooled_std"]), num(cell["preserved_mean"])
     if math.isnan(f):
         return "<td>–</td>"
     std = "" if math.isnan(s) else f" <small>± {100 * s:.1f}</small>"
@@ -394,11 +383,11 @@ def render_compare_html(
     names = cmp.get("class_names") or ["person"]
     cls = class_phrase(names)
     attack = str((cmp.get("attack") or {}).get("name") or DEFAULT_ATTACK)
-    eps = _num(cmp.get("transfer_eps"))
+    eps = num(cmp.get("transfer_eps"))
     dirs = {m["name"]: m.get("dir") for m in config.get("models", []) if isinstance(m, Mapping)}
     specs = {m["name"]: m.get("spec") for m in config.get("models", []) if isinstance(m, Mapping)}
     title = f"Hiding {html.escape(cls)} pixels: {len(models)} models compared"
-    css = _CSS + "td.wb{outline:2px solid #1f4e9c;outline-offset:-2px}"
+    css = PAGE_CSS + "td.wb{outline:2px solid #1f4e9c;outline-offset:-2px}"
     sections = [("models", "Models"), ("curves", "Hidden and kept"), ("transfer", "Transfer"), ("config", "Config")]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -407,11 +396,11 @@ def render_compare_html(
         f"<h1>{title}<small>adversarial examples for semantic segmentation · segattack compare</small></h1>",
         "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in sections) + "</nav>",
         '<section class="headline" id="headline"><p class="lede">At <b>eps = '
-        f"{eps:g}</b> ({eps:g}/255 in L-inf), attack <b>{_esc(attack)}</b>, on "
-        f"<code>{_esc(cmp.get('data') or 'the data set given from Python')}</code> ({_esc(cmp.get('images', '?'))} "
+        f"{eps:g}</b> ({eps:g}/255 in L-inf), attack <b>{esc(attack)}</b>, on "
+        f"<code>{esc(cmp.get('data') or 'the data set given from Python')}</code> ({esc(cmp.get('images', '?'))} "
         'images):</p><ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in lines) + "</ul>"
         '<p class="def"><b>hidden</b>: share of the pixels the model predicts as '
-        f"{_esc(cls)} on the clean image that it no longer predicts as {_esc(cls)} on the adversarial one; "
+        f"{esc(cls)} on the clean image that it no longer predicts as {esc(cls)} on the adversarial one; "
         "<b>kept</b>: share of its other pixels whose prediction is unchanged; means ± population std over the "
         "images with the class. <b>Transfer</b>: the adversarial images crafted on one model (whole image), "
         "predicted by another, against that model's own clean prediction. Reproduction of Fischer, Kumar, Metzen "
@@ -427,19 +416,19 @@ def render_compare_html(
         full, post = rows.get("full", {}), rows.get("posthoc", {})
 
         def pm(r: Mapping[str, Any], key: str) -> str:
-            v, s = _num(r.get(f"{key}_mean")), _num(r.get(f"{key}_std"))
+            v, s = num(r.get(f"{key}_mean")), num(r.get(f"{key}_std"))
             if math.isnan(v):
                 return "–"
             return f"{100 * v:.1f}" + ("" if math.isnan(s) else f" <small>± {100 * s:.1f}</small>")
 
         miou = clean.get(m)
         link = dirs.get(m)
-        report = f'<a href="{_esc(link)}/{REPORT_FILE}">{_esc(link)}/</a>' if link else "–"
+        report = f'<a href="{esc(link)}/{REPORT_FILE}">{esc(link)}/</a>' if link else "–"
         parts.append(
-            f'<tr><td class="l"><b>{_esc(m)}</b></td><td class="l"><code>{_esc(specs.get(m) or "–")}</code></td>'
+            f'<tr><td class="l"><b>{esc(m)}</b></td><td class="l"><code>{esc(specs.get(m) or "–")}</code></td>'
             f"<td>{'–' if miou is None else f'{100 * miou:.1f}'}</td><td>{pm(full, 'fooled')}</td>"
             f"<td>{pm(full, 'preserved')}</td><td>{pm(post, 'fooled')}</td><td>{pm(post, 'preserved')}</td>"
-            f"<td>{_esc(full.get('ok', '–'))}</td><td class='l'>{report}</td></tr>"
+            f"<td>{esc(full.get('ok', '–'))}</td><td class='l'>{report}</td></tr>"
         )
     parts.append("</tbody></table></div>")
     parts.append(
@@ -450,7 +439,7 @@ def render_compare_html(
     parts.append('<h2 id="curves">Hidden and kept against eps</h2>')
     if compare_png is not None and compare_png.exists():
         parts.append(
-            f'<figure class="fig">{_img_tag(compare_png, "models compared")}<figcaption>Share of {html.escape(cls)} '
+            f'<figure class="fig">{img_tag(compare_png, "models compared")}<figcaption>Share of {html.escape(cls)} '
             "pixels hidden (left) and of background kept (right) against eps, mean over images; one colour per "
             "model (its clean mIoU in the legend), solid: perturbation on the whole image, dashed: restricted to "
             f"the {html.escape(cls)} pixels afterwards.</figcaption></figure>"
@@ -458,15 +447,15 @@ def render_compare_html(
     parts.append(f'<h2 id="transfer">Transfer <small>(eps = {eps:g}, whole image)</small></h2>')
     if transfer_png is not None and transfer_png.exists():
         parts.append(
-            f'<figure class="fig">{_img_tag(transfer_png, "transfer matrix")}<figcaption>Rows: the model the '
+            f'<figure class="fig">{img_tag(transfer_png, "transfer matrix")}<figcaption>Rows: the model the '
             "adversarial images were crafted on; columns: the model predicting them, measured against its own "
             "clean prediction. The outlined diagonal is the white-box attack.</figcaption></figure>"
         )
     parts.append('<div class="scroll"><table><thead><tr><th class="l">crafted on \\ predicted by</th>')
-    parts.append("".join(f"<th>{_esc(b)}</th>" for b in models) + "<th>images attacked</th></tr></thead><tbody>")
+    parts.append("".join(f"<th>{esc(b)}</th>" for b in models) + "<th>images attacked</th></tr></thead><tbody>")
     for a in models:
         cells = "".join(_cell_html(matrix[(a, b)]) for b in models)
-        parts.append(f'<tr><td class="l"><b>{_esc(a)}</b></td>{cells}<td>{matrix[(a, a)]["attacked"]}</td></tr>')
+        parts.append(f'<tr><td class="l"><b>{esc(a)}</b></td>{cells}<td>{matrix[(a, a)]["attacked"]}</td></tr>')
     parts.append("</tbody></table></div>")
     parts.append(
         f'<p class="note">Each cell: % of the target\'s {html.escape(cls)} pixels hidden ± population std over '
@@ -492,7 +481,7 @@ def _read_clean(out: Path, models: Mapping[str, str]) -> dict[str, float | None]
     clean: dict[str, float | None] = {}
     for name, sha in models.items():
         e = entries.get(name) if isinstance(entries, dict) else None
-        v = _num(e.get("miou")) if isinstance(e, dict) and e.get("sha256") == sha else math.nan
+        v = num(e.get("miou")) if isinstance(e, dict) and e.get("sha256") == sha else math.nan
         clean[name] = None if math.isnan(v) else v
     return clean
 
@@ -508,7 +497,7 @@ def write_compare_report(out_dir: str | os.PathLike[str]) -> CompareReport:
     shas = {str(m["name"]): str(m.get("sha256")) for m in entries}
     names = cmp.get("class_names") or ["person"]
     attack = str((cmp.get("attack") or {}).get("name") or DEFAULT_ATTACK)
-    eps = _num(cmp.get("transfer_eps"))
+    eps = num(cmp.get("transfer_eps"))
     summaries: dict[str, list[dict[str, Any]]] = {}
     for m in entries:
         d = out / str(m.get("dir"))

@@ -36,7 +36,7 @@ from .summary import class_phrase
 
 __all__ = [
     "figure2", "figure1", "panels_figure", "attacks_figure", "survival_figure", "label_colors", "FOOLED_COLOR",
-    "PRESERVED_COLOR",
+    "PRESERVED_COLOR", "save_figure",
 ]  # fmt: skip
 
 FOOLED_COLOR = "#8b0000"  # dark red, as the paper
@@ -44,7 +44,9 @@ PRESERVED_COLOR = "#a9a9a9"  # light grey, as the paper
 _METADATA = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
 
 
-def _save(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str]) -> list[Path]:
+    """Write ``fig`` as ``stem.<format>`` for each of ``formats`` (``"png"``, ``"svg"``, ``"pdf"``), atomically and
+    byte for byte reproducible (no dates, stable SVG ids); the paths written."""
     paths = []
     for fmt in formats:
         path = stem.with_suffix(f".{fmt}")
@@ -118,7 +120,7 @@ def figure2(
     n = max((int(r.get("fooled_count", 0)) for r in summary), default=0)
     fig.suptitle(f"Hiding {cls}: mean and std over {n} images")
     fig.tight_layout()
-    return _save(fig, Path(out_stem), formats)
+    return save_figure(fig, Path(out_stem), formats)
 
 
 def attacks_figure(
@@ -200,7 +202,7 @@ def attacks_figure(
                bbox_to_anchor=(0.5, -0.02))  # fmt: skip
     fig.suptitle("Attacks compared" + (" (untargeted)" if goal == "untargeted" else f" (hiding {cls})"))
     fig.tight_layout(rect=(0, 0.08 + 0.04 * math.ceil(len(labels) / 4), 1, 1))
-    return _save(fig, Path(out_stem), formats)
+    return save_figure(fig, Path(out_stem), formats)
 
 
 def survival_figure(
@@ -263,7 +265,7 @@ def survival_figure(
     fig.suptitle(f"Does hiding {cls} survive image transforms? Mean over {n} images; after a transform T, against "
                  "the prediction on T(clean)", fontsize=10)  # fmt: skip
     fig.tight_layout(rect=(0, 0.05 + 0.045 * rows_n, 1, 1))
-    return _save(fig, Path(out_stem), formats)
+    return save_figure(fig, Path(out_stem), formats)
 
 
 def _noise(adv: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ run stopped while writing them) is left out of the gallery.
 
 from __future__ import annotations
 
-import base64
 import html
 import logging
 import math
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..data.labels import colorize
+from ..formatting import num, pct
 from ..rundir import (
     DEFAULT_ATTACK,
     THUMB_CLASSES_KEY,
@@ -38,6 +38,7 @@ from ..rundir import (
     read_config,
     thumbnail_dir,
 )
+from .page import data_uri
 
 __all__ = [
     "THUMBS_DIR",
@@ -70,13 +71,6 @@ class GalleryItem:
     class_pixels: int
     paths: dict[str, Path] = field(default_factory=dict)  # kind (THUMB_KINDS) -> PNG
     classes: dict[int, str] = field(default_factory=dict)  # classes in either prediction: id -> name
-
-
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _nearest10(values: Sequence[float]) -> float | None:
@@ -134,8 +128,8 @@ def read_gallery(
     name: str = attack
     chosen = [r for r in rows if str(r.get("attack") or DEFAULT_ATTACK) == name and r.get("mode") == mode]
     if eps is None:
-        fig_eps = _num(experiment.get("figure1_eps"))
-        row_eps = sorted({_num(r.get("eps")) for r in chosen} - {math.nan})
+        fig_eps = num(experiment.get("figure1_eps"))
+        row_eps = sorted({num(r.get("eps")) for r in chosen} - {math.nan})
         eps = fig_eps if not math.isnan(fig_eps) and fig_eps in row_eps else _nearest10(row_eps)
     if eps is None:
         return []
@@ -143,7 +137,7 @@ def read_gallery(
     seen: set[str] = set()
     for r in chosen:
         image_id = str(r.get("image_id", r.get("index", "")))
-        if r.get("status") != "ok" or _num(r.get("eps")) != float(eps) or image_id in seen:
+        if r.get("status") != "ok" or num(r.get("eps")) != float(eps) or image_id in seen:
             continue
         folder = thumbnail_dir(out, image_id)
         paths = {kind: folder / f"{kind}.png" for kind in THUMB_KINDS}
@@ -159,9 +153,9 @@ def read_gallery(
                 index=int(r.get("index", -1)),
                 attack=name,
                 eps=float(eps),
-                fooled=_num(r.get("fooled")),
-                preserved=_num(r.get("preserved")),
-                class_pixels=int(_num(r.get("class_pixels")) if not math.isnan(_num(r.get("class_pixels"))) else 0),
+                fooled=num(r.get("fooled")),
+                preserved=num(r.get("preserved")),
+                class_pixels=int(num(r.get("class_pixels")) if not math.isnan(num(r.get("class_pixels"))) else 0),
                 paths=paths,
                 classes=_read_classes(paths["pred"]) | _read_classes(paths["pred_adv"]),
             )
@@ -172,14 +166,6 @@ def read_gallery(
 
     items.sort(key=lambda it: (low(it.fooled), low(it.preserved), it.index, it.image_id))
     return items
-
-
-def _pct(v: float) -> str:
-    return "–" if math.isnan(v) else f"{100 * v:.1f}%"
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _hex(k: int) -> str:
@@ -237,15 +223,16 @@ def gallery_html(
         figs = "".join(
             f'<figure><img alt="{html.escape(f"{it.image_id}: {cap}")}" '
             f'width="{_png_size(it.paths[kind])[0]}" height="{_png_size(it.paths[kind])[1]}" '
-            f'src="{_data_uri(it.paths[kind])}"><figcaption>{html.escape(cap)}</figcaption></figure>'
+            f'src="{data_uri(it.paths[kind])}"><figcaption>{html.escape(cap)}</figcaption></figure>'
             for kind, cap in THUMB_KINDS.items()
         )
         width = 0.0 if math.isnan(it.fooled) else max(0.0, min(100.0, 100 * it.fooled))
+        hidden, kept = pct(it.fooled, missing="–"), pct(it.preserved, missing="–")
         parts.append(
             f'<li class="card"><div class="thumbs">{figs}</div>'
-            f'<div class="bar" title="{cls} pixels hidden: {_pct(it.fooled)}"><span style="width:{width:.1f}%">'
-            f'</span></div><div class="nums"><b>{_pct(it.fooled)}</b> {cls} pixels hidden<br>'
-            f"<b>{_pct(it.preserved)}</b> background kept<br>{it.class_pixels:,} {cls} pixels in the clean "
+            f'<div class="bar" title="{cls} pixels hidden: {hidden}"><span style="width:{width:.1f}%">'
+            f'</span></div><div class="nums"><b>{hidden}</b> {cls} pixels hidden<br>'
+            f"<b>{kept}</b> background kept<br>{it.class_pixels:,} {cls} pixels in the clean "
             f'prediction<div class="id">{html.escape(it.image_id)}</div></div></li>'
         )
     parts.append("</ul>")

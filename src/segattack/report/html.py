@@ -11,7 +11,6 @@ thumbnails (worst first) and the configuration. Everything is inline (images as 
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import logging
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
+from ..formatting import duration, num
 from ..rundir import (
     FIGURE1_PREFIX,
     FIGURE_STEMS,
@@ -41,6 +41,7 @@ from ..rundir import (
 )
 from .figures import attacks_figure, figure1, figure2, survival_figure
 from .gallery import GALLERY_CSS, GalleryItem, gallery_html, read_gallery
+from .page import PAGE_CSS, esc, img_tag
 from .summary import (
     MODE_TITLES,
     NO_TRANSFORM,
@@ -62,45 +63,6 @@ __all__ = ["write_report", "render_html", "Report", "SURVIVAL_STEM"]
 SURVIVAL_STEM = "survival"
 
 log = logging.getLogger(__name__)
-
-_CSS = (
-    "*{box-sizing:border-box}html{-webkit-text-size-adjust:100%;text-size-adjust:100%}"
-    "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;max-width:1100px;"
-    "margin:0 auto;padding:12px 16px 40px;color:#222;background:#fafafa;line-height:1.45}"
-    "h1{font-size:1.55em;margin:.4em 0 .1em;line-height:1.2}h1 small{display:block;font-size:.55em;color:#666;"
-    "font-weight:400;margin-top:.25em}"
-    "h2{font-size:1.2em;margin:1.8em 0 .6em;padding-bottom:.2em;border-bottom:1px solid #ddd}"
-    "img{max-width:100%;height:auto}code{font-size:.92em}"
-    "nav{display:flex;flex-wrap:wrap;gap:6px;margin:.6em 0 1em;font-size:.9em}"
-    "nav a{padding:2px 10px;border:1px solid #ccc;border-radius:999px;color:#333;text-decoration:none;"
-    "background:#fff}"
-    ".headline{background:#fff;border:1px solid #ddd;border-radius:10px;padding:12px 16px 14px}"
-    ".headline .lede{margin:0 0 8px;color:#444}"
-    ".modes{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:10px 24px}"
-    ".mode h3{font-size:.8em;font-weight:600;margin:0 0 2px;color:#555;text-transform:uppercase;letter-spacing:.04em}"
-    ".stats{display:flex;flex-wrap:wrap;gap:4px 22px}.stat{min-width:110px}"
-    ".stat .v{font-size:2.3em;font-weight:700;line-height:1.1;font-variant-numeric:tabular-nums}"
-    ".stat.hidden .v{color:#8b0000}.stat.vanish .v{color:#5a1a7a}.stat .pm{color:#777;font-size:.95em;margin-left:3px}"
-    ".stat .k{display:block;font-size:.85em;color:#444}"
-    ".headline .count{margin:10px 0 0;font-size:.95em}.headline .none{font-size:1.1em;margin:.3em 0}"
-    ".def{font-size:.88em;color:#555;margin:.8em 0 0}"
-    ".facts{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:4px 14px;margin:1em 0 0;"
-    "font-size:.95em}.facts dt{font-weight:600;color:#444}.facts dd{margin:0;overflow-wrap:anywhere}"
-    ".facts .sub{color:#666}"
-    "@media (max-width:600px){body{padding:8px 10px 32px}.facts{grid-template-columns:minmax(0,1fr);gap:0}"
-    ".facts dt{margin-top:8px}.stat .v{font-size:1.9em}}"
-    ".scroll{overflow-x:auto;-webkit-overflow-scrolling:touch;max-width:100%}"
-    "table{border-collapse:collapse;font-size:.88em;font-variant-numeric:tabular-nums;background:#fff}"
-    "td,th{border:1px solid #e2e2e2;padding:3px 7px;text-align:right}td{white-space:nowrap}"
-    "th{background:#f1f1f1;font-weight:600;vertical-align:bottom;min-width:3.5em}"
-    "td:first-child,th:first-child{position:sticky;left:0;background:#f7f7f7}"
-    "td.l,th.l{text-align:left}tr.group td{border-top:2px solid #bbb}td small{color:#777}"
-    "figure.fig{margin:0 0 1.4em;background:#fff;border:1px solid #e2e2e2;padding:6px}"
-    "figure.fig figcaption{font-size:.9em;color:#333;padding:4px 2px 0}"
-    "details{margin:.6em 0}summary{cursor:pointer;color:#333}"
-    "pre{background:#f3f3f3;padding:1em;overflow-x:auto;font-size:.8em;max-width:100%}"
-    ".note{font-size:.9em;color:#555}ul.words li{margin:.2em 0}"
-)
 
 
 class Report:
@@ -130,15 +92,6 @@ class Report:
         self.dropped_rows = dropped_rows
 
 
-def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def _esc(v: Any) -> str:
-    return html.escape(str(v))
-
-
 def _cell(v: Any, pct: bool = False) -> str:
     if isinstance(v, float):
         if math.isnan(v):
@@ -155,36 +108,19 @@ def _pm(mean: Any, std: Any) -> str:
     return f"{100 * mean:.1f}{s}"
 
 
-def _num(v: Any) -> float:
-    try:
-        return math.nan if v is None else float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _levels(eps: Any) -> str:
-    e = _num(eps)
-    return _esc(eps) if math.isnan(e) else f"{e:g}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    m, s = divmod(round(seconds), 60)
-    if m < 60:
-        return f"{m} min {s:02d} s"
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
+    e = num(eps)
+    return esc(eps) if math.isnan(e) else f"{e:g}"
 
 
 _MODE_SHORT = {"full": "whole image", "posthoc": "restricted post hoc", "during": "restricted during"}
 
 
 def _stat(value: Any, std: Any, label: str, cls: str = "") -> str:
-    v = _num(value)
+    v = num(value)
     if math.isnan(v):
         return ""
-    s = _num(std)
+    s = num(std)
     pm = "" if math.isnan(s) else f'<span class="pm">± {100 * s:.1f}</span>'
     return (
         f'<div class="stat {cls}"><span class="v">{100 * v:.1f}%</span>{pm}'
@@ -194,14 +130,14 @@ def _stat(value: Any, std: Any, label: str, cls: str = "") -> str:
 
 def _vanish_stat(r: Mapping[str, Any], who: str) -> str:
     """The pooled share of instances that vanish entirely, with the counts (``""`` without instance counts)."""
-    n = _num(r.get("instances"))
+    n = num(r.get("instances"))
     if math.isnan(n) or n <= 0:
         return ""
-    h = _num(r.get("instances_hidden"))
-    gt = _num(r.get("gt_instances"))
+    h = num(r.get("instances_hidden"))
+    gt = num(r.get("gt_instances"))
     extra = ""
     if not math.isnan(gt) and gt > 0:
-        extra = f"; ground truth {100 * _num(r.get('gt_instances_hidden')) / gt:.1f}% of {int(gt)}"
+        extra = f"; ground truth {100 * num(r.get('gt_instances_hidden')) / gt:.1f}% of {int(gt)}"
     return (
         f'<div class="stat vanish"><span class="v">{100 * h / n:.1f}%</span><span class="pm">{int(h)} of {int(n)}'
         f'</span><span class="k">of {html.escape(who)} vanish entirely{html.escape(extra)}</span></div>'
@@ -217,7 +153,7 @@ def _headline_hide(
         text = lines[0] if lines else f"no image with {cls} pixels was attacked"
         return f'<section class="headline"><p class="none">{html.escape(text[:1].upper() + text[1:])}.</p></section>'
     eps = _levels(head["eps"])
-    by = "" if len({r.get("attack") for r in summary}) <= 1 else f", attack <b>{_esc(head['attack'])}</b>"
+    by = "" if len({r.get("attack") for r in summary}) <= 1 else f", attack <b>{esc(head['attack'])}</b>"
     parts = [
         '<section class="headline" id="headline">',
         f'<p class="lede">At <b>eps = {eps}</b> ({eps}/255 in L-inf){by}:</p><div class="modes">',
@@ -227,7 +163,7 @@ def _headline_hide(
             mode, f"restricted to {cls} pixels during the attack"
         )
         if not r.get("fooled_count"):
-            parts.append(f'<div class="mode"><h3>{html.escape(title)}</h3><p>no image with {_esc(cls)} pixels</p>')
+            parts.append(f'<div class="mode"><h3>{html.escape(title)}</h3><p>no image with {esc(cls)} pixels</p>')
             parts.append("</div>")
             continue
         parts.append(
@@ -247,15 +183,15 @@ def _headline_hide(
     ]
     tail = f" ({', '.join(apart)}: counted apart)" if apart else ""
     parts.append(
-        f'<p class="count"><b>{n_ok}</b> image{"s" if n_ok != 1 else ""} with {_esc(cls)} pixels, of '
+        f'<p class="count"><b>{n_ok}</b> image{"s" if n_ok != 1 else ""} with {esc(cls)} pixels, of '
         f"{first.get('images', n_ok)}{html.escape(tail)}; mean ± population std over images.</p>"
     )
     parts.append(
         '<p class="def"><b>hidden</b>: share of the pixels the model predicts as '
-        f"{_esc(cls)} on the clean image that it no longer predicts as {_esc(cls)} on the adversarial one. "
+        f"{esc(cls)} on the clean image that it no longer predicts as {esc(cls)} on the adversarial one. "
         "<b>kept</b>: share of the other pixels whose prediction is unchanged. "
-        f"<b>vanish entirely</b>: {_esc(who)} (connected regions of {_esc(cls)} in the clean prediction, "
-        f"8-connected) of which at least {100 * _num(threshold):g}% of the pixels are hidden, pooled over the images "
+        f"<b>vanish entirely</b>: {esc(who)} (connected regions of {esc(cls)} in the clean prediction, "
+        f"8-connected) of which at least {100 * num(threshold):g}% of the pixels are hidden, pooled over the images "
         "(all hidden / all found). eps is the L-inf budget in 8-bit levels. Reproduction of Fischer, Kumar, "
         "Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image Segmentation</i>.</p></section>"
     )
@@ -299,7 +235,7 @@ def _passes(exp: Mapping[str, Any]) -> str:
     for name, per_eps in passes.items():
         if not isinstance(per_eps, list):
             continue
-        text = f"<b>{_esc(name)}</b> " + " / ".join(_esc(p) for p in per_eps)
+        text = f"<b>{esc(name)}</b> " + " / ".join(esc(p) for p in per_eps)
         if len(eps) == len(per_eps) and len(eps) > 1:
             text += " at eps " + " / ".join(_levels(e) for e in eps)
         elif len(eps) == 1:
@@ -331,29 +267,29 @@ def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: st
     items: list[tuple[str, str]] = []
     model = exp.get("model")
     sha = exp.get("model_sha256")
-    model_txt = f"<code>{_esc(model)}</code>" if model else "given from Python"
+    model_txt = f"<code>{esc(model)}</code>" if model else "given from Python"
     if exp.get("weights"):
-        model_txt += f", weights <code>{_esc(exp['weights'])}</code>"
+        model_txt += f", weights <code>{esc(exp['weights'])}</code>"
     if sha:
-        model_txt += f' <span class="sub">(sha256 {_esc(str(sha)[:12])}…)</span>'
+        model_txt += f' <span class="sub">(sha256 {esc(str(sha)[:12])}…)</span>'
     items.append(("Model", model_txt))
     data = exp.get("data")
-    data_txt = f"<code>{_esc(data)}</code>, " if data else ""
+    data_txt = f"<code>{esc(data)}</code>, " if data else ""
     n = exp.get("images")
-    data_txt += f"{_esc(n)} images" if n is not None else "images"
+    data_txt += f"{esc(n)} images" if n is not None else "images"
     size = exp.get("size")
     if isinstance(size, list) and len(size) == 2:
-        data_txt += f" at {_esc(size[0])}×{_esc(size[1])}"
+        data_txt += f" at {esc(size[0])}×{esc(size[1])}"
     if exp.get("goal") != "untargeted":
         ids = exp.get("class_ids", [])
-        data_txt += f"; hiding <b>{_esc(cls)}</b>" + (f" (train id {', '.join(_esc(i) for i in ids)})" if ids else "")
+        data_txt += f"; hiding <b>{esc(cls)}</b>" + (f" (train id {', '.join(esc(i) for i in ids)})" if ids else "")
     items.append(("Data", data_txt))
     attacks = [a for a in exp.get("attacks", []) if isinstance(a, Mapping)]
     if attacks:
         descr = []
         for a in attacks:
-            opts = ", ".join(f"{_esc(k)}={_esc(v)}" for k, v in (a.get("options") or {}).items())
-            descr.append(f"<b>{_esc(a.get('name'))}</b>" + (f" ({opts})" if opts else ""))
+            opts = ", ".join(f"{esc(k)}={esc(v)}" for k, v in (a.get("options") or {}).items())
+            descr.append(f"<b>{esc(a.get('name'))}</b>" + (f" ({opts})" if opts else ""))
         eps = exp.get("eps_levels") or []
         modes = ", ".join(_MODE_SHORT.get(m, m) for m in exp.get("modes", []))
         items.append(("Attack", ", ".join(descr) + f"; eps {', '.join(_levels(e) for e in eps)} levels" + f"; {modes}"))
@@ -361,8 +297,8 @@ def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: st
     cost = []
     if attacked:
         cost.append(
-            f"<b>{_duration(seconds)}</b> for {attacked} image{'s' if attacked != 1 else ''} "
-            f"({_duration(seconds / attacked)} per image, every eps and mode; the rows' <code>time_s</code> summed, "
+            f"<b>{duration(seconds)}</b> for {attacked} image{'s' if attacked != 1 else ''} "
+            f"({duration(seconds / attacked)} per image, every eps and mode; the rows' <code>time_s</code> summed, "
             "loading the model not counted)"
         )
     passes = _passes(exp)
@@ -373,16 +309,16 @@ def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: st
     if run:
         bits = []
         if run.get("device"):
-            bits.append(f"device <b>{_esc(run['device'])}</b>")
+            bits.append(f"device <b>{esc(run['device'])}</b>")
         if run.get("batch_size") is not None:
-            bits.append(f"batch {_esc(run['batch_size'])}")
+            bits.append(f"batch {esc(run['batch_size'])}")
         if run.get("seed") is not None:
-            bits.append(f"seed {_esc(run['seed'])}")
+            bits.append(f"seed {esc(run['seed'])}")
         versions = run.get("versions") or {}
         if isinstance(versions, Mapping) and versions:
-            bits.append(" ".join(f"{_esc(k)} {_esc(v)}" for k, v in versions.items()))
+            bits.append(" ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items()))
         if run.get("written"):
-            bits.append(f'<span class="sub">written {_esc(run["written"])}</span>')
+            bits.append(f'<span class="sub">written {esc(run["written"])}</span>')
         if bits:
             items.append(("Run", " · ".join(bits)))
     return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
@@ -410,14 +346,14 @@ def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
         prev = key
         if untargeted:
             cells = [
-                f'<td class="l">{_esc(r.get("attack", ""))}</td>', f"<td>{_cell(r['eps'])}</td>",
+                f'<td class="l">{esc(r.get("attack", ""))}</td>', f"<td>{_cell(r['eps'])}</td>",
                 f"<td>{_cell(r['images'])}</td>", f"<td>{_cell(r['miou'], True)}</td>",
                 f"<td>{_cell(r['clean_miou'], True)}</td>", f"<td>{_pm(r['accuracy_mean'], r['accuracy_std'])}</td>",
                 f"<td>{_cell(r['psnr_mean'])}</td>", f"<td>{_cell(r['linf_max'])}</td>",
             ]  # fmt: skip
         else:
             cells = [
-                f"<td>{_cell(r['eps'])}</td>", f'<td class="l">{_esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>',
+                f"<td>{_cell(r['eps'])}</td>", f'<td class="l">{esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>',
                 f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td>",
                 f"<td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>", f"<td>{_vanish_cell(r)}</td>",
                 f"<td>{_cell(r['target_hit_mean'], True)}</td>", f"<td>{_cell(r['images'])}</td>",
@@ -426,7 +362,7 @@ def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
                 f"<td>{_ssim_cell(r.get('ssim_mean'))}</td>", f"<td>{_cell(r['linf_max'])}</td>",
             ]  # fmt: skip
             if several:
-                cells.insert(0, f'<td class="l">{_esc(r.get("attack", ""))}</td>')
+                cells.insert(0, f'<td class="l">{esc(r.get("attack", ""))}</td>')
         out.append(f"<tr{group}>" + "".join(cells) + "</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -434,15 +370,15 @@ def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
 
 def _vanish_cell(r: Mapping[str, Any]) -> str:
     """``30.0 <small>12/40</small>``: the pooled share of instances that vanish, ``–`` without instances."""
-    n = _num(r.get("instances"))
+    n = num(r.get("instances"))
     if math.isnan(n) or n <= 0:
         return "–"
-    h = _num(r.get("instances_hidden"))
+    h = num(r.get("instances_hidden"))
     return f"{100 * h / n:.1f} <small>{int(h)}/{int(n)}</small>"
 
 
 def _ssim_cell(v: Any) -> str:
-    x = _num(v)
+    x = num(v)
     return "–" if math.isnan(x) else f"{x:.4f}"
 
 
@@ -464,14 +400,14 @@ def _survival_table(survival: Sequence[Mapping[str, Any]]) -> str:
         group = ' class="group"' if prev is not None and r["transform"] != prev else ""
         prev = r["transform"]
         out.append(
-            f'<tr{group}><td class="l">{_esc(r["transform"])}</td>'
-            f'<td class="l">{_esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>'
+            f'<tr{group}><td class="l">{esc(r["transform"])}</td>'
+            f'<td class="l">{esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>'
             f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td><td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>"
             f"<td>{_vanish_cell(r)}</td><td>{_cell(r['fooled_count'])}</td><td>{_cell(r['psnr_mean'])}</td>"
             f"<td>{_ssim_cell(r.get('ssim_mean'))}</td></tr>"
         )
     out.append("</tbody></table></div>")
-    by = "" if len({r["attack"] for r in survival}) < 2 else f", attack {_esc(first)}"
+    by = "" if len({r["attack"] for r in survival}) < 2 else f", attack {esc(first)}"
     return f"<p>At <b>eps = {_levels(e10)}</b>{by}:</p>" + "".join(out)
 
 
@@ -523,7 +459,7 @@ def render_html(
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>segattack report: {title}</title><style>{_CSS}{GALLERY_CSS}</style></head><body>",
+        f"<title>segattack report: {title}</title><style>{PAGE_CSS}{GALLERY_CSS}</style></head><body>",
         f"<h1>{title}<small>adversarial examples for semantic segmentation · segattack report</small></h1>",
         "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t, show in sections if show) + "</nav>",
         _headline_untargeted(summary, against)
@@ -533,7 +469,7 @@ def render_html(
     ]
     if show_fig2 and figure2_png is not None:
         parts.append(
-            f'<h2 id="figure2">Figure 2</h2><figure class="fig">{_img_tag(figure2_png, "Figure 2")}<figcaption>'
+            f'<h2 id="figure2">Figure 2</h2><figure class="fig">{img_tag(figure2_png, "Figure 2")}<figcaption>'
             f"Share of {html.escape(cls)} pixels hidden (dark red) and of background kept (grey) against eps, mean "
             "and ± 1 std over images: perturbation on the whole image (left) and restricted to the "
             f"{html.escape(cls)} pixels (right)"
@@ -545,7 +481,7 @@ def render_html(
         if attack_lines:
             parts.append('<ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in attack_lines) + "</ul>")
         if attacks_png is not None and attacks_png.exists():
-            parts.append(f'<figure class="fig">{_img_tag(attacks_png, "attacks compared")}</figure>')
+            parts.append(f'<figure class="fig">{img_tag(attacks_png, "attacks compared")}</figure>')
     if show_survival:
         transforms = [t for t in dict.fromkeys(r["transform"] for r in survival) if t != NO_TRANSFORM]
         parts.append('<h2 id="survival">Survival after image transforms</h2>')
@@ -553,7 +489,7 @@ def render_html(
             parts.append('<ul class="words">' + "".join(f"<li>{html.escape(s)}</li>" for s in survival_lines) + "</ul>")
         if survival_png is not None and survival_png.exists():
             parts.append(
-                f'<figure class="fig">{_img_tag(survival_png, "survival")}<figcaption>Every adversarial image '
+                f'<figure class="fig">{img_tag(survival_png, "survival")}<figcaption>Every adversarial image '
                 f"measured again after {html.escape(', '.join(transforms))}: share of {html.escape(cls)} pixels "
                 "hidden (solid) and of background kept (dashed), mean over images, against eps; black: without a "
                 "transform. After a transform T, hidden and kept are measured against the model's prediction on "
@@ -606,7 +542,7 @@ def render_html(
         for p in fig1:
             cap = captions.get(p) or p.stem.removeprefix(FIGURE1_PREFIX)
             parts.append(
-                f'<figure class="fig">{_img_tag(p, p.stem)}<figcaption>{html.escape(cap)}</figcaption></figure>'
+                f'<figure class="fig">{img_tag(p, p.stem)}<figcaption>{html.escape(cap)}</figcaption></figure>'
             )
     if gallery:
         first = gallery[0]

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data.labels import is_void
+from ..formatting import num, pct
 from ..instances import SIZE_BINS, vanished_share
-from ..metrics import summarize
+from ..metrics import dense_confusion, mean_iou, summarize
 from ..rundir import (
     CONFIG_FILE,
     DEFAULT_ATTACK,
@@ -69,12 +70,8 @@ MODE_TITLES = {
 }
 
 
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
-
-
 def _nan_low(v: Any) -> float:
-    x = _num(v)
+    x = num(v)
     return -1.0 if math.isnan(x) else x
 
 
@@ -83,9 +80,6 @@ def _miou(rows: Sequence[Mapping[str, Any]], key: str, num_classes: int | None, 
     triples = [t for r in rows if r.get(key) for t in r[key]]
     if not triples:
         return math.nan
-    from ..metrics import mean_iou
-    from ..pipeline import dense_confusion
-
     k = num_classes or 1 + max(max(int(t[0]), int(t[1])) for t in triples)
     return mean_iou(dense_confusion(triples, k), exclude=[v for v in void if v < k])
 
@@ -100,8 +94,8 @@ def worst_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for rs in groups.values():
         ok = [r for r in rs if r.get("status") == "ok"]
-        if ok and any(not math.isnan(_num(r.get("accuracy"))) for r in ok):
-            pick = min(ok, key=lambda r: _num(r.get("accuracy")) if not math.isnan(_num(r.get("accuracy"))) else 2.0)
+        if ok and any(not math.isnan(num(r.get("accuracy"))) for r in ok):
+            pick = min(ok, key=lambda r: num(r.get("accuracy")) if not math.isnan(num(r.get("accuracy"))) else 2.0)
         elif ok:
             pick = max(ok, key=lambda r: (_nan_low(r.get("fooled")), _nan_low(r.get("preserved"))))
         else:
@@ -183,12 +177,12 @@ def summarize_rows(
         for status in STATUSES:
             row[status] = sum(1 for r in rs if r.get("status") == status)
         for metric in SUMMARY_METRICS:
-            s = summarize([_num(r.get(metric)) for r in rs])
+            s = summarize([num(r.get(metric)) for r in rs])
             row[f"{metric}_mean"], row[f"{metric}_std"] = s.mean, s.std
             row[f"{metric}_count"], row[f"{metric}_missing"] = s.count, s.missing
         row["miou"] = _miou(rs, "confusion", num_classes, void_classes)
         row["clean_miou"] = _miou(rs, "clean_confusion", num_classes, void_classes)
-        linf = [_num(r.get("linf")) for r in rs]
+        linf = [num(r.get("linf")) for r in rs]
         finite = [v for v in linf if not math.isnan(v)]
         row["linf_max"] = max(finite) if finite else math.nan
         for prefix in INSTANCE_PREFIXES:
@@ -274,10 +268,6 @@ def _fmt(v: Any) -> Any:
     return f"{v:.6g}" if isinstance(v, float) else v
 
 
-def _pct(mean: float, std: float) -> str:
-    return f"{100 * mean:.1f}% ± {100 * std:.1f}"
-
-
 def class_phrase(class_names: Sequence[str]) -> str:
     """``["person"]`` -> ``"person"``; ``["person", "rider"]`` -> ``"person/rider"``."""
     return "/".join(class_names) if class_names else "class"
@@ -318,8 +308,8 @@ def sentences(summary: Sequence[Mapping[str, Any]], *, class_names: Sequence[str
             if not r["fooled_count"]:
                 parts.append(f"{labels[r['mode']] or 'whole image'}: no image with {cls} pixels")
                 continue
-            fooled = _pct(r["fooled_mean"], r["fooled_std"])
-            kept = _pct(r["preserved_mean"], r["preserved_std"])
+            fooled = pct(r["fooled_mean"], r["fooled_std"])
+            kept = pct(r["preserved_mean"], r["preserved_std"])
             v = _vanish(r)
             if n == 0:
                 gone = f", {v} of {plural(class_names)} vanish entirely" if v else ""
@@ -345,7 +335,7 @@ def plural(class_names: Sequence[str]) -> str:
 
 def _vanish(row: Mapping[str, Any], prefix: str = "instances") -> str | None:
     """``"30.0% (12 of 40)"``, or None without instances."""
-    n, h = _num(row.get(prefix)), _num(row.get(f"{prefix}_hidden"))
+    n, h = num(row.get(prefix)), num(row.get(f"{prefix}_hidden"))
     if math.isnan(n) or n <= 0:
         return None
     return f"{100 * h / n:.1f}% ({int(h)} of {int(n)})"
@@ -372,8 +362,8 @@ def survival_sentences(survival: Sequence[Mapping[str, Any]], *, class_names: Se
             continue
         without = f" ({100 * base['fooled_mean']:.1f}% without)" if base and base["fooled_count"] else ""
         text = (
-            f"after {t}, {_pct(r['fooled_mean'], r['fooled_std'])} of {cls} pixels stay hidden{without}, "
-            f"{_pct(r['preserved_mean'], r['preserved_std'])} of background kept"
+            f"after {t}, {pct(r['fooled_mean'], r['fooled_std'])} of {cls} pixels stay hidden{without}, "
+            f"{pct(r['preserved_mean'], r['preserved_std'])} of background kept"
         )
         v = _vanish(r)
         if v:
@@ -408,7 +398,7 @@ def attack_sentences(
             if not rows:
                 continue
             parts = [
-                f"eps={r['eps']}: mIoU {100 * r['miou']:.1f}%, accuracy {_pct(r['accuracy_mean'], r['accuracy_std'])}"
+                f"eps={r['eps']}: mIoU {100 * r['miou']:.1f}%, accuracy {pct(r['accuracy_mean'], r['accuracy_std'])}"
                 for r in rows
             ]
             clean = rows[0]
@@ -423,8 +413,8 @@ def attack_sentences(
         if row is None or not row["fooled_count"]:
             continue
         out.append(
-            f"{a} at eps={e10}: {_pct(row['fooled_mean'], row['fooled_std'])} of {cls} pixels hidden, "
-            f"{_pct(row['preserved_mean'], row['preserved_std'])} of background kept ({row['fooled_count']} images)"
+            f"{a} at eps={e10}: {pct(row['fooled_mean'], row['fooled_std'])} of {cls} pixels hidden, "
+            f"{pct(row['preserved_mean'], row['preserved_std'])} of background kept ({row['fooled_count']} images)"
         )
     return out
 
@@ -455,7 +445,7 @@ def attack_time(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int]:
     """
     per_image: dict[Any, set[float]] = {}
     for r in rows:
-        t = _num(r.get("time_s"))
+        t = num(r.get("time_s"))
         if math.isnan(t) or t <= 0:
             continue
         per_image.setdefault(r.get("index", r.get("image_id")), set()).add(t)
