@@ -1,0 +1,87 @@
+"""Issue 22's hostile cases around attacks and the experiment's configuration: each ends in one line and exit code 2
+(or, for what must work, in a run), and each failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from segattack.cli import main
+from segattack.experiment import read_rows
+
+from .models_for_cli import one_line_error
+
+S = ["--data", "synthetic:1", "--size", "32x64"]
+
+
+def run(out: Path, *extra: str) -> list[str]:
+    return ["run", *S, "--eps", "2", "--out", str(out), "--figure1", "0", *extra]
+
+
+@pytest.mark.parametrize(
+    ("extra", "phrase"),
+    [
+        (["--goal", "untargeted", "--attack", "worst_case", "--attack-opt", "worst_case.attacks=illm"],
+         "'illm' is targeted only"),
+        (["--attack", "apgd", "--attack-opt", "apgd.steps=0"], "apgd.steps must be at least 1"),
+        (["--attack", "worst_case", "--attack-opt", "worst_case.attacks="], "worst_case.attacks lists no attack"),
+        (["--attack", "worst_case", "--attack-opt", "worst_case.attacks=apgd:nope"], "unknown loss 'nope'"),
+        (["--attack", "pgd", "--attack-opt", "pgd.step_size=nan"], "pgd.step_size"),
+        (["--attack", "illm,illm"], "listed twice"),
+        (["--attack", "nope"], "unknown attack 'nope'"),
+    ],
+)  # fmt: skip
+def test_attack_options_are_one_line(
+    extra: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = one_line_error(run(tmp_path / "o", *extra), capsys)
+    assert phrase in err, err
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    ("eps", "phrase"),
+    [("1e-9", "at least 0.01 levels"), ("0", "must be positive"), ("300", "exceeds the 8-bit range"),
+     ("2,2", "lists a budget twice"), ("nan", "numbers of 8-bit levels"), ("two", "8-bit levels"), (",", "empty")],
+)  # fmt: skip
+def test_eps_is_checked_once_with_one_policy(
+    eps: str, phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in (["run", *S, "--figure1", "0"], ["demo", "--images", "1", "--size", "32x64"]):
+        err = one_line_error([*command, "--eps", eps, "--out", str(tmp_path / "o")], capsys)
+        assert phrase in err and "--eps" in err, err
+    err = one_line_error(["attack", "nope.png", "--eps", eps, "--out", str(tmp_path / "a.png")], capsys)
+    assert phrase in err or "does not exist" in err, err
+
+
+def test_a_config_json_without_an_experiment_object_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert main(run(out)) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["experiment"] = 5
+    (out / "config.json").write_text(json.dumps(config))
+    err = one_line_error(run(out), capsys)
+    assert "experiment" in err and "--overwrite" in err, err
+
+
+def test_an_attack_registered_in_the_model_module_can_be_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plugin"
+    assert main(run(out, "--model", "tests.attack_plugin:model", "--attack", "plugin-shift", "--restrict", "both")) == 0
+    rows = read_rows(out)
+    assert {r["attack"] for r in rows} == {"plugin-shift"} and all(r["linf"] <= 2 for r in rows)
+
+
+def test_an_attack_s_output_is_checked_and_the_attack_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "broken"
+    capsys.readouterr()
+    assert main(run(out, "--model", "tests.attack_plugin:model", "--attack", "plugin-too-far")) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("segattack run: error: "), err
+    assert "attack 'plugin-too-far' exceeded its budget: L-inf 127.5 levels at eps 2 levels" in err, err
+    assert not read_rows(out)  # nothing recorded
