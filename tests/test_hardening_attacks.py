@@ -85,3 +85,19 @@ def test_an_attack_s_output_is_checked_and_the_attack_named(tmp_path: Path, caps
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("segattack run: error: "), err
     assert "attack 'plugin-too-far' exceeded its budget: L-inf 127.5 levels at eps 2 levels" in err, err
     assert not read_rows(out)  # nothing recorded
+
+
+def test_fewer_attacks_never_delete_finished_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "a"
+    assert main(run(out, "--attack", "illm,pgd", "--attack-opt", "pgd.steps=2")) == 0
+    both = read_rows(out)
+    assert main(run(out, "--attack", "illm")) == 0
+    assert read_rows(out) == both  # the pgd rows are kept, nothing is redone
+    config = json.loads((out / "config.json").read_text())["experiment"]
+    assert [a["name"] for a in config["attacks"]] == ["illm"]
+    assert config["kept_attacks"] == [{"name": "pgd", "options": {"steps": 2}}]
+    summary = (out / "summary.csv").read_text()
+    assert "pgd" not in summary and "illm" in summary  # the report shows the attacks asked for
+    capsys.readouterr()
+    assert main(run(out, "--attack", "illm,pgd", "--attack-opt", "pgd.steps=2")) == 0
+    assert "already done" in capsys.readouterr().err and read_rows(out) == both  # pgd resumed, not redone
