@@ -64,7 +64,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .errors import ModelError, ResourceError, UnreadableImageError
-from .models import PixelModel, restored_flags
+from .models import PixelModel, model_errors, restored_flags
 
 __all__ = [
     "SAFETY_FACTOR",
@@ -370,19 +370,12 @@ def activation_bytes_per_pixel(
     largest = 0
     with _state_kept(model):
         for size in sizes:
-            try:
-                b, largest, _ = _measure(call, size, dev, dtype, skip)
-            except ModelError:
-                raise
-            except (torch.cuda.OutOfMemoryError, MemoryError) as err:
-                raise ResourceError(f"the memory probe (one forward and backward pass at {size[0]}x{size[1]}) ran "
-                                    f"out of memory on {dev}: the device is full already") from err  # fmt: skip
-            except ValueError as err:  # PixelModel's checks of the output: class count, batch, probabilities
-                raise ModelError(f"the model does not fit (on a {size[0]}x{size[1]} test image, before the run "
-                                 f"estimates its memory): {err}") from err  # fmt: skip
-            except Exception as err:  # the user's network failed: one line here, the traceback with --verbose
-                raise ModelError(f"the model failed on a {size[0]}x{size[1]} test image (before the run estimates "
-                                 f"its memory): {type(err).__name__}: {err}") from err  # fmt: skip
+            with model_errors(on=f"a {size[0]}x{size[1]} test image", when="before the run estimates its memory"):
+                try:
+                    b, largest, _ = _measure(call, size, dev, dtype, skip)
+                except (torch.cuda.OutOfMemoryError, MemoryError) as err:
+                    raise ResourceError(f"the memory probe (one forward and backward pass at {size[0]}x{size[1]}) "
+                                        f"ran out of memory on {dev}: the device is full already") from err  # fmt: skip
             measured.append(b)
     p1, p2 = h * w, h * 2 * w
     slope = (measured[1] - measured[0]) / (p2 - p1)

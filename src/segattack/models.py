@@ -24,13 +24,14 @@ import contextlib
 import hashlib
 import math
 import operator
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .errors import ConfigError, InputError, InputTypeError, ModelError, ModelTypeError
+from .errors import ConfigError, InputError, InputTypeError, ModelError, ModelTypeError, SegattackError
 
 __all__ = [
     "AMP_DTYPES",
@@ -38,6 +39,8 @@ __all__ = [
     "check_images",
     "classes_of",
     "extract_logits",
+    "first_pass",
+    "model_errors",
     "model_fingerprint",
     "restored_flags",
 ]
@@ -355,6 +358,44 @@ class PixelModel(nn.Module):
         check_images(images)
         return torch.cat([classes_of(self(chunk, amp=False, check=j == 0))
                           for j, chunk in enumerate(images.split(batch_size))])  # fmt: skip
+
+
+@contextlib.contextmanager
+def model_errors(*, on: str, name: str | None = None, when: str | None = None) -> Iterator[None]:
+    """Turn what the user's model raises inside the block into one ``ModelError`` line that names the model and the
+    input it ran on (the traceback stays as the error's cause, shown with ``--verbose``).
+
+    ``on``: the input (``"image 0003"``, ``"a 64x64 test image"``); ``name``: the model as the user named it (its
+    ``spec``), or None for "the model"; ``when``: what the pass was for, added to the message. A ``ValueError``
+    (an output that does not fit: probabilities, a wrong class count or shape) reads ``<model> does not fit (on <on>,
+    <when>): <error>``; anything else ``<model> failed on <on> (<when>): <type>: <error>``. segattack's own errors
+    pass unchanged, except that a named model's ``ModelError`` without a ``spec`` is said to be that model's.
+    """
+    who = "the model" if name is None else f"model {name}"
+    fit = f"(on {on}, {when})" if when else f"(on {on})"
+    failed = f"on {on} ({when})" if when else f"on {on}"
+    try:
+        yield
+    except ModelError as err:  # PixelModel's checks of the output: name the model where the user named it
+        if name is None or err.spec is not None:
+            raise
+        raise ModelError(f"{who} does not fit {fit}: {err}", spec=name) from err
+    except SegattackError:
+        raise
+    except ValueError as err:
+        raise ModelError(f"{who} does not fit {fit}: {err}", spec=name) from err
+    except Exception as err:  # the user's network itself failed: one line here, the traceback with --verbose
+        raise ModelError(f"{who} failed {failed}: {type(err).__name__}: {err}", spec=name) from err
+
+
+def first_pass(model: Callable[[Tensor], Any], images: Tensor, *, on: str, name: str | None = None) -> Tensor:
+    """Run the user's model once, without gradients, before a job starts: its logits (B, K, H, W) for ``images``
+    (B, 3, H, W) in [0, 1], so that a model that fails or does not fit is refused in one line naming the model
+    and the image (``model_errors``) before anything is written.
+    """
+    with model_errors(on=on, name=name), torch.no_grad():
+        logits: Tensor = model(images)
+    return logits
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import ModelError, SegattackError, UserError
+from ..errors import UserError
 from ..rundir import atomic_open, check_writable_dir
 from ._common import (
     add_attack_args,
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment import to_uint8
     from ..memory import check_run_memory, image_size_of
     from ..metrics import hiding_metrics, perturbation_norms, psnr
-    from ..models import classes_of
+    from ..models import classes_of, first_pass
     from ..pipeline import HideGoal, attack_batch
     from ..report.figures import panels_figure
     from ..specs import parse_size
@@ -102,14 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if size is not None and rgb.shape[:2] != size:
         rgb = np.asarray(Image.fromarray(rgb).resize((size[1], size[0]), Image.Resampling.BILINEAR))
     x = torch.tensor(rgb).permute(2, 0, 1)[None].to(args.device, torch.float32) / 255
-    try:
-        logits = model(x)
-    except SegattackError:
-        raise
-    except ValueError as err:  # PixelModel's checks of the output
-        raise ModelError(f"the model does not fit: {err}") from err
-    except Exception as err:  # the user's network itself failed: one line (the traceback with --verbose)
-        raise ModelError(f"the model failed on {src}: {type(err).__name__}: {err}") from err
+    logits = first_pass(model, x, on=str(src))
     if max(class_ids) >= logits.shape[1]:
         raise UserError(f"class id {max(class_ids)} to hide, but the model predicts only {logits.shape[1]} classes")
     pred = classes_of(logits)

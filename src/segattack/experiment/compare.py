@@ -42,9 +42,9 @@ from torch import Tensor
 
 from .. import rundir
 from ..data import labels as _labels
-from ..errors import ConfigError, ModelError, SegattackError, UnreadableImageError
+from ..errors import ConfigError, UnreadableImageError
 from ..metrics import hiding_metrics
-from ..models import model_fingerprint
+from ..models import first_pass, model_fingerprint
 from ..pipeline import HideGoal, attack_batch
 from ..report import write_report
 from ..report.compare import (
@@ -159,17 +159,7 @@ def _probe_classes(models: Mapping[str, Any], dataset: Any, n: int, device: torc
     x = first[1]
     counts: dict[str, int] = {}
     for name, model in models.items():
-        try:
-            with torch.no_grad():
-                counts[name] = int(model(x).shape[1])
-        except ModelError as err:  # PixelModel's checks of the output (probabilities, class count): name the model
-            if err.spec is not None:
-                raise
-            raise ModelError(f"model {name} does not fit (on the first image): {err}", spec=name) from err
-        except SegattackError:
-            raise
-        except Exception as err:  # the user's network failed: one line naming it
-            raise ModelError(f"model {name} failed on the first image: {type(err).__name__}: {err}", spec=name) from err
+        counts[name] = int(first_pass(model, x, on="the first image", name=name).shape[1])
     if len(set(counts.values())) > 1:
         listed = ", ".join(f"{k} {v}" for k, v in counts.items())
         raise CompareError(f"the models predict different numbers of classes ({listed}); compare models that share "

@@ -73,7 +73,6 @@ def figure1_min_pixels(image_pixels: int) -> int:
     return min(FIGURE1_MIN_PIXELS, math.ceil(FIGURE1_MIN_SHARE * image_pixels))
 
 
-
 def pick_figure1(
     spec: int | tuple[str, ...],
     rows: Sequence[Mapping[str, Any]],

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import ModelError, SegattackError, UnreadableImageError
+from ..errors import UnreadableImageError
 from ..memory import check_run_memory
+from ..models import first_pass
 from .config import ExperimentError
 
 __all__ = ["image_id_of", "image_size", "check_memory", "first_readable", "probe_model", "default_read_workers",
@@ -91,15 +92,7 @@ def probe_model(
     first = first_readable(dataset, n, device)
     if first is not None:
         i, x = first
-        try:
-            with torch.no_grad():
-                logits = model(x)
-        except SegattackError:
-            raise
-        except ValueError as err:  # PixelModel's checks of the output: probabilities, class count, shape
-            raise ModelError(f"the model does not fit (on image {ids[i]}): {err}") from err
-        except Exception as err:  # the user's network itself failed: one line here, the traceback with --verbose
-            raise ModelError(f"the model failed on image {ids[i]}: {type(err).__name__}: {err}") from err
+        logits = first_pass(model, x, on=f"image {ids[i]}")
         k = int(logits.shape[1])
         if class_ids and max(class_ids) >= k:
             raise ExperimentError(f"class id {max(class_ids)} to hide, but the model predicts only {k} classes")
