@@ -28,8 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .attacks import registry
-from .attacks._core import mix_seed
+from .attacks import mix_seed, registry
 from .attacks.illm import restrict
 from .attacks.registry import DEFAULT_ATTACK, AttackError, AttackInfo
 from .instances import DEFAULT_THRESHOLD, Components, components, gt_components, instance_rows

@@ -6,6 +6,7 @@
 """
 
 from . import losses
+from ._core import Model, as_model, check_positive, levels_of, mix_seed, to_levels
 from .illm import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
 from .registry import (
     AttackInfo,
@@ -44,6 +45,13 @@ __all__ = [
     "Cost",
     "SweepPlanInfo",
     "losses",
+    # building blocks for the jobs beside attacks/ (universal/, train/) and the experiment's per-image seeds
+    "Model",
+    "as_model",
+    "check_positive",
+    "levels_of",
+    "to_levels",
+    "mix_seed",
 ]
 
 # the built-in attacks register themselves on import

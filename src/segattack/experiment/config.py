@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from .. import __version__, rundir
-from ..attacks import registry
-from ..attacks._core import mix_seed
+from ..attacks import mix_seed, registry
 from ..attacks.registry import DEFAULT_ATTACK, AttackError
 from ..data import labels as _labels
 from ..errors import ConfigError
