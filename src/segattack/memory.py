@@ -35,7 +35,7 @@ classification head costs). Both are per image; a batch of B images costs B time
 
 ``estimate_run_bytes`` adds the images an experiment holds (see its docstring for every term), ``available_bytes``
 says what the device has free (honouring a cgroup memory limit on CPU), ``check_fits`` compares the two, and
-``image_size_of`` reads an image's size from its header without decoding its pixels.
+``image_size_of`` (from ``segattack.data.folder``) reads an image's size from its header without decoding its pixels.
 
 >>> format_bytes(5.2e12), format_bytes(812e6)
 ('5.2 TB', '812 MB')
@@ -51,8 +51,6 @@ import math
 import os
 import platform
 import sys
-import threading
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +58,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
-from .errors import ModelError, ResourceError, UnreadableImageError
+from .data.folder import image_size_of
+from .errors import ModelError, ResourceError
 from .models import PixelModel, model_errors, restored_flags
 
 __all__ = [
@@ -561,45 +559,6 @@ def check_run_memory(
     where = f"{what} at {height}x{width}" + (f" with batch size {batch_size}" if batch_size > 1 else "")
     check_fits(need_bytes=need, device=device, what=where, hint=" or ".join(fixes))
     return need
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Image sizes, without decoding
-
-_BOMB_LOCK = threading.Lock()
-
-
-def _open_size(path: Path) -> tuple[int, int]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(path) as im:  # lazy: reads the header, decodes nothing
-            return im.height, im.width
-
-
-def image_size_of(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(H, W) of an image file from its header, without decoding its pixels.
-
-    Pillow's decompression-bomb guard (a warning above ``Image.MAX_IMAGE_PIXELS``, an error above twice that) does
-    not apply here: the size is what is asked for, and the memory estimate made from it decides. A missing file
-    raises ``FileNotFoundError``; a file Pillow cannot identify or whose header is broken raises
-    ``UnreadableImageError``.
-    """
-    p = Path(path)
-    try:
-        try:
-            return _open_size(p)
-        except Image.DecompressionBombError:
-            with _BOMB_LOCK:  # the limit is a module global: lift it for this one header, then restore it
-                saved = Image.MAX_IMAGE_PIXELS
-                Image.MAX_IMAGE_PIXELS = None
-                try:
-                    return _open_size(p)
-                finally:
-                    Image.MAX_IMAGE_PIXELS = saved
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise UnreadableImageError(f"cannot read the size of image {p}: {err}") from err
 
 
 # -- glibc's allocator: keep freed activations in the heap -------------------------------------------------------

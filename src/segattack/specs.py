@@ -54,7 +54,10 @@ import torch
 from torch import nn
 
 from . import zoo
+from .data.cityscapes import Cityscapes
+from .data.folder import ImageFolder
 from .data.labels import label_names
+from .data.synthetic import SyntheticStreets
 from .errors import ModelError, SegattackError, UserError
 from .models import PixelModel, model_fingerprint
 
@@ -170,8 +173,6 @@ def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labe
     if labels is not None and ds.scheme != "folder":
         raise SpecError(f"a labels folder goes with folder:PATH data only; {ds} brings its own ground truth")
     if ds.scheme == "synthetic":
-        from .data.synthetic import SyntheticStreets
-
         kwargs: dict[str, Any] = {"split": ds.split, "length": ds.count, "seed": 0}
         if size is not None:
             kwargs["size"] = size
@@ -180,12 +181,8 @@ def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labe
     root = str(Path(ds.path).expanduser())
     try:
         if ds.scheme == "cityscapes":
-            from .data.cityscapes import Cityscapes
-
             data: Any = Cityscapes(root, split=ds.split, size=size)
         else:
-            from .data.folder import ImageFolder
-
             data = ImageFolder(root, size=size, labels=labels)
     except (FileNotFoundError, NotADirectoryError, ValueError) as err:
         raise SpecError(f"cannot read {ds}: {err}") from err
@@ -247,8 +244,6 @@ def parse_model_spec(spec: str) -> ModelSpec:
 
 def default_model_name() -> str:
     """The shipped default model's name: ``zoo.DEFAULT_MODEL`` if set, else the first available model."""
-    from . import zoo
-
     names = zoo.available()
     default = getattr(zoo, "DEFAULT_MODEL", None)
     if default:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..metrics import pixel_success
 from ..models import PixelModel, check_images, classes_of
 from ..transforms import Transform, parse_transforms
 
@@ -341,8 +342,6 @@ class Problem:
 
     def success(self, pred: Tensor) -> Tensor:
         """``metrics.pixel_success`` of a prediction, NaN (no counted pixel) as 0: (B,) float64."""
-        from ..metrics import pixel_success
-
         return pixel_success(pred, self.raw_labels, targeted=self.targeted, ignore_index=self.ignore_index).nan_to_num(
             0.0
         )

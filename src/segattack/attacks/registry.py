@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, SegattackError
+from ._core import EOT_SAMPLES, make_eot
 
 __all__ = [
     "register",
@@ -152,8 +153,6 @@ def _eot_cost(cost: Callable[..., Cost]) -> Callable[..., Cost]:
     here for every such attack."""
 
     def scaled(eps_levels: float, **options: Any) -> Cost:
-        from ._core import EOT_SAMPLES, make_eot
-
         plain = cost(eps_levels, **options)
         eot = make_eot(options.get("eot"), options.get("eot_samples", EOT_SAMPLES))
         if eot is None or eot.draws == 1:
@@ -415,8 +414,6 @@ def check_options(attack: Attack, options: Mapping[str, Any]) -> dict[str, Any]:
 def _check_eot(name: str, key: str, value: Any) -> Any:
     """The ``eot`` option as its canonical spec string (``"jpeg:75,blur:1"``, so that configurations stay plain
     text) or None; ``eot_samples`` an integer >= 1. ValueError naming the option otherwise."""
-    from ._core import make_eot
-
     try:
         if key == "eot_samples":
             make_eot(None, value)

@@ -14,6 +14,7 @@ from typing import Any
 from .. import distributed
 from ..errors import SegattackError, UserError
 from ..formatting import duration as format_duration  # the name commands import
+from ..rundir import check_writable_dir
 from .progress import RunProgress
 
 log = logging.getLogger("segattack.cli")
@@ -369,8 +370,6 @@ def parse_device(text: str, option: str = "--device") -> str:
 
 def check_out_dir(path: str) -> None:
     """An output directory that can be written (nothing is created yet); one-line error otherwise."""
-    from ..rundir import check_writable_dir
-
     check_writable_dir(path, create=False)
 
 
@@ -483,7 +482,6 @@ def build_data(spec: str, size_text: str | None, labels: str | None = None) -> t
     if labels is not None:
         describe["labels"] = str(Path(labels).expanduser().resolve())
     return data, describe
-
 
 
 #: The command-line option of each ``ExperimentConfig`` field, to name it in a refusal.

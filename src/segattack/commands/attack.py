@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from ..data.folder import read_rgb
+    from ..data.folder import image_size_of, read_rgb
     from ..experiment import to_uint8
-    from ..memory import check_run_memory, image_size_of
+    from ..memory import check_run_memory
     from ..metrics import hiding_metrics, perturbation_norms, psnr
     from ..models import classes_of, first_pass
     from ..pipeline import HideGoal, attack_batch

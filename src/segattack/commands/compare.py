@@ -35,6 +35,7 @@ from ._common import (
     parse_device,
     parse_eps,
 )
+from .progress import RunProgress
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -192,8 +193,6 @@ class _Bars:
         self.key: tuple[str, str | None] | None = None
 
     def __call__(self, p: Any) -> None:
-        from .progress import RunProgress
-
         key = (p.stage, p.model)
         if key != self.key:
             self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
 from ._common import (
     DEFAULT_EPS,
     EPS_HELP,
@@ -13,6 +14,8 @@ from ._common import (
     build_data,
     build_model,
     check_out_dir,
+    model_label_names,
+    parse_classes,
     parse_eps,
     run_and_report,
 )
@@ -66,9 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ._common import model_label_names, parse_classes
-
     if args.images < 1:
         raise UserError(f"--images must be at least 1, got {args.images}")
     eps = parse_eps(args.eps)

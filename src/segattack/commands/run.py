@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
 from ._common import (
     DEFAULT_EPS,
     EPS_HELP,
@@ -106,8 +107,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-
     if args.goal == "hide":
         check_class_text(args.hide)
     eps = parse_eps(args.eps)

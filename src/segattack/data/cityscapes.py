@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError, DataNotFoundError
-from .folder import check_size, read_label_ids, read_rgb, resize_pair, to_item
+from .folder import check_size, image_size_of, read_label_ids, read_rgb, resize_pair, to_item
 from .labels import LABEL_ID_TO_TRAIN_ID
 
 __all__ = ["Cityscapes", "label_ids_to_train_ids", "instance_ids_to_train_ids", "LABEL_ID_LUT"]
@@ -196,8 +196,6 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         memory is estimated before anything is decoded."""
         if self.size is not None:
             return self.size
-        from ..memory import image_size_of
-
         return image_size_of(self.files[index])
 
     def image_id(self, index: int) -> str:
@@ -211,8 +209,6 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
         if self.instance_files is None:
             raise DataError(f"{self!r} has no *{INSTANCE_SUFFIX} files; check has_instances first")
         path = self.instance_files[index]
-        from ..memory import image_size_of
-
         ids = read_label_ids(path)
         ih, iw = image_size_of(self.files[index])
         if ids.shape != (ih, iw):

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +70,7 @@ __all__ = [
     "read_rgb",
     "read_label_ids",
     "resize_pair",
+    "image_size_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -396,8 +399,6 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
         memory is estimated before anything is decoded."""
         if self.size is not None:
             return self.size
-        from ..memory import image_size_of
-
         return image_size_of(self.files[index])
 
     def image_id(self, index: int) -> str:
@@ -443,3 +444,41 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
     def __repr__(self) -> str:
         lab = f", labels={str(self.label_root)!r}" if self.label_root is not None else ""
         return f"ImageFolder({str(self.root)!r}{lab}, size={self.size}) with {len(self)} images"
+
+
+# -- image sizes, without decoding ---------------------------------------------------------------------------------
+
+_BOMB_LOCK = threading.Lock()
+
+
+def _open_size(path: Path) -> tuple[int, int]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(path) as im:  # lazy: reads the header, decodes nothing
+            return im.height, im.width
+
+
+def image_size_of(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(H, W) of an image file from its header, without decoding its pixels.
+
+    Pillow's decompression-bomb guard (a warning above ``Image.MAX_IMAGE_PIXELS``, an error above twice that) does
+    not apply here: the size is what is asked for, and the memory estimate made from it decides. A missing file
+    raises ``FileNotFoundError``; a file Pillow cannot identify or whose header is broken raises
+    ``UnreadableImageError``.
+    """
+    p = Path(path)
+    try:
+        try:
+            return _open_size(p)
+        except Image.DecompressionBombError:
+            with _BOMB_LOCK:  # the limit is a module global: lift it for this one header, then restore it
+                saved = Image.MAX_IMAGE_PIXELS
+                Image.MAX_IMAGE_PIXELS = None
+                try:
+                    return _open_size(p)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise UnreadableImageError(f"cannot read the size of image {p}: {err}") from err

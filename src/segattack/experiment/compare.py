@@ -43,6 +43,7 @@ from torch import Tensor
 from .. import rundir
 from ..data import labels as _labels
 from ..errors import ConfigError, UnreadableImageError
+from ..evaluate import evaluate
 from ..metrics import hiding_metrics
 from ..models import first_pass, model_fingerprint
 from ..pipeline import HideGoal, attack_batch
@@ -323,8 +324,6 @@ def _clean_scores(
     num_classes: int, batch_size: int, device: torch.device, progress: Callable[[CompareProgress], None] | None,
 ) -> dict[str, float | None]:  # fmt: skip
     """Clean mIoU per model from ``clean.json``, computing (and storing) those missing or stale."""
-    from ..evaluate import evaluate
-
     try:
         import json
 

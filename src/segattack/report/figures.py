@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 
 from ..data.labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, is_void, label_names
 from ..rundir import atomic_open
-from .summary import class_phrase
+from .summary import NO_TRANSFORM, WORST, class_phrase
 
 __all__ = [
     "figure2", "figure1", "panels_figure", "attacks_figure", "survival_figure", "label_colors", "FOOLED_COLOR",
@@ -136,8 +136,6 @@ def attacks_figure(
     Hide goal: left, hidden (solid) and kept (dashed) for the perturbation on the whole image; right, restricted
     post hoc when run. Untargeted: left, mIoU under attack; right, mean pixel accuracy; eps 0 is the clean model.
     """
-    from .summary import WORST
-
     cls = class_phrase(class_names)
     attacks = list(dict.fromkeys(r["attack"] for r in summary))
     colours = matplotlib.colormaps["tab10"]
@@ -216,8 +214,6 @@ def survival_figure(
     (whole image; restricted post hoc; restricted during), hidden (solid, circles) and kept (dashed, thin) per
     transform in its own colour, the untransformed attack in black underneath. Means over images; hidden and kept
     after a transform T are measured against the prediction of T(clean)."""
-    from .summary import NO_TRANSFORM
-
     cls = class_phrase(class_names)
     first = survival[0]["attack"] if survival else None
     rows_all = [r for r in survival if r["attack"] == first]
