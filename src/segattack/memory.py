@@ -187,23 +187,20 @@ def _cgroup_available(root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = P
     except OSError:
         pass
     rooms: list[int] = []
-    v2_dirs = [root] + [root / p.lstrip("/") for p in own_v2 if p.strip("/")]
-    for d in v2_dirs:
-        limit = _read_int(d / "memory.max")
-        if limit is None or limit >= _UNLIMITED:
-            continue
-        used = _read_int(d / "memory.current") or 0
-        used -= _stat_field(d / "memory.stat", "inactive_file")
-        rooms.append(limit - max(0, used))
     v1_root = root / "memory"
-    v1_dirs = [v1_root] + [v1_root / p.lstrip("/") for p in own_v1 if p.strip("/")]
-    for d in v1_dirs:
-        limit = _read_int(d / "memory.limit_in_bytes")
-        if limit is None or limit >= _UNLIMITED:
-            continue
-        used = _read_int(d / "memory.usage_in_bytes") or 0
-        used -= _stat_field(d / "memory.stat", "total_inactive_file", "inactive_file")
-        rooms.append(limit - max(0, used))
+    # (the hierarchy's root, this process's own groups, the limit's file, the usage's file, the inactive page cache)
+    layouts = (
+        (root, own_v2, "memory.max", "memory.current", ("inactive_file",)),  # cgroup v2
+        (v1_root, own_v1, "memory.limit_in_bytes", "memory.usage_in_bytes", ("total_inactive_file", "inactive_file")),
+    )
+    for top, own, limit_file, usage_file, inactive in layouts:
+        for d in [top] + [top / p.lstrip("/") for p in own if p.strip("/")]:
+            limit = _read_int(d / limit_file)
+            if limit is None or limit >= _UNLIMITED:
+                continue
+            used = _read_int(d / usage_file) or 0
+            used -= _stat_field(d / "memory.stat", *inactive)
+            rooms.append(limit - max(0, used))
     return max(0, min(rooms)) if rooms else None
 
 

@@ -33,7 +33,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError, DataNotFoundError
-from .folder import check_size, image_size_of, read_label_ids, read_rgb, resize_pair, to_item
+from .folder import ImageFiles, check_size, image_size_of, read_label_ids, read_rgb, resize_pair, to_item
 from .labels import LABEL_ID_TO_TRAIN_ID
 
 __all__ = ["Cityscapes", "label_ids_to_train_ids", "instance_ids_to_train_ids", "LABEL_ID_LUT"]
@@ -93,7 +93,7 @@ def instance_ids_to_train_ids(instance_ids: np.ndarray) -> np.ndarray:
     return np.where(ok, train * 1000 + ids % 1000, -1)
 
 
-class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
+class Cityscapes(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
     """The images of one Cityscapes split, with fine ground truth in train ids when present.
 
     Args:
@@ -187,16 +187,6 @@ class Cityscapes(Dataset[tuple[Tensor, Tensor]]):
             f"{self.root} is not a Cityscapes root: expected the folder {image_dir} "
             f"(official layout <root>/leftImg8bit/<split>/<city>/*{IMAGE_SUFFIX}){hint}"
         )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def image_size(self, index: int) -> tuple[int, int]:
-        """(H, W) of item ``index`` as ``__getitem__`` returns it, read from the file's header (no decoding):
-        memory is estimated before anything is decoded."""
-        if self.size is not None:
-            return self.size
-        return image_size_of(self.files[index])
 
     def image_id(self, index: int) -> str:
         """``<city>_<seq>_<frame>``, e.g. ``frankfurt_000000_000294``."""

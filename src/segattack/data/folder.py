@@ -71,6 +71,7 @@ __all__ = [
     "read_label_ids",
     "resize_pair",
     "image_size_of",
+    "ImageFiles",
 ]
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,25 @@ def _is_image(p: Path) -> bool:
     return p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
-class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
+class ImageFiles:
+    """What the data sets read from image files share: one file per item (``files``), resized to ``size`` (H, W)
+    or kept at the file's size (None); their length and each item's size, from the file's header."""
+
+    files: list[Path]
+    size: tuple[int, int] | None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(H, W) of item ``index`` as ``__getitem__`` returns it, read from the file's header (no decoding):
+        memory is estimated before anything is decoded."""
+        if self.size is not None:
+            return self.size
+        return image_size_of(self.files[index])
+
+
+class ImageFolder(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
     """Images found recursively under ``root``; optional train-id label PNGs under ``labels``.
 
     Args:
@@ -390,16 +409,6 @@ class ImageFolder(Dataset[tuple[Tensor, Tensor]]):
                 )
         self.has_labels = self.label_files is not None
         self._noted: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def image_size(self, index: int) -> tuple[int, int]:
-        """(H, W) of item ``index`` as ``__getitem__`` returns it, read from the file's header (no decoding):
-        memory is estimated before anything is decoded."""
-        if self.size is not None:
-            return self.size
-        return image_size_of(self.files[index])
 
     def image_id(self, index: int) -> str:
         """Relative path without extension, '/' -> '__' (stable across runs and machines)."""

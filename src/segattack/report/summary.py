@@ -228,23 +228,20 @@ def summarize_results(
         experiment = read_config(out).get("experiment", {})
     if rows is None:
         rows = rows_of_attacks(read_rows(out), experiment)
+    configured: dict[str, Any] = {  # the eps, modes and attacks of the configuration, for both summaries
+        "eps_levels": experiment.get("eps_levels"),
+        "modes": experiment.get("modes"),
+        "attacks": [a["name"] for a in experiment.get("attacks", [])],
+    }
     summary = summarize_rows(
         rows,
-        eps_levels=experiment.get("eps_levels"),
-        modes=experiment.get("modes"),
-        attacks=[a["name"] for a in experiment.get("attacks", [])],
+        **configured,
         num_classes=experiment.get("num_classes"),
         void_classes=[i for i, name in enumerate(experiment.get("label_names") or []) if is_void(str(name))],
     )
     if write_csv:
         write_summary_csv(summary, out / SUMMARY_FILE)
-        survival = summarize_survival(
-            rows,
-            eps_levels=experiment.get("eps_levels"),
-            modes=experiment.get("modes"),
-            attacks=[a["name"] for a in experiment.get("attacks", [])],
-            transforms=experiment.get("survive"),
-        )
+        survival = summarize_survival(rows, **configured, transforms=experiment.get("survive"))
         if survival:
             write_summary_csv(survival, out / SURVIVAL_FILE)
         else:
