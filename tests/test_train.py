@@ -11,6 +11,9 @@ import torch
 from torch import Tensor
 
 import segattack.train as train_mod
+import segattack.train.batches as train_batches
+import segattack.train.init as train_init
+import segattack.train.loop as train_loop
 from segattack.cli import main
 from segattack.evaluate import EvalResult, evaluate
 from segattack.models import PixelModel
@@ -150,7 +153,7 @@ def test_validation_summary_has_per_class_iou_by_name() -> None:
     assert math.isnan(result.iou[1])  # sidewalk: absent from ground truth and prediction
     assert result.miou == pytest.approx(float(result.iou[[SKY, ROAD, PERSON]].mean()))
     assert result.confusion.sum() == (labels != 255).sum()
-    row = train_mod._val_summary(result)  # the metrics.jsonl / model card form
+    row = train_mod.val_summary(result)  # the metrics.jsonl / model card form
     assert set(row) == {"miou", "pixel_acc", "iou"}
     assert row["miou"] == result.miou and row["pixel_acc"] == result.pixel_accuracy
     assert row["iou"]["person"] == float(result.iou[PERSON]) and row["iou"]["sidewalk"] is None
@@ -175,7 +178,7 @@ def test_training_validation_is_the_library_evaluator(
         modes_after.append(model.net.training)
         return result
 
-    monkeypatch.setattr(train_mod, "evaluate", spy)
+    monkeypatch.setattr(train_loop, "evaluate", spy)
     config = tiny_config(tmp_path, steps=4, val_every=2, val_images=5, val_batch_size=2)
     result = train(config, train_data=EasyScenes(8), val_data=val_data)
     assert modes_after == [True, True]  # validation leaves the network in train mode (dropout, BatchNorm updates)
@@ -188,9 +191,9 @@ def test_training_validation_is_the_library_evaluator(
     assert result.val.images == again.images == 5
     last = [r for r in read_rows(tmp_path / "metrics.jsonl") if r["kind"] == "val"][-1]
     assert last["step"] == 4
-    assert {k: last[k] for k in ("miou", "pixel_acc", "iou")} == train_mod._val_summary(again)
+    assert {k: last[k] for k in ("miou", "pixel_acc", "iou")} == train_mod.val_summary(again)
     card = json.loads((tmp_path / "model.json").read_text())
-    assert card["val"] == train_mod._val_summary(again)
+    assert card["val"] == train_mod.val_summary(again)
 
 
 def test_augmentation_keeps_labels_aligned() -> None:
@@ -199,7 +202,7 @@ def test_augmentation_keeps_labels_aligned() -> None:
     images = torch.stack([data[i][0] for i in range(4)])
     labels = torch.stack([data[i][1] for i in range(4)]).to(torch.uint8)
     config = tiny_config(Path("unused"), scale_range=(0.5, 2.0), brightness=0.0, contrast=0.0, saturation=0.0)
-    x, y = train_mod._augment(images, labels, crop=(24, 48), generator=torch.Generator().manual_seed(0),
+    x, y = train_batches.augment(images, labels, crop=(24, 48), generator=torch.Generator().manual_seed(0),
                               config=config, fill=torch.zeros(3))  # fmt: skip
     assert x.shape == (4, 3, 24, 48) and y.shape == (4, 24, 48) and y.dtype == torch.int64
     person = y == PERSON
@@ -210,8 +213,8 @@ def test_augmentation_keeps_labels_aligned() -> None:
 
 
 def test_lr_schedules() -> None:
-    poly = [train_mod._lr_factor(s, steps=10, warmup=2, schedule="poly", power=0.9) for s in range(10)]
-    cos = [train_mod._lr_factor(s, steps=10, warmup=0, schedule="cosine", power=0.9) for s in range(10)]
+    poly = [train_mod.lr_factor(s, steps=10, warmup=2, schedule="poly", power=0.9) for s in range(10)]
+    cos = [train_mod.lr_factor(s, steps=10, warmup=0, schedule="cosine", power=0.9) for s in range(10)]
     assert poly[:3] == [0.5, 1.0, 1.0]
     assert all(a >= b for a, b in zip(poly[1:], poly[2:], strict=False))
     assert cos[0] == 1.0 and cos[-1] < 0.05
@@ -251,7 +254,7 @@ def easy_default_data(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake(config: TrainConfig) -> tuple[EasyScenes, EasyScenes]:
         return EasyScenes(config.train_images, config.size), EasyScenes(config.val_images, config.size, seed=1)
 
-    monkeypatch.setattr(train_mod, "_synthetic_datasets", fake)
+    monkeypatch.setattr(train_batches, "synthetic_datasets", fake)
 
 
 CLI_ARGS = ["--width", "0.0625", "--steps", "4", "--batch-size", "2", "--crop", "24x48", "--size", "32x64",
@@ -607,7 +610,7 @@ def test_init_widens_a_refinement_block_and_computes_the_same(tmp_path: Path) ->
     train_mod.check_init(wide)
     old = load("r2", weights_dir=zoo).net.eval()
     net = ARCHITECTURES["fcn8s"](19, **wide.arch_kwargs()).eval()
-    train_mod._load_init_weights(net, old.state_dict())
+    train_init.load_init_weights(net, old.state_dict())
     x = torch.randn(2, 3, 32, 64)
     with torch.no_grad():
         assert torch.equal(net(x), old(x))  # the new channels enter with zero weights: exactly the old network
