@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from ..data.labels import CLASS_NAMES
-from ..errors import UserError
 
 
 def _hxw(text: str) -> tuple[int, int]:
@@ -211,46 +210,27 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from ..train import TrainConfig, check_start, train
 
-    from ..train import TrainConfig, check_init, check_outputs, checkpoint_step, config_differences, train
-
-    try:
-        config = TrainConfig(
-            out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-            dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, refine2=args.refine2,
-            init=args.init,
-            size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
-            data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
-            loss=args.loss, lovasz_weights=dict(args.lovasz_weight), optimizer=args.optimizer, lr=args.lr,
-            nesterov=args.nesterov,
-            weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
-            scale_range=tuple(args.scale), seed=args.seed,
-            device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
-            val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
-            export_name=args.export_name, export_dir=args.export_dir,
-        )  # fmt: skip
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    if config.device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {config.device} requested but CUDA is not available; use --device cpu or auto")
-
-    check_outputs(config)  # --out, --export-dir, the export's files: refused before the model is loaded or trained
-    try:
-        check_init(config)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    diffs = config_differences(config)
-    if diffs and not args.overwrite:
-        raise UserError(
-            f"{args.out} holds a training run with a different configuration ({'; '.join(diffs)}); "
-            "use another --out, or --overwrite to discard that run and start over"
-        )
-    step = checkpoint_step(args.out)
-    if diffs:
+    config = TrainConfig(
+        out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
+        dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, refine2=args.refine2,
+        init=args.init,
+        size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
+        data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
+        loss=args.loss, lovasz_weights=dict(args.lovasz_weight), optimizer=args.optimizer, lr=args.lr,
+        nesterov=args.nesterov,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
+        scale_range=tuple(args.scale), seed=args.seed,
+        device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
+        export_name=args.export_name, export_dir=args.export_dir,
+    )  # fmt: skip
+    start = check_start(config, overwrite=args.overwrite)  # every check before any work
+    if start.discarded:
         print(f"discarding the run in {args.out} (--overwrite) and starting over", file=sys.stderr)
-    elif step is not None:
-        print(f"resuming from step {step} in {args.out}", file=sys.stderr)
+    elif start.resume_step is not None:
+        print(f"resuming from step {start.resume_step} in {args.out}", file=sys.stderr)
     result = train(config, overwrite=args.overwrite, progress=None if args.progress else False)
 
     if not result.finished:
