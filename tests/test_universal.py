@@ -1,8 +1,11 @@
-"""Universal adversarial perturbations (Metzen et al. 2017): properties on tiny models, files, the command."""
+"""Universal adversarial perturbations (Metzen et al. 2017): properties on tiny models, files, the job
+(``run_universal``), the command."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,12 +16,23 @@ from PIL import Image
 
 import segattack as sa
 from segattack import rundir
-from segattack.attacks import UniversalResult, apply_universal, load_universal, save_universal, universal
 from segattack.cli import main
+from segattack.errors import DataError, InputError, ModelTypeError, RunDirError
 from segattack.specs import load_data, parse_data_spec
+from segattack.universal import (
+    UniversalConfig,
+    UniversalError,
+    UniversalResult,
+    UniversalRun,
+    apply_universal,
+    load_universal,
+    run_universal,
+    save_universal,
+    universal,
+)
 
 from .conftest import ColourNet, colour_scene, random_images
-from .models_for_cli import one_line_error, write_street_pngs
+from .models_for_cli import ListDataset, one_line_error, street_image, tiny_fcn, write_street_pngs
 
 PERSON = 2  # the colour model's "person" (red)
 
@@ -132,8 +146,6 @@ def test_data_set_input_and_size_check() -> None:
     data = sa.data.SyntheticStreets(split="train", size=(16, 32), length=3)
     res = universal(colour(), data, eps=2 / 255, class_id=PERSON, steps=1, limit=2)
     assert res.image_ids == ("train_000000", "train_000001")
-    from .models_for_cli import ListDataset, street_image
-
     mixed = ListDataset([street_image(0, (32, 64)), street_image(1, (24, 48))])
     with pytest.raises(ValueError, match=r"img_1.*24x48.*--size 32x64"):
         universal(colour(), mixed, eps=2 / 255, steps=1)
@@ -188,8 +200,42 @@ def test_npz_round_trip(scenes: tuple[torch.Tensor, torch.Tensor], tmp_path: Pat
     assert torch.equal(back.perturbation, frac.perturbation) and back.target_map is not None
     assert torch.equal(back.target_map, frac.target_map)  # type: ignore[arg-type]
     (tmp_path / "bad.npz").write_bytes(b"nope")
-    with pytest.raises(ValueError, match="not a saved universal"):
+    with pytest.raises(InputError, match="not a saved universal"):
         load_universal(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError, match="no perturbation file"):
+        load_universal(tmp_path / "none.npz")
+    with pytest.raises(InputError, match="saved as .npz"):
+        save_universal(res, tmp_path / "u.png")
+
+
+def test_refusals_are_segattack_errors(scenes: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The fit's refusals are ``InputError``s (ValueErrors), its type refusals ``InputTypeError``s (TypeErrors)."""
+    fit, _ = scenes
+    with pytest.raises(InputError, match="omega"):
+        universal(colour(), fit, eps=2 / 255, class_id=PERSON, omega=2.0)
+    with pytest.raises(sa.errors.InputTypeError, match="progress must be a callable"):
+        universal(colour(), fit, eps=2 / 255, class_id=PERSON, progress=5)  # type: ignore[arg-type]
+    with pytest.raises(sa.errors.InputTypeError, match="class ids must be integers"):
+        universal(colour(), fit, eps=2 / 255, class_id="person")  # type: ignore[arg-type]
+
+
+def test_the_old_names_under_attacks_still_work() -> None:
+    import segattack.attacks as attacks
+
+    for name in ("universal", "UniversalResult", "apply_universal", "save_universal", "load_universal",
+                 "perturbation_image"):  # fmt: skip
+        assert getattr(attacks, name) is getattr(sa.universal, name), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        attacks.nope  # noqa: B018
+
+
+def test_attacks_import_no_job_module() -> None:
+    """Attacks are pure functions: loading ``segattack.attacks`` loads neither the universal job, the data sets nor
+    the run directory (the old names are looked up in ``segattack.universal`` only when used)."""
+    code = ("import sys, segattack.attacks; print(sorted(m for m in sys.modules if m.split('.')[1:2] in "
+            "(['universal'], ['data'], ['rundir'])))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_synthetic_train_spec() -> None:
@@ -200,6 +246,77 @@ def test_synthetic_train_spec() -> None:
     assert data.ids == ["train_000000", "train_000001"] and data[0][0].shape == (3, 16, 32)
     with pytest.raises(ValueError, match="synthetic-train:N needs a positive"):
         parse_data_spec("synthetic-train:zero")
+
+
+# ------------------------------------------------------------------------------------------------ the job
+
+
+def streets(n: int, first: int = 0, size: tuple[int, int] = (32, 64), bad: tuple[int, ...] = ()) -> ListDataset:
+    return ListDataset([street_image(first + i, size) for i in range(n)], bad=bad)
+
+
+def test_run_universal_fits_measures_and_writes(tmp_path: Path) -> None:
+    model, fit, held = tiny_fcn(), streets(3), streets(3, first=5, bad=(1,))
+    config = UniversalConfig(eps=8, classes=(11,), steps=2, examples=1)
+    out = tmp_path / "u"
+    done = run_universal(model, fit, held, config, out)
+    assert isinstance(done, UniversalRun) and Path(done) == out
+    assert done.written == ("universal.npz", "universal.png", "results.jsonl", "summary.json", "examples.png")
+    assert {p.name for p in out.iterdir()} == {*done.written, ".segattack.lock", rundir.MANIFEST_FILE}
+    assert rundir.read_manifest(out) == {"format": 1, "kind": "universal", "written": list(done.written)}
+    # the job fits what the function fits, and saves it losslessly
+    alone = universal(model, fit, eps=8 / 255, class_id=11, steps=2)
+    assert torch.equal(done.result.perturbation, alone.perturbation) and done.result.loss == alone.loss
+    assert torch.equal(load_universal(out / "universal.npz").perturbation, alone.perturbation)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert rows == [dict(r) for r in done.rows]
+    assert [(r["image_id"], r["status"]) for r in rows] == [("img_0", "ok"), ("img_1", "unreadable"), ("img_2", "ok")]
+    assert done.counts == {"ok": 2, "absent": 0, "unreadable": 1}
+    x = torch.stack([held[i][0] for i in (0, 2)]).float() / 255
+    m = sa.hiding_metrics(model.predict(x), model.predict(alone.apply(x)), class_id=11)
+    assert [rows[0]["fooled"], rows[2]["fooled"]] == m.fooled.tolist()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["eps"] == 8 and summary["hide"] == [11] and summary["static"] is None and summary["unreadable"] == 1
+    assert summary["fit"]["images"] == 3 and summary["data"] == {} and summary["device"] == "cpu"
+    assert summary["held_out"]["fooled"]["mean"] == pytest.approx(float(np.mean(m.fooled.tolist())))
+
+
+def test_run_universal_limits_and_static_target(tmp_path: Path) -> None:
+    config = UniversalConfig(eps=6, classes=(11,), static=13, steps=1, examples=0, fit_limit=2, eval_limit=1)
+    done = run_universal(tiny_fcn(), streets(4), streets(3, first=5), config, tmp_path / "u",
+                         describe={"data": {"data": "mine"}})  # fmt: skip
+    assert done.result.image_ids == ("img_0", "img_1") and done.result.target == "static"
+    assert [r["image_id"] for r in done.rows] == ["img_0"] and "examples.png" not in done.written
+    summary = json.loads((tmp_path / "u" / "summary.json").read_text())
+    assert summary["static"] == 13 and summary["target"] == "static" and summary["data"] == {"data": "mine"}
+
+
+def test_run_universal_refusals(tmp_path: Path) -> None:
+    model, fit, held = tiny_fcn(), streets(2), streets(2, first=5)
+    config = UniversalConfig(eps=4, steps=1)
+    with pytest.raises(UniversalError, match="config must be a UniversalConfig"):
+        run_universal(model, fit, held, {"eps": 4}, tmp_path / "a")  # type: ignore[arg-type]
+    with pytest.raises(UniversalError, match="out_dir is empty"):
+        run_universal(model, fit, held, config, " ")
+    with pytest.raises(ModelTypeError, match="takes a PixelModel"):
+        run_universal(lambda x: x, fit, held, config, tmp_path / "a")
+    model.num_classes = 19  # as the command line sets it: the names must then name 19 classes
+    with pytest.raises(UniversalError, match="2 class names given but the model has 19") as err:
+        run_universal(model, fit, held, UniversalConfig(eps=4, steps=1, label_names=("a", "b")), tmp_path / "a")
+    assert err.value.field == "label_names"
+    assert not (tmp_path / "a").exists()  # refused before the directory was made
+    theirs = tmp_path / "run"
+    theirs.mkdir()
+    rundir.record_outputs(theirs, ["results.jsonl"], kind="run")
+    with pytest.raises(RunDirError, match="segattack run"):
+        run_universal(model, fit, held, config, theirs)
+    assert not (theirs / "universal.npz").exists()
+    with pytest.raises(DataError, match=r"held-out images \(--data\) 24x48.*--size 32x64"):
+        run_universal(model, fit, streets(2, size=(24, 48)), config, tmp_path / "b")
+    mixed = ListDataset([street_image(0), street_image(1, (24, 48))])
+    with pytest.raises(DataError, match="held-out image 'img_1' is 24x48"):
+        run_universal(model, fit, mixed, config, tmp_path / "b")
+    assert not (tmp_path / "b" / "universal.npz").exists()
 
 
 # ------------------------------------------------------------------------------------------------ the command
@@ -265,7 +382,12 @@ def test_cli_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "--size 32x64" in one_line_error(sizes, capsys)
     Image.fromarray(np.zeros((24, 48, 3), np.uint8)).save(big / "odd.png")
     assert "--size" in one_line_error(sizes, capsys)  # mixed sizes among the fit images
-    assert "--steps must be at least 1" in one_line_error(universal_args(out, "--steps", "0"), capsys)
+    fresh = tmp_path / "fresh"
+    assert "--steps: steps must be at least 1" in one_line_error(universal_args(fresh, "--steps", "0"), capsys)
+    assert "--step-size must be a positive number" in one_line_error(universal_args(fresh, "--step-size", "x"), capsys)
+    assert "--omega: omega must lie in [0, 1]" in one_line_error(universal_args(fresh, "--omega", "2"), capsys)
+    assert "--examples: examples must be 0 or" in one_line_error(universal_args(fresh, "--examples", "-1"), capsys)
+    assert not fresh.exists()  # every refusal came before the directory was made
 
 
 def test_cli_help_states_units(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,9 @@
 ('apgd', 'cospgd', 'dag')
 """
 
+import importlib
+from typing import Any
+
 from . import losses
 from ._core import Model, as_model, check_positive, levels_of, mix_seed, to_levels
 from .illm import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
@@ -66,13 +69,16 @@ from .pgd import cospgd, pgd, segpgd  # noqa: E402
 
 __all__ += ["pgd", "segpgd", "cospgd", "apgd", "dag", "worst_case"]
 
-from .universal import (  # noqa: E402
-    UniversalResult,
-    apply_universal,
-    load_universal,
-    perturbation_image,
-    save_universal,
-    universal,
-)
+#: Universal perturbations moved to ``segattack.universal`` (a job that fits on a data set and writes files, which an
+#: attack module never does); their old names here still work, imported from there on first use, so that nothing
+#: under ``attacks`` imports ``universal``, ``data`` or ``rundir`` when it is loaded.
+_MOVED = ("universal", "UniversalResult", "apply_universal", "save_universal", "load_universal", "perturbation_image")
+__all__ += list(_MOVED)
 
-__all__ += ["universal", "UniversalResult", "apply_universal", "save_universal", "load_universal", "perturbation_image"]
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("segattack.universal"), name)
+    globals()[name] = value
+    return value

@@ -497,23 +497,26 @@ def build_config(**fields: Any) -> Any:
     """``segattack.experiment.ExperimentConfig(**fields)``, its refusal one line naming the option at fault."""
     from ..experiment import ExperimentConfig
 
-    return _named(ExperimentConfig, fields)
+    return build_named(ExperimentConfig, fields, CONFIG_OPTIONS)
 
 
 def build_options(**fields: Any) -> Any:
     """``segattack.experiment.RunOptions(**fields)``, its refusal one line naming the option at fault."""
     from ..experiment import RunOptions
 
-    return _named(RunOptions, fields)
+    return build_named(RunOptions, fields, CONFIG_OPTIONS)
 
 
-def _named(cls: Any, fields: dict[str, Any]) -> Any:
-    from ..experiment import ExperimentError
+def build_named(cls: Any, fields: dict[str, Any], options: dict[str, str]) -> Any:
+    """``cls(**fields)`` for a configuration class whose refusals are ``ConfigError``s with a ``field`` attribute
+    (``ExperimentError``, ``UniversalError``): the refusal becomes one line naming the field's command-line option
+    (``options``: field -> option)."""
+    from ..errors import ConfigError
 
     try:
         return cls(**fields)
-    except ExperimentError as err:
-        option = CONFIG_OPTIONS.get(err.field or "")
+    except ConfigError as err:
+        option = options.get(getattr(err, "field", None) or "")
         raise UserError(f"{option}: {err}" if option else str(err)) from None
 
 
