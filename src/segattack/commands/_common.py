@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import distributed
-from ..errors import SegattackError, UserError
+from ..errors import ConfigError, SegattackError, UserError
 from ..formatting import duration as format_duration  # the name commands import
 from ..rundir import check_writable_dir
 from .progress import RunProgress
@@ -511,8 +511,6 @@ def build_named(cls: Any, fields: dict[str, Any], options: dict[str, str]) -> An
     """``cls(**fields)`` for a configuration class whose refusals are ``ConfigError``s with a ``field`` attribute
     (``ExperimentError``, ``UniversalError``): the refusal becomes one line naming the field's command-line option
     (``options``: field -> option)."""
-    from ..errors import ConfigError
-
     try:
         return cls(**fields)
     except ConfigError as err:
