@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,18 @@ from segattack.experiment import read_rows
 from .models_for_cli import one_line_error
 
 S = ["--data", "synthetic:1", "--size", "32x64"]
+
+
+@pytest.fixture(autouse=True)
+def no_plugin_left() -> Iterator[None]:
+    """The plug-in module registers its attacks when a run imports it: unregister them afterwards (other tests
+    iterate over the registry) and forget the module, so that the next run imports and registers them again."""
+    yield
+    import segattack as sa
+
+    for name in ("plugin-shift", "plugin-too-far"):
+        sa.attacks.unregister(name)
+    sys.modules.pop("tests.attack_plugin", None)
 
 
 def run(out: Path, *extra: str) -> list[str]:
