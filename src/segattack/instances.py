@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 from torch import Tensor
 
+from .errors import InputError
 from .targets import class_id_tuple
 
 __all__ = [
@@ -85,7 +86,7 @@ def size_bin(height: int) -> str:
 def check_threshold(threshold: float) -> float:
     """``threshold`` as a float in (0, 1]; ValueError otherwise."""
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < float(threshold) <= 1:
-        raise ValueError(f"the instance threshold is a share of an instance's pixels in (0, 1], got {threshold!r}")
+        raise InputError(f"the instance threshold is a share of an instance's pixels in (0, 1], got {threshold!r}")
     return float(threshold)
 
 
@@ -107,7 +108,7 @@ class Components:
         """Per instance, how many of its pixels lie in ``hidden_mask`` ((H, W) bool: pixels predicted as a hidden
         class). (n,) int64."""
         if hidden_mask.shape != self.labels.shape:
-            raise ValueError(f"mask {hidden_mask.shape} and instance labels {self.labels.shape} differ in shape")
+            raise InputError(f"mask {hidden_mask.shape} and instance labels {self.labels.shape} differ in shape")
         return np.bincount(self.labels[hidden_mask], minlength=self.n + 1)[1:].astype(np.int64)
 
     def hidden(self, hidden_mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
@@ -133,7 +134,7 @@ def _from_labels(labels: np.ndarray, n: int) -> Components:
 def _mask_np(pred: Tensor | np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
     arr = pred.detach().cpu().numpy() if isinstance(pred, Tensor) else np.asarray(pred)
     if arr.ndim != 2:
-        raise ValueError(f"expected one (H, W) prediction, got shape {arr.shape}")
+        raise InputError(f"expected one (H, W) prediction, got shape {arr.shape}")
     return arr == ids[0] if len(ids) == 1 else np.isin(arr, ids)
 
 
@@ -165,7 +166,7 @@ def gt_components(instance_ids: Tensor | np.ndarray, class_id: int | Sequence[in
     ids = class_id_tuple(class_id)
     arr = instance_ids.detach().cpu().numpy() if isinstance(instance_ids, Tensor) else np.asarray(instance_ids)
     if arr.ndim != 2:
-        raise ValueError(f"expected one (H, W) map of instance ids, got shape {arr.shape}")
+        raise InputError(f"expected one (H, W) map of instance ids, got shape {arr.shape}")
     arr = arr.astype(np.int64, copy=False)
     keep = (arr >= 0) & np.isin(arr // INSTANCE_ID_FACTOR, ids)
     uniq, inverse = np.unique(arr[keep], return_inverse=True)
@@ -254,7 +255,7 @@ def instance_rows(
     1
     """
     if clean_pred.shape != adv_pred.shape or clean_pred.ndim != 3:
-        raise ValueError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)}: (B, H, W) each")
+        raise InputError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)}: (B, H, W) each")
     ids = class_id_tuple(class_id)
     b = clean_pred.shape[0]
     comps = list(clean_components) if clean_components is not None else [components(p, ids) for p in clean_pred]

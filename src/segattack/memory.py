@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.folder import image_size_of
-from .errors import ModelError, ResourceError
+from .errors import InputError, ModelError, ResourceError
 from .models import PixelModel, model_errors, restored_flags
 
 __all__ = [
@@ -354,7 +354,7 @@ def activation_bytes_per_pixel(
     dev = torch.device(device)
     h, w = (int(v) for v in probe_size)
     if h < 1 or w < 1:
-        raise ValueError(f"probe_size must be two positive integers (H, W), got {probe_size!r}")
+        raise InputError(f"probe_size must be two positive integers (H, W), got {probe_size!r}")
     if isinstance(model, nn.Module) and not isinstance(model, PixelModel):
         model = PixelModel(model)
     dtype = _probe_dtype(model)
@@ -422,7 +422,7 @@ def estimate_run_bytes(
     for name, value in (("height", height), ("width", width), ("batch_size", batch_size), ("n_eps", n_eps),
                         ("n_modes", n_modes)):  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
     p = height * width
     b = batch_size
     image = 3 * _FLOAT32 * p * b  # one float32 (B, 3, H, W) batch

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .errors import InputError
 from .targets import check_prediction, class_id_tuple, hidden_mask, hide_class_target
 
 __all__ = [
@@ -88,7 +89,7 @@ def hiding_metrics(
     check_prediction(clean_pred, name="clean_pred")
     check_prediction(adv_pred, name="adv_pred")
     if clean_pred.shape != adv_pred.shape:
-        raise ValueError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)} differ in shape")
+        raise InputError(f"clean_pred {tuple(clean_pred.shape)} and adv_pred {tuple(adv_pred.shape)} differ in shape")
     ids = class_id_tuple(class_id)
     hidden = hidden_mask(clean_pred, ids)
     adv_hidden = hidden_mask(adv_pred, ids)
@@ -107,7 +108,7 @@ def hiding_metrics(
     else:
         check_prediction(target, name="target")
         if target.shape != clean_pred.shape:
-            raise ValueError(f"target {tuple(target.shape)} and clean_pred {tuple(clean_pred.shape)} differ in shape")
+            raise InputError(f"target {tuple(target.shape)} and clean_pred {tuple(clean_pred.shape)} differ in shape")
         hit = (adv_pred == target).flatten(1).sum(1).to(torch.float64) / n_pix
     return HidingMetrics(fooled=fooled, preserved=preserved, target_hit=hit, class_pixels=class_pixels)
 
@@ -150,7 +151,7 @@ def perturbation_norms(adv: Tensor, images: Tensor) -> dict[str, Tensor]:
     Shapes: (B, C, H, W) -> (B,) float64 each.
     """
     if adv.shape != images.shape:
-        raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
+        raise InputError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
     d = (adv.detach().to(torch.float64) - images.detach().to(torch.float64)).flatten(1)
     mse = d.pow(2).mean(1)
     d = d.abs_().mul_(255)
@@ -165,7 +166,7 @@ def _psnr(mse: Tensor) -> Tensor:
 def psnr(adv: Tensor, images: Tensor) -> Tensor:
     """Per-image peak signal-to-noise ratio in dB for images in [0, 1]; +inf where identical. (B,) float64."""
     if adv.shape != images.shape:
-        raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
+        raise InputError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
     return _psnr((adv.detach().to(torch.float64) - images.detach().to(torch.float64)).pow(2).flatten(1).mean(1))
 
 
@@ -197,9 +198,9 @@ def ssim(adv: Tensor, images: Tensor) -> Tensor:
     from pytorch_msssim import ssim as _ssim
 
     if adv.shape != images.shape:
-        raise ValueError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
+        raise InputError(f"adv {tuple(adv.shape)} and images {tuple(images.shape)} differ in shape")
     if adv.ndim != 4:
-        raise ValueError(f"ssim takes (B, C, H, W) images, got shape {tuple(adv.shape)}")
+        raise InputError(f"ssim takes (B, C, H, W) images, got shape {tuple(adv.shape)}")
     dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
     h, w = adv.shape[-2:]
     win = min(SSIM_WINDOW, h, w)
@@ -235,14 +236,14 @@ def confusion_matrix(pred: Tensor, truth: Tensor, *, num_classes: int, ignore_in
     Ground-truth ids other than ``ignore_index`` outside 0..K-1 raise; predictions must lie in 0..K-1.
     """
     if pred.shape != truth.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
+        raise InputError(f"pred {tuple(pred.shape)} and truth {tuple(truth.shape)} differ in shape")
     keep = truth != ignore_index
     t = truth[keep].to(torch.int64)
     p = pred[keep].to(torch.int64)
     if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_classes):
-        raise ValueError(f"ground truth holds ids outside 0..{num_classes - 1} and not {ignore_index} (ignore)")
+        raise InputError(f"ground truth holds ids outside 0..{num_classes - 1} and not {ignore_index} (ignore)")
     if p.numel() and (int(p.min()) < 0 or int(p.max()) >= num_classes):
-        raise ValueError(f"prediction holds ids outside 0..{num_classes - 1}")
+        raise InputError(f"prediction holds ids outside 0..{num_classes - 1}")
     return torch.bincount(t * num_classes + p, minlength=num_classes**2).reshape(num_classes, num_classes).cpu()
 
 
@@ -321,7 +322,7 @@ def pixel_success(pred: Tensor, labels: Tensor, *, targeted: bool, ignore_index:
     [0.3333333333333333]
     """
     if pred.shape != labels.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape")
+        raise InputError(f"pred {tuple(pred.shape)} and labels {tuple(labels.shape)} differ in shape")
     valid = labels != ignore_index
     hit = (pred == labels) if targeted else (pred != labels)
     return _ratio((hit & valid).flatten(1).sum(1), valid.flatten(1).sum(1))

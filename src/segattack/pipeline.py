@@ -31,6 +31,7 @@ from torch import Tensor
 from .attacks import mix_seed, registry
 from .attacks.illm import restrict
 from .attacks.registry import DEFAULT_ATTACK, AttackError, AttackInfo
+from .errors import InputError
 from .instances import DEFAULT_THRESHOLD, Components, components, gt_components, instance_rows
 from .metrics import confusion_matrix, dense_confusion, hiding_metrics, pixel_accuracy, sparse_confusion
 from .targets import class_id_tuple, hidden_mask, hide_class_target
@@ -136,7 +137,7 @@ class UntargetedGoal:
         return pred if truth is None else truth.to(pred.device)
 
     def restrict_mask(self, pred: Tensor) -> Tensor:
-        raise ValueError("the untargeted goal has no class to restrict the perturbation to; use mode 'full' only")
+        raise InputError("the untargeted goal has no class to restrict the perturbation to; use mode 'full' only")
 
 
 Goal = HideGoal | UntargetedGoal
@@ -298,7 +299,7 @@ def transformed_outcome(
     """
     b = images.shape[0]
     if len(seeds) != b:
-        raise ValueError(f"seeds gives {len(seeds)} seeds for {b} images; give one per image")
+        raise InputError(f"seeds gives {len(seeds)} seeds for {b} images; give one per image")
 
     def apply(x: Tensor, j: int) -> Tensor:
         gen = torch.Generator().manual_seed(int(seeds[j]))  # on the CPU: the same draw on every device

@@ -26,6 +26,8 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from .errors import InputError, InputTypeError
+
 __all__ = ["hide_class_target", "static_target", "class_id_tuple", "check_prediction"]
 
 
@@ -33,13 +35,13 @@ def class_id_tuple(class_id: int | Sequence[int]) -> tuple[int, ...]:
     """Normalise ``class_id`` (an int or a sequence of ints) into a non-empty tuple of distinct ints."""
     ids = (class_id,) if isinstance(class_id, int | np.integer) else tuple(class_id)
     if not ids:
-        raise ValueError("class_id is empty; pass one class id (e.g. class_id=11) or several (class_id=(11, 12))")
+        raise InputError("class_id is empty; pass one class id (e.g. class_id=11) or several (class_id=(11, 12))")
     out: list[int] = []
     for c in ids:
         if isinstance(c, bool) or not isinstance(c, int | np.integer):
-            raise TypeError(f"class ids must be integers, got {c!r}; map class names to ids first")
+            raise InputTypeError(f"class ids must be integers, got {c!r}; map class names to ids first")
         if c < 0:
-            raise ValueError(f"class ids must be non-negative, got {c}")
+            raise InputError(f"class ids must be non-negative, got {c}")
         if int(c) not in out:
             out.append(int(c))
     return tuple(out)
@@ -48,14 +50,14 @@ def class_id_tuple(class_id: int | Sequence[int]) -> tuple[int, ...]:
 def check_prediction(pred: Tensor, *, name: str = "pred") -> None:
     """Validate a label map batch: (B, H, W) integer tensor."""
     if not isinstance(pred, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(pred).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(pred).__name__}")
     if pred.ndim != 3:
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape (B, H, W), got {tuple(pred.shape)}; "
             + ("take the argmax over classes (model.predict) first" if pred.ndim == 4 else "add a batch axis")
         )
     if pred.is_floating_point() or pred.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class ids, got {pred.dtype}; use model.predict(images)")
+        raise InputTypeError(f"{name} must hold integer class ids, got {pred.dtype}; use model.predict(images)")
 
 
 def hidden_mask(pred: Tensor, ids: tuple[int, ...]) -> Tensor:
@@ -93,7 +95,7 @@ def hide_class_target(pred: Tensor, *, class_id: int | Sequence[int]) -> Tensor:
         if not mask.any():
             continue
         if mask.all():
-            raise ValueError(
+            raise InputError(
                 f"image {b} is predicted entirely as hidden class(es) {ids}: there is no other class to take the "
                 "pixels over; drop this image (segattack's experiment counts it as 'all hidden')"
             )

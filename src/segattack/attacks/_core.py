@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError, InputTypeError
 from ..metrics import pixel_success
 from ..models import PixelModel, check_images, classes_of
 from ..transforms import Transform, parse_transforms
@@ -36,7 +37,7 @@ def as_model(model: Model) -> Model:
     if isinstance(model, nn.Module) and not isinstance(model, PixelModel):
         return PixelModel(model)
     if not callable(model):
-        raise TypeError(f"model must be a PixelModel or a callable images -> logits, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a PixelModel or a callable images -> logits, got {type(model).__name__}")
     return model
 
 
@@ -83,7 +84,7 @@ def check_seed(seed: object, b: int) -> list[int] | None:
     if (isinstance(seed, Sequence) and not isinstance(seed, str) and len(seed) == b
             and all(isinstance(s, int) and not isinstance(s, bool) for s in seed)):  # fmt: skip
         return list(seed)
-    raise TypeError(f"seed takes None, an integer or one integer per image ({b}), got {seed!r}")
+    raise InputTypeError(f"seed takes None, an integer or one integer per image ({b}), got {seed!r}")
 
 
 def paper_steps(eps_levels: float) -> int:
@@ -96,15 +97,15 @@ def paper_steps(eps_levels: float) -> int:
     [2, 3, 5, 13, 20, 24]
     """
     if not eps_levels > 0:
-        raise ValueError(f"eps must be positive, got {eps_levels} levels")
+        raise InputError(f"eps must be positive, got {eps_levels} levels")
     return math.ceil(round(min(eps_levels + 4.0, 1.25 * eps_levels), 6))
 
 
 def check_positive(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number in [0, 1] image units (e.g. {name}=10/255), got {value!r}")
+        raise InputError(f"{name} must be a positive number in [0, 1] image units (e.g. {name}=10/255), got {value!r}")
     if value > 1:
-        raise ValueError(
+        raise InputError(
             f"{name}={value} exceeds 1, the whole image range; the Python API takes [0, 1] units: "
             f"write {name}={value}/255"
         )
@@ -114,12 +115,12 @@ def check_positive(name: str, value: float) -> float:
 def check_labels(labels: Tensor, images: Tensor, *, name: str = "labels") -> None:
     """Validate a (B, H, W) integer label map (a target, or the labels an untargeted attack moves away from)."""
     if not isinstance(labels, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(labels).__name__}")
+        raise InputTypeError(f"{name} must be a torch.Tensor of shape (B, H, W), got {type(labels).__name__}")
     if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer class ids (int64), got {labels.dtype}")
+        raise InputTypeError(f"{name} must hold integer class ids (int64), got {labels.dtype}")
     expected = (images.shape[0], *images.shape[-2:])
     if tuple(labels.shape) != expected:
-        raise ValueError(
+        raise InputError(
             f"{name} has shape {tuple(labels.shape)} but the images need {expected} (B, H, W); "
             "build it from the prediction on these images, e.g. hide_class_target(model.predict(images), class_id=...)"
         )
@@ -127,13 +128,13 @@ def check_labels(labels: Tensor, images: Tensor, *, name: str = "labels") -> Non
 
 def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise InputTypeError(f"{name} must be True or False, got {value!r}")
     return value
 
 
 def check_count(name: str, value: object, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -141,7 +142,7 @@ def eps_per_image(eps: float | Tensor, b: int) -> list[float]:
     """``eps`` (a float or a (B,) tensor, [0, 1] units) -> B budgets in levels, validated."""
     if isinstance(eps, Tensor):
         if eps.shape not in ((b,), ()):
-            raise ValueError(f"eps as a tensor must have shape (B,) = ({b},), got {tuple(eps.shape)}")
+            raise InputError(f"eps as a tensor must have shape (B,) = ({b},), got {tuple(eps.shape)}")
         values = [check_positive("eps", float(e)) for e in eps.reshape(-1).expand(b).tolist()]
     else:
         values = [check_positive("eps", eps)] * b
@@ -153,20 +154,20 @@ def check_mask(mask: Tensor | None, images: Tensor) -> Tensor | None:
     if mask is None:
         return None
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise TypeError(
+        raise InputTypeError(
             f"mask must be a boolean tensor (B, H, W), e.g. pred == 11; got {getattr(mask, 'dtype', type(mask))}"
         )
     if mask.ndim == 3:
         mask = mask[:, None]
     expected = (images.shape[0], 1, *images.shape[-2:])
     if tuple(mask.shape) != expected:
-        raise ValueError(f"mask has shape {tuple(mask.shape)}; expected (B, H, W) = {(expected[0], *expected[2:])}")
+        raise InputError(f"mask has shape {tuple(mask.shape)}; expected (B, H, W) = {(expected[0], *expected[2:])}")
     return mask.to(images.device)
 
 
 def check_logits_for_target(logits: Tensor, images: Tensor, target: Tensor, ignore_index: int) -> None:
     if logits.ndim != 4 or logits.shape[0] != images.shape[0] or logits.shape[-2:] != images.shape[-2:]:
-        raise ValueError(
+        raise InputError(
             f"model returned shape {tuple(logits.shape)} for images {tuple(images.shape)}; it must return logits "
             "(B, K, H, W) at input size (wrap the network in segattack.PixelModel)"
         )
@@ -174,7 +175,7 @@ def check_logits_for_target(logits: Tensor, images: Tensor, target: Tensor, igno
     valid = (target == ignore_index) | ((target >= 0) & (target < k))
     if not bool(valid.all()):
         bad = target[~valid].unique()[:5].tolist()
-        raise ValueError(f"target holds class ids {bad} outside 0..{k - 1} (the model has {k} classes)")
+        raise InputError(f"target holds class ids {bad} outside 0..{k - 1} (the model has {k} classes)")
 
 
 def bounds(base: Tensor, eps: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -263,7 +264,7 @@ def make_eot(eot: object, samples: object = EOT_SAMPLES) -> EOT | None:
     (4, 1, None)
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"eot_samples must be an integer >= 1 (random draws per step), got {samples!r}")
+        raise InputError(f"eot_samples must be an integer >= 1 (random draws per step), got {samples!r}")
     if eot is None:
         return None
     if isinstance(eot, Transform):
@@ -273,12 +274,12 @@ def make_eot(eot: object, samples: object = EOT_SAMPLES) -> EOT | None:
     elif isinstance(eot, Sequence) and all(isinstance(t, Transform) for t in eot):
         transforms = list(eot)
         if not transforms:
-            raise ValueError("eot lists no transform; give at least one, e.g. eot='jpeg:75,blur:1', or None for off")
+            raise InputError("eot lists no transform; give at least one, e.g. eot='jpeg:75,blur:1', or None for off")
         names = [t.name for t in transforms]
         if len(set(names)) != len(names):
-            raise ValueError(f"eot lists a transform twice ({', '.join(names)}); give each transform once")
+            raise InputError(f"eot lists a transform twice ({', '.join(names)}); give each transform once")
     else:
-        raise TypeError(
+        raise InputTypeError(
             f"eot takes a transforms spec such as 'jpeg:75,blur:1', a list of segattack.transforms.Transform, or "
             f"None, got {eot!r}"
         )
@@ -385,7 +386,7 @@ def prepare(
     check_labels(labels, images)
     check_flag("targeted", targeted)
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
-        raise TypeError(f"ignore_index must be an integer class id, got {ignore_index!r}")
+        raise InputTypeError(f"ignore_index must be an integer class id, got {ignore_index!r}")
     m = check_mask(mask, images)
     b = images.shape[0]
     seeds = check_seed(seed, b)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from . import losses
 from ._core import (
     EOT_SAMPLES,
@@ -76,7 +77,7 @@ def _check(options: Mapping[str, Any]) -> None:
     losses.check_loss_option(options)
     if options.get("steps") is not None and options["steps"] < 1:
         steps = options["steps"]
-        raise ValueError(f"option apgd.steps must be at least 1 (its step size halves at checkpoints), got {steps}")
+        raise InputError(f"option apgd.steps must be at least 1 (its step size halves at checkpoints), got {steps}")
 
 
 @register("apgd", cost=_cost, check=_check)

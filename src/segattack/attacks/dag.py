@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..models import classes_of
 from ._core import Best, Model, check_count, check_flag, check_positive, levels_of, logits_at, prepare
 from .registry import Cost, register
@@ -20,7 +21,7 @@ DAG_GAMMA = 0.5 / 255
 
 def _check_stop(stop: object) -> None:
     if isinstance(stop, bool) or not isinstance(stop, int | float) or not 0 < stop <= 1:
-        raise ValueError(f"stop must be a share in (0, 1], got {stop!r}")
+        raise InputError(f"stop must be a share in (0, 1], got {stop!r}")
 
 
 def _cost(eps_levels: float, *, steps: int | None = None, best: bool = True, **_: Any) -> Cost:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..models import check_images
 from . import losses
 from ._core import (
@@ -48,7 +49,7 @@ def _steps_for(eps_levels: float, steps: int | None) -> int:
     if steps is None:
         return paper_steps(eps_levels)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+        raise InputError(f"steps must be a non-negative integer, got {steps!r}")
     return steps
 
 
@@ -69,7 +70,7 @@ def _sweep_entry(model: Model, images: Tensor, target: Tensor, *, eps: Sequence[
                  step_size: float | None = None, best: bool = False, eot: EOTOption = None,
                  eot_samples: int = EOT_SAMPLES, seed: SeedOption = None) -> Tensor:  # fmt: skip
     if not check_flag("targeted", targeted):
-        raise ValueError(_NOT_UNTARGETED)
+        raise InputError(_NOT_UNTARGETED)
     if eot is not None:  # random draws: separate runs (the registry only shares the prefix without EOT)
         return torch.stack([
             illm(model, images, target, eps=e, steps=steps, step_size=step_size, mask=mask, ignore_index=ignore_index,
@@ -131,7 +132,7 @@ def illm(
         and whole-level eps and step, ``adv * 255`` is integral (a PNG of it reproduces the attack exactly).
     """
     if not check_flag("targeted", targeted):
-        raise ValueError(_NOT_UNTARGETED)
+        raise InputError(_NOT_UNTARGETED)
     check_flag("best", best)
     problem = prepare(
         model, images, target, eps=eps, targeted=True, mask=mask, ignore_index=ignore_index, eot=eot,
@@ -175,7 +176,7 @@ def sweep_plan(
     """
     eps = list(eps)
     if not eps:
-        raise ValueError("eps must list at least one budget, e.g. eps=[2/255, 4/255, 10/255]")
+        raise InputError("eps must list at least one budget, e.g. eps=[2/255, 4/255, 10/255]")
     s = levels_of(check_positive("step_size", step_size))
     lv = [levels_of(check_positive("eps", e)) for e in eps]
     if steps is None or isinstance(steps, int):
@@ -183,7 +184,7 @@ def sweep_plan(
     else:
         n = list(steps)
         if len(n) != len(lv):
-            raise ValueError(f"steps lists {len(n)} values for {len(lv)} budgets; give one per eps or a single int")
+            raise InputError(f"steps lists {len(n)} values for {len(lv)} budgets; give one per eps or a single int")
         n = [_steps_for(e, k) for e, k in zip(lv, n, strict=True)]
     fork = [min(k, math.floor(e / s + 1e-9)) for e, k in zip(lv, n, strict=True)]
     passes = max(fork) + sum(k - f for k, f in zip(n, fork, strict=True))
@@ -263,7 +264,7 @@ def restrict(adv: Tensor, images: Tensor, *, mask: Tensor) -> Tensor:
     """
     check_images(images)
     if adv.shape[-4:] != images.shape:
-        raise ValueError(f"adv has shape {tuple(adv.shape)}, which does not end in the images' {tuple(images.shape)}")
+        raise InputError(f"adv has shape {tuple(adv.shape)}, which does not end in the images' {tuple(images.shape)}")
     m = check_mask(mask, images)
     assert m is not None
     return torch.where(m, adv, images)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import InputError
 from ..models import classes_of
 from ._core import PixelLoss
 
@@ -102,5 +103,5 @@ def check_loss_option(options: Mapping[str, Any]) -> None:
 def get_loss(name: str) -> PixelLoss:
     """The loss called ``name``; ValueError listing the known ones otherwise."""
     if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
+        raise InputError(f"unknown loss {name!r}; choose one of {', '.join(sorted(LOSSES))}")
     return LOSSES[name]

@@ -57,7 +57,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import DataError, UnreadableImageError
+from ..errors import DataError, DataNotFoundError, UnreadableImageError
 from ..rundir import outputs_under
 from .labels import IGNORE_INDEX, NUM_CLASSES
 
@@ -94,10 +94,10 @@ def check_size(size: Sequence[int] | None) -> tuple[int, int] | None:
         or len(size) != 2
         or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in size)
     ):
-        raise ValueError(f"size must be a pair of integers (H, W), e.g. (512, 1024), got {size!r}")
+        raise DataError(f"size must be a pair of integers (H, W), e.g. (512, 1024), got {size!r}")
     h, w = int(size[0]), int(size[1])
     if h < 1 or w < 1:
-        raise ValueError(f"size must be positive (H, W), got {(h, w)}")
+        raise DataError(f"size must be positive (H, W), got {(h, w)}")
     return h, w
 
 
@@ -352,7 +352,7 @@ class ImageFolder(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
         self.size = check_size(size)
         if not self.root.is_dir():
             what = "is a file, not a folder" if self.root.exists() else "does not exist"
-            raise FileNotFoundError(f"image folder {self.root} {what}")
+            raise DataNotFoundError(f"image folder {self.root} {what}")
         label_root = None if labels is None else Path(labels).expanduser()
         # a label folder inside the image folder holds PNGs too: they are labels, not images
         skip = label_root.resolve() if label_root is not None and label_root.is_dir() else None
@@ -379,7 +379,7 @@ class ImageFolder(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
                      self.root, len(found) - len(files))  # fmt: skip
         if not files:
             also = f" ({len(found)} images there were written by segattack runs: outputs, not inputs)" if found else ""
-            raise ValueError(
+            raise DataError(
                 f"no images found under {self.root} (searched recursively for {', '.join(IMAGE_EXTENSIONS)}, any "
                 f"case){also}"
             )
@@ -388,7 +388,7 @@ class ImageFolder(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
         self._ids = [r.as_posix().replace("/", "__") for r in rel]
         dupes = sorted(i for i, n in Counter(self._ids).items() if n > 1)
         if dupes:
-            raise ValueError(
+            raise DataError(
                 f"image ids must be unique, but several files share the name without extension: {dupes[:5]} "
                 "(e.g. a.png and a.jpg); keep one of each"
             )
@@ -398,12 +398,12 @@ class ImageFolder(ImageFiles, Dataset[tuple[Tensor, Tensor]]):
             self.label_root = label_root
             if not self.label_root.is_dir():
                 what = "is a file, not a folder" if self.label_root.exists() else "does not exist"
-                raise FileNotFoundError(f"label folder {self.label_root} {what}")
+                raise DataNotFoundError(f"label folder {self.label_root} {what}")
             self.label_files = [self.label_root / r.with_suffix(".png") for r in rel]
             missing = [(f, lf) for f, lf in zip(files, self.label_files, strict=True) if not lf.is_file()]
             if missing:
                 shown = "; ".join(f"{f} -> {lf}" for f, lf in missing[:5])
-                raise FileNotFoundError(
+                raise DataNotFoundError(
                     f"{len(missing)} of {len(files)} images have no label PNG in {self.label_root} "
                     f"(expected the image's relative path with .png): {shown}" + (" ..." if len(missing) > 5 else "")
                 )

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import RunDirError
+from ..errors import InputError, InputTypeError, RunDirError
 
 __all__ = [
     "LOCK_FILE",
@@ -73,7 +73,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     """Open a temporary file beside ``path`` for writing; on success it is fsync'ed and renamed over ``path``, on
     an error it is removed and ``path`` keeps its old content. ``mode`` is ``"wb"`` or ``"w"`` (UTF-8)."""
     if mode not in ("wb", "w"):
-        raise ValueError(f"atomic_open writes new files only: mode 'wb' or 'w', got {mode!r}")
+        raise InputError(f"atomic_open writes new files only: mode 'wb' or 'w', got {mode!r}")
     target = Path(path)
     # unique per writer: two processes writing one file (a report redrawn while a run writes it) never share it
     tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident() % 10**6}{_TMP}")
@@ -126,7 +126,7 @@ def json_safe(value: Any) -> Any:
         return os.fspath(value)
     if hasattr(value, "tolist"):  # tensors, numpy arrays and scalars
         return json_safe(value.tolist())
-    raise TypeError(f"cannot write a {type(value).__name__} as JSON; pass numbers, strings, lists or dicts")
+    raise InputTypeError(f"cannot write a {type(value).__name__} as JSON; pass numbers, strings, lists or dicts")
 
 
 # -- JSONL ----------------------------------------------------------------------------------------------------------

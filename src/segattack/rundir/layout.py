@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..errors import RunDirError
+from ..errors import InputError, RunDirError
 from .files import _TMP, MANIFEST_FILE, lock_directory, write_json
 
 __all__ = [
@@ -285,7 +285,7 @@ def check_kind(directory: str | os.PathLike[str], kind: str, *, option: str = "-
     """Refuse (``RunDirError``, one line naming both kinds and the fix) a directory that holds another kind of
     segattack output than ``kind``: a directory of one kind is never reused as another. Call it before any work."""
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise InputError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     found = directory_kind(directory)
     if found is not None and found != kind:
         raise RunDirError(

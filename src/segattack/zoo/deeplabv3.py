@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ._checks import check_common, he_init
 
 __all__ = ["DeepLabV3"]
@@ -143,10 +144,10 @@ class DeepLabV3(nn.Module):
         super().__init__()
         check_common(num_classes, width, dropout)
         if output_stride not in (8, 16):
-            raise ValueError(f"output_stride must be 8 or 16, got {output_stride!r}")
+            raise InputError(f"output_stride must be 8 or 16, got {output_stride!r}")
         rates = tuple(int(r) for r in aspp_rates)
         if len(rates) != 3 or any(r < 1 for r in rates):
-            raise ValueError(f"aspp_rates must be three dilations >= 1, such as (3, 6, 9), got {aspp_rates!r}")
+            raise InputError(f"aspp_rates must be three dilations >= 1, such as (3, 6, 9), got {aspp_rates!r}")
         self.num_classes = num_classes
         self.width = float(width)
         self.output_stride = output_stride
@@ -195,7 +196,7 @@ class DeepLabV3(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
-            raise ValueError(f"DeepLabV3 expects (B, C, H, W) input, got shape {tuple(x.shape)}")
+            raise InputError(f"DeepLabV3 expects (B, C, H, W) input, got shape {tuple(x.shape)}")
         size = (x.shape[-2], x.shape[-1])
         low = self.stage1(self.stem(x))  # stride 4
         feats = self.aspp(self.stage4(self.stage3(self.stage2(low))))

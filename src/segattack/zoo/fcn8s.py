@@ -54,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ._checks import check_common, he_init
 
 __all__ = ["FCN8s", "bilinear_kernel"]
@@ -73,7 +74,7 @@ def bilinear_kernel(size: int) -> Tensor:
     tensor([0.0625, 0.1875, 0.1875, 0.0625])
     """
     if size < 1:
-        raise ValueError(f"kernel size must be positive, got {size}")
+        raise InputError(f"kernel size must be positive, got {size}")
     factor = (size + 1) // 2
     center = factor - 1 if size % 2 == 1 else factor - 0.5
     og = torch.arange(size, dtype=torch.float64)
@@ -148,22 +149,22 @@ class FCN8s(nn.Module):
         super().__init__()
         check_common(num_classes, width, dropout, example="1.0 or 0.125")
         if output_stride not in (2, 4, 8) or isinstance(output_stride, bool):
-            raise ValueError(
+            raise InputError(
                 f"output_stride must be 8 (FCN-8s), 4 (FCN-4s, the pool2 skip) or 2 (FCN-2s, and the pool1 skip), "
                 f"got {output_stride!r}"
             )
         self.output_stride = output_stride
         for name, value in (("refine", refine), ("refine2", refine2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a number of channels >= 0 (0: no refinement block), got {value!r}")
+                raise InputError(f"{name} must be a number of channels >= 0 (0: no refinement block), got {value!r}")
         if refine and output_stride == 8:
-            raise ValueError("refine (the stride-4 refinement block) needs output_stride 4 or 2, got output_stride 8")
+            raise InputError("refine (the stride-4 refinement block) needs output_stride 4 or 2, got output_stride 8")
         if refine2 and output_stride != 2:
-            raise ValueError(f"refine2 (the stride-2 refinement block) needs output_stride 2, got {output_stride}")
+            raise InputError(f"refine2 (the stride-2 refinement block) needs output_stride 2, got {output_stride}")
         self.refine_channels = refine
         self.refine2_channels = refine2
         if fc6_kernel < 1 or fc6_kernel % 2 == 0:
-            raise ValueError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
+            raise InputError(f"fc6_kernel must be a positive odd size (7 as in the paper, or 3), got {fc6_kernel}")
         self.num_classes = num_classes
         self.width = float(width)
         self.batch_norm = batch_norm
@@ -250,7 +251,7 @@ class FCN8s(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
-            raise ValueError(f"FCN8s expects (B, C, H, W) input, got shape {tuple(x.shape)}")
+            raise InputError(f"FCN8s expects (B, C, H, W) input, got shape {tuple(x.shape)}")
         size = (x.shape[-2], x.shape[-1])
         pool1 = self.block1(x)  # stride 2
         pool2 = self.block2(pool1)  # stride 4

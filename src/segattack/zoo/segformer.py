@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ._checks import check_common
 
 __all__ = ["SegFormer"]
@@ -56,7 +57,7 @@ class _EfficientSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, sr_ratio: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"channels ({dim}) must be divisible by the number of heads ({heads})")
+            raise InputError(f"channels ({dim}) must be divisible by the number of heads ({heads})")
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
@@ -159,18 +160,18 @@ class SegFormer(nn.Module):
         lists = {"dims": dims, "depths": depths, "heads": heads, "sr_ratios": sr_ratios}
         for name, value in lists.items():
             if len(value) != 4 or any(not isinstance(v, int) or v < 1 for v in value):
-                raise ValueError(f"{name} must be four positive integers (one per stage), got {value!r}")
+                raise InputError(f"{name} must be four positive integers (one per stage), got {value!r}")
         for d, h in zip(dims, heads, strict=True):
             if d % h:
-                raise ValueError(
+                raise InputError(
                     f"each stage's channels must be divisible by its heads, got dims {dims}, heads {heads}"
                 )
         dims = [max(h, int(round(d * width / h)) * h) for d, h in zip(dims, heads, strict=True)]
         decoder_dim = max(1, int(round(decoder_dim * width)))
         if mlp_ratio < 1 or decoder_dim < 1:
-            raise ValueError(f"mlp_ratio and decoder_dim must be >= 1, got {mlp_ratio} and {decoder_dim}")
+            raise InputError(f"mlp_ratio and decoder_dim must be >= 1, got {mlp_ratio} and {decoder_dim}")
         if not 0.0 <= drop_path < 1.0:
-            raise ValueError(f"drop_path must be a probability in [0, 1), got {drop_path}")
+            raise InputError(f"drop_path must be a probability in [0, 1), got {drop_path}")
         self.num_classes = num_classes
         self.dims = tuple(int(d) for d in dims)
         total = sum(depths)
@@ -210,7 +211,7 @@ class SegFormer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
-            raise ValueError(f"SegFormer expects (B, C, H, W) input, got shape {tuple(x.shape)}")
+            raise InputError(f"SegFormer expects (B, C, H, W) input, got shape {tuple(x.shape)}")
         size = (x.shape[-2], x.shape[-1])
         b = x.shape[0]
         feats: list[Tensor] = []

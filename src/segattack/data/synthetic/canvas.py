@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
+from ...errors import InputError
 from .classes import SKY
 from .geometry import Point
 from .palette import Color
@@ -67,7 +68,7 @@ class Canvas:
             raise RuntimeError("instances do not nest: one instance at a time")
         k = self._counts.get(cls, 0)
         if k >= INSTANCE_ID_FACTOR:
-            raise ValueError(f"more than {INSTANCE_ID_FACTOR} instances of class {cls} in one scene")
+            raise InputError(f"more than {INSTANCE_ID_FACTOR} instances of class {cls} in one scene")
         self._counts[cls] = k + 1
         if self._instance_layer is None:
             self._instance_layer = Image.new("I", self.image.size, 0)
