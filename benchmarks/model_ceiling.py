@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import segattack as sa
 from segattack.data.labels import IGNORE_INDEX
-from segattack.evaluate import evaluate
+from segattack.evaluation import evaluate
 
 PERSON = 11
 NUM_CLASSES = 19

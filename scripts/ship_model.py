@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import segattack as sa
 from segattack.data.labels import CLASS_NAMES
 from segattack.errors import ModelError
-from segattack.evaluate import evaluate
+from segattack.evaluation import evaluate
 from segattack.zoo import WEIGHTS_DIR, ModelCard, check_model_name
 
 #: The architecture line of the card, per ``arch`` (formatted with the card's ``arch_kwargs``).

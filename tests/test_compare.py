@@ -21,7 +21,7 @@ from torch import nn
 from segattack import zoo
 from segattack.cli import main
 from segattack.commands._common import build_data, build_model
-from segattack.evaluate import evaluate
+from segattack.evaluation import evaluate
 from segattack.experiment import ExperimentConfig, RunOptions
 from segattack.experiment.compare import CompareError, CompareProgress, compare_models
 from segattack.report.compare import TRANSFER_FILE, read_transfer_rows

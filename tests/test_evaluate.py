@@ -10,7 +10,7 @@ from PIL import Image
 
 import segattack as sa
 from segattack.cli import main
-from segattack.evaluate import evaluate
+from segattack.evaluation import evaluate
 
 from .models_for_cli import ListDataset, street_image, tiny_fcn, write_street_pngs
 
@@ -123,7 +123,7 @@ def test_autocast_runs_the_forward_in_the_chosen_dtype() -> None:
 def test_void_output_is_left_out_of_the_mean_iou_but_counts_as_a_miss() -> None:
     """A 19+void model: void predictions are misses of the true class, and the void class's own IoU (always 0, as
     ground truth never holds it) does not pull the mean down (the Cityscapes rule: 19 classes evaluated)."""
-    from segattack.evaluate import EvalResult
+    from segattack.evaluation import EvalResult
 
     cm = torch.zeros(3, 3, dtype=torch.int64)
     cm[0, 0], cm[0, 2] = 6, 2  # class 0: 6 right, 2 predicted void

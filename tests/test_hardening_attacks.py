@@ -18,16 +18,44 @@ from .models_for_cli import one_line_error
 S = ["--data", "synthetic:1", "--size", "32x64"]
 
 
-@pytest.fixture(autouse=True)
-def no_plugin_left() -> Iterator[None]:
-    """The plug-in module registers its attacks when a run imports it: unregister them afterwards (other tests
-    iterate over the registry) and forget the module, so that the next run imports and registers them again."""
-    yield
+#: A model module that registers attacks when it is imported, as a user's plug-in does: ``--model
+#: attack_plugin:model --attack plugin-shift`` must find them (the module is imported before --attack is resolved).
+#: ``plugin-too-far`` breaks its budget: the pipeline must refuse its output, naming it. Written into the test's
+#: folder (not a module of tests/, which the doctest collection would import and so register its attacks early).
+PLUGIN = '''
+import segattack as sa
+from tests.models_for_cli import tiny_fcn
+
+
+@sa.attacks.register("plugin-shift", replace=True)
+def shift(model, images, labels, *, eps, targeted, mask=None, ignore_index=255):
+    """Every pixel down by eps (inside the mask, if given)."""
+    delta = -eps if mask is None else -eps * mask[:, None].to(images.dtype)
+    return (images + delta).clamp(0, 1)
+
+
+@sa.attacks.register("plugin-too-far", replace=True)
+def too_far(model, images, labels, *, eps, targeted):
+    """Half the range away, whatever eps says: a broken attack."""
+    return (images + 0.5).clamp(0, 1)
+
+
+def model():
+    return tiny_fcn()
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The plug-in module, importable; its attacks unregistered afterwards (other tests iterate over the registry)."""
+    (tmp_path / "attack_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "attack_plugin:model"
     import segattack as sa
 
     for name in ("plugin-shift", "plugin-too-far"):
         sa.attacks.unregister(name)
-    sys.modules.pop("tests.attack_plugin", None)
+    sys.modules.pop("attack_plugin", None)
 
 
 def run(out: Path, *extra: str) -> list[str]:
@@ -82,19 +110,19 @@ def test_a_config_json_without_an_experiment_object_is_one_line(
     assert "experiment" in err and "--overwrite" in err, err
 
 
-def test_an_attack_registered_in_the_model_module_can_be_used(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_attack_registered_in_the_model_module_can_be_used(plugin: str, tmp_path: Path) -> None:
     out = tmp_path / "plugin"
-    assert main(run(out, "--model", "tests.attack_plugin:model", "--attack", "plugin-shift", "--restrict", "both")) == 0
+    assert main(run(out, "--model", plugin, "--attack", "plugin-shift", "--restrict", "both")) == 0
     rows = read_rows(out)
     assert {r["attack"] for r in rows} == {"plugin-shift"} and all(r["linf"] <= 2 for r in rows)
 
 
-def test_an_attack_s_output_is_checked_and_the_attack_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_attack_s_output_is_checked_and_the_attack_named(
+    plugin: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "broken"
     capsys.readouterr()
-    assert main(run(out, "--model", "tests.attack_plugin:model", "--attack", "plugin-too-far")) == 2
+    assert main(run(out, "--model", plugin, "--attack", "plugin-too-far")) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("segattack run: error: "), err
     assert "attack 'plugin-too-far' exceeded its budget: L-inf 127.5 levels at eps 2 levels" in err, err

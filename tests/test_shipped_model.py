@@ -13,7 +13,7 @@ from PIL import Image
 import segattack as sa
 from segattack.cli import main
 from segattack.data.labels import LABEL_ID_TO_TRAIN_ID
-from segattack.evaluate import evaluate
+from segattack.evaluation import evaluate
 from segattack.zoo import DEFAULT_MODEL, WEIGHTS_DIR, sha256_file
 
 

@@ -15,7 +15,7 @@ import segattack.train.batches as train_batches
 import segattack.train.init as train_init
 import segattack.train.loop as train_loop
 from segattack.cli import main
-from segattack.evaluate import EvalResult, evaluate
+from segattack.evaluation import EvalResult, evaluate
 from segattack.models import PixelModel
 from segattack.train import ConfigMismatchError, TrainConfig, checkpoint_step, train
 from segattack.zoo import ARCHITECTURES, load

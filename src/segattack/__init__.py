@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
     from . import attacks, data, instances, pipeline, transforms, universal, zoo
     from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
-    from .evaluate import EvalResult, evaluate
+    from .evaluation import EvalResult, evaluate
     from .experiment import ExperimentConfig, RunOptions, compare_models, run_experiment
     from .metrics import (
         HidingMetrics,
@@ -38,7 +38,7 @@ _LAZY: dict[str, str] = {
     "compare_models": "experiment",
     "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
     "restrict": "attacks", "sweep_plan": "attacks",
-    "EvalResult": "evaluate", "evaluate": "evaluate",
+    "EvalResult": "evaluation", "evaluate": "evaluation",
     "run_experiment": "experiment", "ExperimentConfig": "experiment", "RunOptions": "experiment",
     "HidingMetrics": "metrics", "Summary": "metrics", "confusion_matrix": "metrics", "hiding_metrics": "metrics",
     "iou": "metrics", "mean_iou": "metrics", "perturbation_norms": "metrics", "pixel_accuracy": "metrics",

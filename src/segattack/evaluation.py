@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .data.base import UnreadableImageError
+from .errors import InputError
 from .metrics import confusion_matrix, iou, mean_iou, pixel_accuracy
 from .models import PixelModel
 
@@ -71,9 +72,9 @@ def _autocast(amp: str | None, device: torch.device) -> contextlib.AbstractConte
     if amp is None:
         return contextlib.nullcontext()
     if amp not in _AMP_DTYPES:
-        raise ValueError(f"amp must be 'bf16', 'fp16' or None (float32), got {amp!r}")
+        raise InputError(f"amp must be 'bf16', 'fp16' or None (float32), got {amp!r}")
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError(
+        raise InputError(
             f"amp='fp16' needs a CUDA device, got device {str(device)!r}; use amp='bf16' (CPU autocast) or amp=None"
         )
     return torch.autocast(device.type, dtype=_AMP_DTYPES[amp])
@@ -112,9 +113,9 @@ def evaluate(
     ``progress(done, total)`` is called as images are done (after each batch) and at the end.
     """
     if not getattr(dataset, "has_labels", True):
-        raise ValueError("this data set has no ground-truth labels; clean evaluation needs them (e.g. gtFine/)")
+        raise InputError("this data set has no ground-truth labels; clean evaluation needs them (e.g. gtFine/)")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
     device = torch.device(device)
     autocast = _autocast(amp, device)  # refuse a bad amp before any work
     n = len(dataset) if limit is None else min(limit, len(dataset))

@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..data.labels import CLASS_NAMES, is_void
     from ..data.labels import label_names as default_names
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")

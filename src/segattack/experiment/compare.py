@@ -2,7 +2,7 @@
 
 ``compare_models`` runs, for every model, ``run_experiment`` (Fischer et al. 2017: hide a class at every budget,
 whole image and restricted) into ``out_dir/models/<name>/``, a normal resumable experiment directory with its own
-report; the clean mIoU of every model on the same images (``segattack.evaluate``, against the ground truth where
+report; the clean mIoU of every model on the same images (``segattack.evaluation``, against the ground truth where
 the data set has it); and the transfer matrix: the adversarial images crafted on model A at ``transfer_eps`` (whole
 image, the same attack) predicted by every model B and measured against B's own clean prediction (hidden: B's class
 pixels no longer the class; kept: B's other pixels unchanged; ``hiding_metrics``). The diagonal is the white-box
@@ -43,7 +43,7 @@ from torch import Tensor
 from .. import rundir
 from ..data import labels as _labels
 from ..errors import ConfigError, UnreadableImageError
-from ..evaluate import evaluate
+from ..evaluation import evaluate
 from ..metrics import hiding_metrics
 from ..models import first_pass, model_fingerprint
 from ..pipeline import HideGoal, attack_batch

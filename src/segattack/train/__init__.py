@@ -3,7 +3,7 @@
 Standard recipe: pixel-wise cross-entropy (ignore 255), SGD with momentum (optionally Nesterov) or AdamW, no weight
 decay on biases and BatchNorm, poly or cosine learning-rate schedule with optional linear warmup, augmentation by
 random scale + crop, horizontal flip and colour jitter (brightness, contrast, saturation). Validation is the
-library's clean evaluator, ``segattack.evaluate.evaluate`` (an ``EvalResult``): per-class IoU, the mean IoU over
+library's clean evaluator, ``segattack.evaluation.evaluate`` (an ``EvalResult``): per-class IoU, the mean IoU over
 classes present in the ground truth or the prediction, and pixel accuracy.
 
 Everything a run writes lives in its output directory:

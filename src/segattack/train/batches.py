@@ -29,7 +29,7 @@ class Source:
 
     A segattack data set too (``len``, ``[i]`` -> (uint8 image, int64 label), ``image_id``, ``has_labels``) of the
     first ``n`` items, checked and converted, on the cache's device: validation hands it to
-    ``segattack.evaluate.evaluate``.
+    ``segattack.evaluation.evaluate``.
     """
 
     has_labels = True  # every item was checked to carry train ids (see _read)

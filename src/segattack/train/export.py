@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import rundir
 from ..errors import RunDirError
-from ..evaluate import EvalResult
+from ..evaluation import EvalResult
 from ..zoo import save_model
 from .config import RUNTIME_FIELDS, Resolved, TrainConfig, class_names
 

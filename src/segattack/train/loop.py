@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .. import rundir
 from ..data.labels import IGNORE_INDEX
 from ..errors import ConfigError
-from ..evaluate import EvalResult, evaluate
+from ..evaluation import EvalResult, evaluate
 from ..models import PixelModel
 from ..zoo import ARCHITECTURES, ModelCard
 from .batches import Source, augment, batch_indices, mix, open_sources, tqdm_disable
@@ -50,7 +50,7 @@ class TrainingDivergedError(ConfigError, FloatingPointError):
 class TrainResult:
     """Outcome of ``train``: the network (on its training device, eval mode), the step reached, whether the run
     reached ``steps``, the step it resumed from (0 for a fresh run), the mean training loss of the last logging
-    window, the last validation (``segattack.evaluate.EvalResult``), the exported model card (None unless finished)
+    window, the last validation (``segattack.evaluation.EvalResult``), the exported model card (None unless finished)
     and the total elapsed time (s)."""
 
     net: nn.Module
