@@ -32,6 +32,17 @@ RESTRICT_MODES: dict[str, tuple[str, ...]] = {
 EPS_HELP = "L-inf budgets in 8-bit levels, comma-separated (10 means 10/255); the paper's step of 1 level and n = min(eps+4, 1.25 eps) iterations"  # noqa: E501
 
 
+def add_eps_arg(p: Any, *, several: bool = True, default: str | None = None) -> None:
+    """``--eps`` (8-bit levels), the one definition every command uses: several budgets (default the paper's 1..20)
+    or one (default 10). ``parse_eps`` reads it."""
+    if several:
+        default = default or ",".join(map(str, DEFAULT_EPS))
+        p.add_argument("--eps", default=default, metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)")
+    else:
+        p.add_argument("--eps", default=default or "10", metavar="LEVELS",
+                       help="L-inf budget in 8-bit levels (10 means 10/255; default: %(default)s)")  # fmt: skip
+
+
 def parse_eps(text: str) -> list[int | float]:
     """``"1,2,4,10"`` -> [1, 2, 4, 10] (8-bit levels, sorted), checked by ``segattack.experiment.check_eps`` (the
     one check of budgets, for every command); UserError (one line) otherwise."""

@@ -10,6 +10,7 @@ from ..errors import UserError
 from ..rundir import atomic_open, check_writable_dir
 from ._common import (
     add_attack_args,
+    add_eps_arg,
     add_hide_arg,
     add_model_args,
     build_model,
@@ -34,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("image", metavar="IMAGE", help="input image (PNG or JPEG)")
     add_hide_arg(p)
-    p.add_argument("--eps", default="10", metavar="LEVELS", help="L-inf budget in 8-bit levels (default: 10)")
+    add_eps_arg(p, several=False)
     p.add_argument("--out", required=True, metavar="FILE.png", help="adversarial image to write (PNG)")
     p.add_argument(
         "--restrict",

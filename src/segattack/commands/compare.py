@@ -14,11 +14,10 @@ from typing import Any
 from ..errors import UserError
 from ..rundir import check_kind
 from ._common import (
-    DEFAULT_EPS,
-    EPS_HELP,
     RESTRICT_MODES,
     add_attack_args,
     add_data_args,
+    add_eps_arg,
     add_fast_path_args,
     add_hide_arg,
     build_config,
@@ -67,9 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     a = p.add_argument_group("attack")
     add_attack_args(a, several=False)
     add_hide_arg(a)
-    a.add_argument(
-        "--eps", default=",".join(map(str, DEFAULT_EPS)), metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)"
-    )
+    add_eps_arg(a)
     a.add_argument(
         "--transfer-eps",
         default=None,

@@ -6,8 +6,7 @@ import argparse
 
 from ..errors import UserError
 from ._common import (
-    DEFAULT_EPS,
-    EPS_HELP,
+    add_eps_arg,
     add_fast_path_args,
     add_measure_args,
     build_config,
@@ -47,9 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="N",
         help="synthetic images to attack (default: %(default)s)",
     )
-    p.add_argument(
-        "--eps", default=",".join(map(str, DEFAULT_EPS)), metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)"
-    )
+    add_eps_arg(p)
     p.add_argument(
         "--size", metavar="HxW", default=None, help="image size in pixels (default: the data set's, 256x512)"
     )

@@ -6,11 +6,10 @@ import argparse
 
 from ..errors import UserError
 from ._common import (
-    DEFAULT_EPS,
-    EPS_HELP,
     RESTRICT_MODES,
     add_attack_args,
     add_data_args,
+    add_eps_arg,
     add_hide_arg,
     add_measure_args,
     add_model_args,
@@ -53,9 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_attack_args(g)
     add_hide_arg(g)
-    g.add_argument(
-        "--eps", default=",".join(map(str, DEFAULT_EPS)), metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)"
-    )
+    add_eps_arg(g)
     g.add_argument(
         "--restrict",
         choices=tuple(RESTRICT_MODES),

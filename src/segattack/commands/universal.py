@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import UserError
 from ._common import (
+    add_eps_arg,
     add_hide_arg,
     add_model_args,
     build_data,
@@ -74,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="instead of hiding, push every pixel towards this one class (the paper's static target); --hide then "
         "only names the class whose pixels are counted as fooled (default: off)",
     )
-    p.add_argument("--eps", default="10", metavar="LEVELS", help="L-inf budget in 8-bit levels (default: 10)")
+    add_eps_arg(p, several=False)
     p.add_argument("--steps", type=int, default=60, metavar="N", help="iterations over the fit images (default: 60)")
     p.add_argument("--step-size", default="1", metavar="LEVELS", help="step per iteration in 8-bit levels (default: 1)")
     p.add_argument(
