@@ -411,68 +411,18 @@ def compare_models(
         raise CompareError("a comparison runs the hide goal with one attack; give ExperimentConfig(classes=..., "
                            "attacks=(ONE,))")  # fmt: skip
     opts = options if options is not None else RunOptions(report=True)
-    eps, teps = _transfer_eps(list(config.eps), transfer_eps)
-    spec, ids_t, modes, batch_size, limit, seed = (config.attacks[0], config.classes, config.modes or (),
-                                                    config.batch_size, config.limit, config.seed)  # fmt: skip
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
-    if n == 0:
-        raise CompareError("the data set holds no images")
-    first = next(iter(models.values()))
-    dev = torch.device(device) if device is not None else getattr(first, "device", torch.device("cpu"))
-    models = {k: m.to(dev) for k, m in models.items()}
-    ids = [image_id_of(dataset, i) for i in range(n)]
-    if len(set(ids)) != len(ids):
-        raise CompareError("the data set's image ids are not unique; result rows could not be told apart")
-    num_classes = _probe_classes(models, dataset, n, dev)
-    if max(ids_t) >= num_classes:
-        raise CompareError(f"class id {max(ids_t)} to hide, but the models predict only {num_classes} classes")
-    fingerprints = {k: model_fingerprint(m) for k, m in models.items()}
-    by_print: dict[str, str] = {}
-    for k, fp in fingerprints.items():
-        if fp in by_print:
-            raise CompareError(f"models {by_print[fp]!r} and {k!r} are the same network (same weights and "
-                               "normalisation); compare different models")  # fmt: skip
-        by_print[fp] = k
-    digest = _digest(f"{k}={fingerprints[k]}" for k in models)
-    ids_sha = _digest(ids)
-    first_names = getattr(first, "class_names", None)
-    names = _labels.label_names(num_classes, first_names if first_names and len(first_names) == num_classes else None)
-    setup = {
-        "goal": "hide", "class_ids": list(ids_t), "class_names": [names[c] for c in ids_t],
-        "eps_levels": [number(e) for e in eps], "modes": list(modes), "attack": spec.describe(),
-        "transfer_eps": number(teps), "images": n, "limit": limit, "image_ids_sha256": ids_sha,
-        "num_classes": num_classes, **{k: v for k, v in (describe or {}).items()},
-    }  # fmt: skip
+    job = _Job.prepare(models, dataset, config, transfer_eps, device, describe)
     out = Path(out_dir)
-    dirs = {k: out / MODELS_DIR / model_dir_name(k) for k in models}
+    dirs = {k: out / MODELS_DIR / model_dir_name(k) for k in job.models}
     with RunLock(rundir.check_writable_dir(out), "segattack compare"):
         rundir.check_kind(out, "compare")  # never a run's or a universal's directory, not even with overwrite
-        _check_config(out, setup, overwrite)
+        _check_config(out, job.setup, overwrite)
         figures = [f"{stem}{suffix}" for stem in COMPARE_STEMS for suffix in (".png", ".svg")]
         written = [COMPARE_FILE, CLEAN_FILE, TRANSFER_FILE, TRANSFER_CSV, rundir.REPORT_FILE, MODELS_DIR, *figures]
         rundir.record_outputs(out, written, kind="compare")
-        record = {
-            "format": COMPARE_FORMAT,
-            "compare": setup,
-            "models": [
-                {
-                    "name": k,
-                    "dir": f"{MODELS_DIR}/{model_dir_name(k)}",
-                    "sha256": fingerprints[k],
-                    "spec": (model_describe or {}).get(k, {}).get("model"),
-                }
-                for k in models
-            ],  # fmt: skip
-            "models_sha256": digest,
-            "run": {
-                "batch_size": batch_size,
-                "device": str(dev),
-                "seed": seed,
-                "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },  # fmt: skip
-        }
-        rundir.write_json(out / COMPARE_FILE, record)
-        for k, model in models.items():
+        rundir.write_json(out / COMPARE_FILE, job.record(model_describe))
+        run_opts = RunOptions(check_memory=opts.check_memory, overlap=opts.overlap, read_workers=opts.read_workers)
+        for k, model in job.models.items():
             log.info("compare: experiment of %s into %s", k, dirs[k])
 
             def tick(p: Progress, k: str = k) -> None:
@@ -480,21 +430,93 @@ def compare_models(
                     progress(CompareProgress("experiment", k, p.done, p.total, p))
 
             run_experiment(
-                model, dataset, config, dirs[k], device=dev, overwrite=overwrite,
+                model, dataset, config, dirs[k], device=job.dev, overwrite=overwrite,
                 describe={**(describe or {}), **(model_describe or {}).get(k, {}), "compare_name": k},
-                progress=tick, options=RunOptions(check_memory=opts.check_memory, overlap=opts.overlap,
-                                                  read_workers=opts.read_workers),
+                progress=tick, options=run_opts,
             )  # fmt: skip
-        clean = _clean_scores(models, dataset, out / CLEAN_FILE, fingerprints, ids_sha, n, num_classes, batch_size,
-                              dev, progress)  # fmt: skip
-        _run_transfer(models, dataset, ids, out / TRANSFER_FILE, config, teps, dev, digest, progress)
+        clean = _clean_scores(job.models, dataset, out / CLEAN_FILE, job.fingerprints, job.ids_sha, job.n,
+                              job.num_classes, config.batch_size, job.dev, progress)  # fmt: skip
+        _run_transfer(job.models, dataset, job.ids, out / TRANSFER_FILE, config, job.teps, job.dev, job.digest,
+                      progress)  # fmt: skip
         if opts.report:
-            for j, k in enumerate(models):
+            for j, k in enumerate(job.models):
                 write_report(dirs[k])
                 if progress is not None:
-                    progress(CompareProgress("report", k, j + 1, len(models)))
+                    progress(CompareProgress("report", k, j + 1, len(job.models)))
         report = write_compare_report(out)
-    return CompareResult(out, tuple(models), tuple(eps), teps, dirs, clean, report)
+    return CompareResult(out, tuple(job.models), tuple(config.eps), job.teps, dirs, clean, report)
+
+
+@dataclass
+class _Job:
+    """What a comparison is about once its models and images are checked: the models on their device, the image
+    ids, the classes they predict, their fingerprints, and the setup ``compare.json`` records and compares."""
+
+    models: dict[str, Any]
+    dev: torch.device
+    ids: list[str]
+    n: int
+    num_classes: int
+    teps: float
+    fingerprints: dict[str, str]
+    digest: str
+    ids_sha: str
+    setup: dict[str, Any]
+    seed: int
+    batch_size: int
+
+    @classmethod
+    def prepare(
+        cls, models: dict[str, Any], dataset: Any, config: ExperimentConfig, transfer_eps: float | None,
+        device: str | torch.device | None, describe: Mapping[str, Any] | None,
+    ) -> _Job:  # fmt: skip
+        eps, teps = _transfer_eps(list(config.eps), transfer_eps)
+        n = len(dataset) if config.limit is None else min(int(config.limit), len(dataset))
+        if n == 0:
+            raise CompareError("the data set holds no images")
+        first = next(iter(models.values()))
+        dev = torch.device(device) if device is not None else getattr(first, "device", torch.device("cpu"))
+        models = {k: m.to(dev) for k, m in models.items()}
+        ids = [image_id_of(dataset, i) for i in range(n)]
+        if len(set(ids)) != len(ids):
+            raise CompareError("the data set's image ids are not unique; result rows could not be told apart")
+        num_classes = _probe_classes(models, dataset, n, dev)
+        ids_t = config.classes
+        if max(ids_t) >= num_classes:
+            raise CompareError(f"class id {max(ids_t)} to hide, but the models predict only {num_classes} classes")
+        fingerprints = {k: model_fingerprint(m) for k, m in models.items()}
+        by_print: dict[str, str] = {}
+        for k, fp in fingerprints.items():
+            if fp in by_print:
+                raise CompareError(f"models {by_print[fp]!r} and {k!r} are the same network (same weights and "
+                                   "normalisation); compare different models")  # fmt: skip
+            by_print[fp] = k
+        first_names = getattr(first, "class_names", None)
+        names = _labels.label_names(num_classes, first_names if first_names and len(first_names) == num_classes
+                                    else None)  # fmt: skip
+        ids_sha = _digest(ids)
+        setup = {
+            "goal": "hide", "class_ids": list(ids_t), "class_names": [names[c] for c in ids_t],
+            "eps_levels": [number(e) for e in eps], "modes": list(config.modes or ()),
+            "attack": config.attacks[0].describe(), "transfer_eps": number(teps), "images": n, "limit": config.limit,
+            "image_ids_sha256": ids_sha, "num_classes": num_classes, **{k: v for k, v in (describe or {}).items()},
+        }  # fmt: skip
+        digest = _digest(f"{k}={fingerprints[k]}" for k in models)
+        return cls(models, dev, ids, n, num_classes, teps, fingerprints, digest, ids_sha, setup, config.seed,
+                   config.batch_size)  # fmt: skip
+
+    def record(self, model_describe: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
+        """``compare.json``: the setup, the models (name, folder, fingerprint, spec) and the run."""
+        models = [
+            {"name": k, "dir": f"{MODELS_DIR}/{model_dir_name(k)}", "sha256": self.fingerprints[k],
+             "spec": (model_describe or {}).get(k, {}).get("model")}
+            for k in self.models
+        ]  # fmt: skip
+        run = {"batch_size": self.batch_size, "device": str(self.dev), "seed": self.seed,
+               "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
+        return {"format": COMPARE_FORMAT, "compare": self.setup, "models": models, "models_sha256": self.digest,
+                "run": run}  # fmt: skip
+
 
 
 def _run_transfer(
