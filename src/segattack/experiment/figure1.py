@@ -93,6 +93,39 @@ def pick_figure1(
     images at the evenly spaced quantiles j/(N-1), j = 1..N-1, of which the one nearest 0.5 is the median already.
     A rank already taken moves to the nearest free one. ``pixels(i)``: the pixels of image ``i``.
     """
+    by_index = _attacked(rows, ids, attack=attack, eps=eps, mode=mode)
+    cls = "/".join(class_names) if class_names else "class"
+    if isinstance(spec, tuple):
+        return _by_hand(spec, ids, by_index, cls)
+    if spec == 0 or not by_index:
+        return []
+    cands = [(float(row["fooled"]), i, int(row["class_pixels"] or 0)) for i, row in by_index.items()]
+    cands = [c for c in cands if math.isfinite(c[0])]
+    if not cands:
+        return []
+    pool, what, note = _pool(cands, pixels, cls)
+    m = len(pool)
+    picks = []
+    for n_pick, r in enumerate(_ranks(min(spec, m), m)):
+        f, i, _ = pool[r]
+        if n_pick == 0:
+            also = " and hardest" if r == 0 and m > 1 else ""
+            reason = f"median{also} hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+        elif r == 0:
+            reason = f"hardest: {pct(f)} hidden (lowest of {m} images {what}{note})"
+        elif r == m - 1:
+            reason = f"easiest: {pct(f)} hidden (highest of {m} images {what}{note})"
+        else:
+            q = r / (m - 1)
+            reason = f"quantile {q:.2f} of hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
+        picks.append(Figure1Pick(i, ids[i], reason, f))
+    return picks
+
+
+def _attacked(
+    rows: Sequence[Mapping[str, Any]], ids: Sequence[str], *, attack: str, eps: float, mode: str
+) -> dict[int, Mapping[str, Any]]:
+    """The ``ok`` rows of ``attack`` at ``eps`` in ``mode`` by image index (rows of images of this run only)."""
     by_index: dict[int, Mapping[str, Any]] = {}
     for row in rows:
         i = int(row["index"])
@@ -105,27 +138,33 @@ def pick_figure1(
             and row.get("image_id") == ids[i]
         ):
             by_index[i] = row
-    cls = "/".join(class_names) if class_names else "class"
-    if isinstance(spec, tuple):
-        where = {iid: i for i, iid in enumerate(ids)}
-        picks = []
-        for iid in spec:
-            at = where.get(iid)
-            if at is None:
-                log.warning("Figure 1: image %s is not among the %d images of this run; left out", iid, len(ids))
-            elif at not in by_index:
-                log.warning("Figure 1: image %s was not attacked (no %s pixels predicted, or unreadable); left out",
-                            iid, cls)  # fmt: skip
-            else:
-                f = float(by_index[at]["fooled"])
-                picks.append(Figure1Pick(at, iid, "chosen by hand", f if math.isfinite(f) else None))
-        return picks
-    if spec == 0 or not by_index:
-        return []
-    cands = [(float(row["fooled"]), i, int(row["class_pixels"] or 0)) for i, row in by_index.items()]
-    cands = [c for c in cands if math.isfinite(c[0])]
-    if not cands:
-        return []
+    return by_index
+
+
+def _by_hand(
+    spec: tuple[str, ...], ids: Sequence[str], by_index: Mapping[int, Mapping[str, Any]], cls: str
+) -> list[Figure1Pick]:
+    """The images named by hand that were attacked (the others left out with a warning)."""
+    where = {iid: i for i, iid in enumerate(ids)}
+    picks = []
+    for iid in spec:
+        at = where.get(iid)
+        if at is None:
+            log.warning("Figure 1: image %s is not among the %d images of this run; left out", iid, len(ids))
+        elif at not in by_index:
+            log.warning("Figure 1: image %s was not attacked (no %s pixels predicted, or unreadable); left out",
+                        iid, cls)  # fmt: skip
+        else:
+            f = float(by_index[at]["fooled"])
+            picks.append(Figure1Pick(at, iid, "chosen by hand", f if math.isfinite(f) else None))
+    return picks
+
+
+def _pool(
+    cands: list[tuple[float, int, int]], pixels: Callable[[int], int], cls: str
+) -> tuple[list[tuple[float, int, int]], str, str]:
+    """The candidates (hidden share, index, class pixels) with enough class pixels, sorted, and the words that say
+    which: (pool, what, note); all of them (and a note) if none has enough."""
     # an image with FIGURE1_MIN_PIXELS class pixels takes part whatever its size: sizes are looked up for the
     # others only, and for all once one of them is small (the bar then depends on the size; small images are cheap)
     need = {i: figure1_min_pixels(pixels(i)) for _, i, c in cands if c < FIGURE1_MIN_PIXELS}
@@ -134,14 +173,19 @@ def pick_figure1(
     pool = sorted(c for c in cands if c[2] >= need.get(c[1], FIGURE1_MIN_PIXELS))
     levels = sorted(set(need.values()) | ({FIGURE1_MIN_PIXELS} if len(need) < len(cands) else set()))
     rule = f">= {levels[0]}" if len(levels) == 1 else f">= min({FIGURE1_MIN_PIXELS}, 1% of the image)"
-    note = ""
     if pool:
-        what = f"with {rule} {cls} pixels"
-    else:
-        pool = sorted(cands)
-        what, note = f"with {cls} pixels", f"; none has {rule}"
-    m = len(pool)
-    k = min(spec, m)
+        return pool, f"with {rule} {cls} pixels", ""
+    return sorted(cands), f"with {cls} pixels", f"; none has {rule}"
+
+
+def _ranks(k: int, m: int) -> list[int]:
+    """The ranks (0 = lowest hidden share) of ``k`` picks among ``m``: the median (the lower middle one), the
+    hardest, then the evenly spaced quantiles j/(k-1) but the one nearest 0.5; a rank taken moves to the nearest
+    free one.
+
+    >>> _ranks(1, 9), _ranks(2, 9), _ranks(5, 9), _ranks(3, 2)
+    ([4], [4, 0], [4, 0, 2, 6, 8], [0, 1])
+    """
     median = (m - 1) // 2
     if k == 1:
         wanted = [median]
@@ -157,21 +201,7 @@ def pick_figure1(
             if free:
                 taken.append(free[0])
                 break
-    picks = []
-    for n_pick, r in enumerate(taken):
-        f, i, _ = pool[r]
-        if n_pick == 0:
-            also = " and hardest" if r == 0 and m > 1 else ""
-            reason = f"median{also} hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
-        elif r == 0:
-            reason = f"hardest: {pct(f)} hidden (lowest of {m} images {what}{note})"
-        elif r == m - 1:
-            reason = f"easiest: {pct(f)} hidden (highest of {m} images {what}{note})"
-        else:
-            q = r / (m - 1)
-            reason = f"quantile {q:.2f} of hidden share: {pct(f)} (image {r + 1} of {m} {what}, lowest first{note})"
-        picks.append(Figure1Pick(i, ids[i], reason, f))
-    return picks
+    return taken
 
 
 def figure1_files(out: Path) -> dict[str, Path]:
