@@ -21,6 +21,9 @@ caller would expect (``ValueError`` for bad values, ``OSError`` for files), so `
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
     "SegattackError",
     "UserError",
@@ -46,7 +49,23 @@ class UserError(SegattackError, ValueError):
 
 
 class ConfigError(SegattackError, ValueError):
-    """A configuration the library cannot honour."""
+    """A configuration the library cannot honour; ``field``: the configuration field at fault where one is (the
+    command line names its option)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@contextlib.contextmanager
+def about_field(name: str) -> Iterator[None]:
+    """Tag a ``ConfigError`` raised in the block with the field ``name`` (unless it names one already)."""
+    try:
+        yield
+    except ConfigError as err:
+        if err.field is None:
+            err.field = name
+        raise
 
 
 class InputError(SegattackError, ValueError):

@@ -13,14 +13,13 @@ and 10/255); the library below the experiment (attacks, pipeline) takes [0, 1] u
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import platform
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from .. import __version__, rundir
 from ..attacks import mix_seed, registry
 from ..attacks.registry import DEFAULT_ATTACK, AttackError
 from ..data import labels as _labels
-from ..errors import ConfigError
+from ..errors import ConfigError, about_field
 from ..instances import DEFAULT_THRESHOLD, check_threshold
 from ..pipeline import AttackSpec, Goal, HideGoal, UntargetedGoal
 from ..rundir import CONFIG_FILE, MODES, RESULTS_FILE, read_config
@@ -53,21 +52,6 @@ MIN_EPS = 0.01
 class ExperimentError(ConfigError):
     """An experiment that cannot run as configured (also a ValueError); ``field``: the ``ExperimentConfig`` field
     at fault where one is (the command line names its option)."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@contextlib.contextmanager
-def _about(name: str) -> Iterator[None]:
-    """Tag the ``ExperimentError`` raised in the block with the field ``name``."""
-    try:
-        yield
-    except ExperimentError as err:
-        if err.field is None:
-            err.field = name
-        raise
 
 
 def number(e: float) -> int | float:
@@ -227,13 +211,13 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         put = _setter(self)
-        with _about("goal"):
+        with about_field("goal"):
             if self.goal not in GOALS:
                 raise ExperimentError(f"unknown goal {self.goal!r}; valid goals: {', '.join(GOALS)}")
-        with _about("eps"):
+        with about_field("eps"):
             put("eps", check_eps(self.eps))
         goal: Goal
-        with _about("classes"):
+        with about_field("classes"):
             if self.goal == "hide":
                 if self.classes is None or (isinstance(self.classes, Sequence) and len(self.classes) == 0):
                     raise ExperimentError("the hide goal needs classes, the class(es) to hide (e.g. 11, Cityscapes "
@@ -249,33 +233,33 @@ class ExperimentConfig:
                 put("classes", ())
                 goal = UntargetedGoal()
         put("goal_obj", goal)
-        with _about("attacks"):
+        with about_field("attacks"):
             put("attacks", _attacks(self.attacks or (DEFAULT_ATTACK,), goal))
-        with _about("modes"):
+        with about_field("modes"):
             put("modes", _modes(self.modes, goal))
-        with _about("survive"):
+        with about_field("survive"):
             put("survive", _survive(self.survive))
             if self.survive and self.goal != "hide":
                 raise ExperimentError("survive measures how well a class stays hidden after transforms: the hide "
                                       "goal only")  # fmt: skip
-        with _about("figure1"):
+        with about_field("figure1"):
             put("figure1", _figure1(self.figure1) if self.goal == "hide" else 0)
-        with _about("instance_threshold"):
+        with about_field("instance_threshold"):
             try:
                 put("instance_threshold", check_threshold(self.instance_threshold))
             except ValueError as err:
                 raise ExperimentError(f"instance_threshold: {err}") from None
-        with _about("seed"):
+        with about_field("seed"):
             if isinstance(self.seed, bool) or not isinstance(self.seed, int):
                 raise ExperimentError(f"seed must be an integer, got {self.seed!r}")
-        with _about("limit"):
+        with about_field("limit"):
             _positive_int(self.limit, "limit", allow_none=True)
-        with _about("batch_size"):
+        with about_field("batch_size"):
             _positive_int(self.batch_size, "batch_size")
-        with _about("save_images"):
+        with about_field("save_images"):
             if not isinstance(self.save_images, bool):
                 raise ExperimentError(f"save_images must be True or False, got {self.save_images!r}")
-        with _about("label_names"):
+        with about_field("label_names"):
             if self.label_names is not None:
                 if isinstance(self.label_names, str) or not all(isinstance(n, str) for n in self.label_names):
                     raise ExperimentError("label_names takes one name per output class (a list of strings)")

@@ -13,13 +13,12 @@ Units: ``eps`` and ``step_size`` are in 8-bit levels, as on the command line and
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, about_field
 from ..experiment import ExperimentError, check_eps
 from ..targets import class_id_tuple
 
@@ -34,21 +33,6 @@ DEFAULT_OMEGA = 0.9999
 class UniversalError(ConfigError):
     """A universal-perturbation job that cannot run as configured (also a ValueError); ``field``: the
     ``UniversalConfig`` field at fault where one is (the command line names its option)."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-@contextlib.contextmanager
-def _about(name: str) -> Iterator[None]:
-    """Tag the ``UniversalError`` raised in the block with the field ``name``."""
-    try:
-        yield
-    except UniversalError as err:
-        if err.field is None:
-            err.field = name
-        raise
 
 
 def _count(value: Any, name: str, *, minimum: int, allow_none: bool = False) -> None:
@@ -110,42 +94,42 @@ class UniversalConfig:
 
     def __post_init__(self) -> None:
         put = self._put
-        with _about("eps"):
+        with about_field("eps"):
             if isinstance(self.eps, Sequence) and not isinstance(self.eps, str) and len(self.eps) > 1:
                 raise UniversalError(f"a universal perturbation takes one eps, got {tuple(self.eps)!r}")
             try:
                 put("eps", check_eps(self.eps)[0])
             except ExperimentError as err:
                 raise UniversalError(str(err)) from None
-        with _about("classes"):
+        with about_field("classes"):
             put("classes", _classes(self.classes, "classes"))
-        with _about("static"):
+        with about_field("static"):
             if self.static is not None:
                 ids = _classes(self.static, "static")
                 if len(ids) != 1:
                     raise UniversalError(f"static takes one class, got {ids}")
                 put("static", ids[0])
-        with _about("steps"):
+        with about_field("steps"):
             _count(self.steps, "steps", minimum=1)
-        with _about("step_size"):
+        with about_field("step_size"):
             step = _number(self.step_size, "step_size")
             if not 0 < step <= 255:
                 raise UniversalError(f"step_size must be a positive number of 8-bit levels (e.g. 1), got {step:g}")
             put("step_size", step)
-        with _about("omega"):
+        with about_field("omega"):
             omega = _number(self.omega, "omega")
             if not 0 <= omega <= 1:
                 raise UniversalError(f"omega must lie in [0, 1] (the paper's 0.9999), got {omega}")
             put("omega", omega)
-        with _about("batch_size"):
+        with about_field("batch_size"):
             _count(self.batch_size, "batch_size", minimum=1)
-        with _about("examples"):
+        with about_field("examples"):
             _count(self.examples, "examples", minimum=0)
-        with _about("fit_limit"):
+        with about_field("fit_limit"):
             _count(self.fit_limit, "fit_limit", minimum=1, allow_none=True)
-        with _about("eval_limit"):
+        with about_field("eval_limit"):
             _count(self.eval_limit, "eval_limit", minimum=1, allow_none=True)
-        with _about("label_names"):
+        with about_field("label_names"):
             if self.label_names is not None:
                 if isinstance(self.label_names, str) or not all(isinstance(n, str) for n in self.label_names):
                     raise UniversalError("label_names takes one name per output class (a list of strings)")
