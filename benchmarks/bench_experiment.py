@@ -46,6 +46,8 @@ import torch
 
 import segattack as sa
 import segattack.experiment as experiment_mod
+import segattack.experiment.figure1 as experiment_figure1
+import segattack.experiment.loop as experiment_loop
 from segattack.commands._common import DEFAULT_EPS
 from segattack.commands.demo import DEMO_BATCH
 from segattack.experiment import ExperimentConfig, RunOptions
@@ -125,12 +127,15 @@ class Calibration:
 
 
 class Timed:
-    """Wrap a module-level function of ``segattack.experiment`` and add up the seconds spent in it."""
+    """Wrap a function the experiment's modules call (``segattack.experiment.loop`` and ``.figure1``, where the
+    batches and the Figure 1 images go through it) and add up the seconds spent in it."""
+
+    MODULES = (experiment_loop, experiment_figure1)
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.seconds = 0.0
-        self.original = getattr(experiment_mod, name)
+        self.original = getattr(self.MODULES[0], name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             t = time.perf_counter()
@@ -139,10 +144,14 @@ class Timed:
             finally:
                 self.seconds += time.perf_counter() - t
 
-        setattr(experiment_mod, name, wrapper)
+        for module in self.MODULES:
+            if hasattr(module, name):
+                setattr(module, name, wrapper)
 
     def restore(self) -> None:
-        setattr(experiment_mod, self.name, self.original)
+        for module in self.MODULES:
+            if hasattr(module, self.name):
+                setattr(module, self.name, self.original)
 
 
 def efficiency(args: argparse.Namespace, overlap: bool | None = None) -> dict[str, Any]:
