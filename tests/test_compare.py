@@ -270,7 +270,7 @@ def test_api_checks(specs: dict[str, str], tmp_path: Path) -> None:
         ("{fcn}", [], "at least 2 models"),
         ("{fcn},{fcn}", [], "twice"),
         ("{fcn},{other}", [], "both named 'fcn'"),
-        ("{fcn},{deeplab}", ["--transfer-eps", "3"], "--transfer-eps 3 is not among --eps 2,4"),
+        ("{fcn},{deeplab}", ["--transfer-eps", "3"], "--transfer-eps: transfer_eps 3 is not among the budgets [2, 4]"),
         ("{fcn},{deeplab}", ["--transfer-eps", "ten"], "takes a number"),
         ("{fcn},{classes20}", [], "different numbers of classes"),
         ("{fcn},zoo:no/such.json", [], "does not exist"),

@@ -541,8 +541,6 @@ def sweep(
     eps = list(eps)
     if not eps:
         raise AttackError("eps must list at least one budget, e.g. eps=[2/255, 4/255, 10/255]")
-    for e in eps:
-        _check_eps(e)
     common: dict[str, Any] = {"targeted": targeted}
     takes = _keywords(entry.fn)
     if mask is not None:

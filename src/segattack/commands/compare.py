@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..rundir import check_kind
 from ._common import (
     RESTRICT_MODES,
@@ -150,24 +150,23 @@ def parse_models(text: str) -> list[tuple[str, str]]:
 
 
 def parse_transfer_eps(text: str | None, eps: list[int | float]) -> int | float:
-    """``--transfer-eps``: one of ``eps`` (8-bit levels); without it 10, or the budget nearest 10."""
-    if text is None:
-        return min(eps, key=lambda e: (abs(e - 10), -e))
+    """``--transfer-eps``: one of ``eps`` (8-bit levels), checked by the library's ``transfer_budget`` before any
+    model loads; without it the budget nearest 10."""
+    from ..experiment.compare import transfer_budget
+    from ..experiment.config import number
+
+    value: float | None = None
+    if text is not None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(
+                f"--transfer-eps takes a number of 8-bit levels, e.g. --transfer-eps 10; got {text!r}"
+            ) from None
     try:
-        value = float(text)
-    except ValueError:
-        raise UserError(
-            f"--transfer-eps takes a number of 8-bit levels, e.g. --transfer-eps 10; got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise UserError(f"--transfer-eps must be a positive number of 8-bit levels, got {text}")
-    if value not in eps:
-        shown = ",".join(map(str, eps))
-        raise UserError(
-            f"--transfer-eps {text} is not among --eps {shown}; pick one of them, or add it to --eps (the diagonal "
-            "of the transfer matrix is the white-box result at that budget)"
-        )
-    return int(value) if value.is_integer() else value
+        return number(transfer_budget(eps, value))
+    except ConfigError as err:
+        raise UserError(f"--transfer-eps: {err}") from None
 
 
 def _model_namespace(spec: str, device: str, fast: argparse.Namespace | None = None) -> argparse.Namespace:

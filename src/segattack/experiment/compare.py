@@ -67,7 +67,7 @@ from .figure1 import figure1_eps
 from .reading import first_readable, image_id_of
 from .run import Progress, run_experiment
 
-__all__ = ["compare_models", "CompareResult", "CompareProgress", "CompareError", "model_dir_name"]
+__all__ = ["compare_models", "transfer_budget", "CompareResult", "CompareProgress", "CompareError", "model_dir_name"]
 
 log = logging.getLogger(__name__)
 
@@ -138,18 +138,24 @@ def _check_models(models: Mapping[str, Any]) -> dict[str, Any]:
     return dict(models)
 
 
-def _transfer_eps(eps: list[float], transfer_eps: float | None) -> tuple[list[float], float]:
-    """The budget of the transfer matrix: ``transfer_eps`` (one of the configuration's budgets ``eps``, already
-    checked by ``ExperimentConfig``) or the one nearest 10 levels."""
+def transfer_budget(eps: Sequence[float], transfer_eps: float | None) -> float:
+    """The budget of the transfer matrix in levels: ``transfer_eps``, which must be one of the budgets ``eps`` (the
+    diagonal of the matrix is the white-box result at that budget), or the one nearest 10 levels; ``CompareError``
+    otherwise.
+
+    >>> transfer_budget([2, 4, 12], None), transfer_budget([2, 4], 4)
+    (12, 4.0)
+    """
     if transfer_eps is None:
-        return eps, figure1_eps(eps)
+        return figure1_eps(eps)
     t = float(transfer_eps)
-    if t not in eps:
+    if not math.isfinite(t) or t not in [float(e) for e in eps]:
         raise CompareError(
-            f"transfer_eps {number(t)} is not among the budgets {[number(e) for e in eps]}; pick one of them (the "
-            "diagonal of the transfer matrix is the white-box result at that budget)"
+            f"transfer_eps {number(t) if math.isfinite(t) else t} is not among the budgets "
+            f"{[number(e) for e in eps]}; pick one of them (the diagonal of the transfer matrix is the white-box "
+            "result at that budget)"
         )
-    return eps, t
+    return t
 
 
 def _probe_classes(models: Mapping[str, Any], dataset: Any, n: int, device: torch.device) -> int:
@@ -470,7 +476,7 @@ class _Job:
         cls, models: dict[str, Any], dataset: Any, config: ExperimentConfig, transfer_eps: float | None,
         device: str | torch.device | None, describe: Mapping[str, Any] | None,
     ) -> _Job:  # fmt: skip
-        eps, teps = _transfer_eps(list(config.eps), transfer_eps)
+        teps = transfer_budget(config.eps, transfer_eps)
         n = len(dataset) if config.limit is None else min(int(config.limit), len(dataset))
         if n == 0:
             raise CompareError("the data set holds no images")
@@ -497,7 +503,7 @@ class _Job:
         ids_sha = _digest(ids)
         setup = {
             "goal": "hide", "class_ids": list(ids_t), "class_names": [names[c] for c in ids_t],
-            "eps_levels": [number(e) for e in eps], "modes": list(config.modes or ()),
+            "eps_levels": [number(e) for e in config.eps], "modes": list(config.modes or ()),
             "attack": config.attacks[0].describe(), "transfer_eps": number(teps), "images": n, "limit": config.limit,
             "image_ids_sha256": ids_sha, "num_classes": num_classes, **{k: v for k, v in (describe or {}).items()},
         }  # fmt: skip
