@@ -91,15 +91,22 @@ class AttackSpec:
         them."""
         if self.entry.cost is None:
             return None
-        return registry.cost(self.entry, eps=eps, **self.options).backward
+        return registry.cost_checked(self.entry, self.options, eps=eps).backward
 
     def plan_note(self, eps: Sequence[float]) -> str:
         """``registry.plan``'s sentence for the budgets ``eps`` ([0, 1] units)."""
-        return registry.plan(self.entry, eps, **self.options).note
+        return registry.plan_checked(self.entry, self.options, eps).note
 
     def check_goal(self, *, targeted: bool) -> None:
         """``AttackError`` if the attack (or a member) cannot serve a targeted (or untargeted) goal."""
         registry.check_goal(self.entry, self.options, targeted=targeted)
+
+    def sweep(self, model: Any, images: Tensor, labels: Tensor, *, eps: Sequence[float], targeted: bool,
+              mask: Tensor | None = None, seed: Any = None) -> Tensor:  # fmt: skip
+        """``registry.sweep`` of this attack with its (checked) options: (K, B, C, H, W) for the budgets ``eps``
+        ([0, 1] units)."""
+        return registry.sweep_checked(self.entry, self.options, model, images, labels, eps=eps, targeted=targeted,
+                                      mask=mask, seed=seed)  # fmt: skip
 
     def seeds(self, image_seeds: Sequence[int]) -> list[int]:
         """Per-image seeds of this attack: derived from each image's seed and the attack's name and options, so that
@@ -211,20 +218,19 @@ def attack_batch(
     wanted = [m for m in ("full", "posthoc", "during") if m in modes or m in keep]
     mask = goal.restrict_mask(pred) if "posthoc" in wanted or "during" in wanted else None
     advs: dict[str, Tensor] = {}
-    common: dict[str, Any] = {"targeted": goal.targeted, **attack.options}
+    common: dict[str, Any] = {"targeted": goal.targeted}
     if seeds is not None and attack.entry.seeded:
         common["seed"] = attack.seeds(seeds)
     if "full" in wanted or "posthoc" in wanted:
-        advs["full"] = check_output(
-            attack.name, registry.sweep(attack.entry, model, images, labels, eps=eps01, **common), images, eps01
-        )
+        swept = attack.sweep(model, images, labels, eps=eps01, **common)
+        advs["full"] = check_output(attack.name, swept, images, eps01)
     if "posthoc" in wanted:
         assert mask is not None
         advs["posthoc"] = restrict(advs["full"], images, mask=mask)
     if "during" in wanted:
         advs["during"] = check_output(
-            attack.name, registry.sweep(attack.entry, model, images, labels, eps=eps01, mask=mask, **common), images,
-            eps01, mask=mask,
+            attack.name, attack.sweep(model, images, labels, eps=eps01, mask=mask, **common), images, eps01,
+            mask=mask,
         )  # fmt: skip
     k, b = len(eps01), images.shape[0]
     h, w = images.shape[-2:]

@@ -51,6 +51,9 @@ __all__ = [
     "parse_option",
     "sweep",
     "plan",
+    "sweep_checked",
+    "plan_checked",
+    "cost_checked",
     "COMMON",
 ]
 
@@ -461,12 +464,16 @@ def parse_option(attack: Attack, key: str, text: str) -> Any:
 
 
 def cost(attack: Attack, *, eps: float, **options: Any) -> Cost:
-    """Forward/backward passes of one call of ``attack`` at ``eps`` ([0, 1] units) with ``options``."""
+    """Forward/backward passes of one call of ``attack`` at ``eps`` ([0, 1] units) with ``options`` (checked)."""
     entry = resolve(attack)
+    return cost_checked(entry, {**entry.bound, **check_options(entry, options)}, eps=eps)
+
+
+def cost_checked(entry: AttackInfo, options: Mapping[str, Any], *, eps: float) -> Cost:
+    """``cost`` with options already checked (``pipeline.AttackSpec`` holds checked ones): nothing checked twice."""
     if entry.cost is None:
         raise AttackError(f"attack {entry.name!r} does not document its cost")
-    opts = {**entry.bound, **check_options(entry, options)}
-    return entry.cost(_levels(_check_eps(eps)), **opts)
+    return entry.cost(_levels(_check_eps(eps)), **options)
 
 
 def _check_eps(eps: Any) -> float:
@@ -493,10 +500,14 @@ def _shares(entry: AttackInfo, options: Mapping[str, Any]) -> bool:
 
 
 def plan(attack: Attack, eps: Sequence[float], **options: Any) -> SweepPlanInfo:
-    """How ``sweep`` will run ``attack`` over the budgets ``eps`` ([0, 1] units) with ``options``."""
+    """How ``sweep`` will run ``attack`` over the budgets ``eps`` ([0, 1] units) with ``options`` (checked)."""
     entry = resolve(attack)
-    name = entry.name
-    opts = {**entry.bound, **check_options(entry, options)}
+    return plan_checked(entry, {**entry.bound, **check_options(entry, options)}, eps)
+
+
+def plan_checked(entry: AttackInfo, options: Mapping[str, Any], eps: Sequence[float]) -> SweepPlanInfo:
+    """``plan`` with options already checked (``pipeline.AttackSpec`` holds checked ones)."""
+    name, opts = entry.name, options
     eps = [_levels(_check_eps(e)) for e in eps]
     if _shares(entry, opts) and entry.sweep_cost is not None:
         shared = entry.sweep_cost(eps, **opts)
@@ -538,6 +549,26 @@ def sweep(
     """
     entry = resolve(attack)
     opts = {**entry.bound, **check_options(entry, options)}
+    return sweep_checked(entry, opts, model, images, labels, eps=eps, targeted=targeted, mask=mask,
+                         ignore_index=ignore_index, seed=seed)  # fmt: skip
+
+
+def sweep_checked(
+    entry: AttackInfo,
+    options: Mapping[str, Any],
+    model: Any,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    eps: Sequence[float],
+    targeted: bool,
+    mask: Tensor | None = None,
+    ignore_index: int = 255,
+    seed: Any = None,
+) -> Tensor:
+    """``sweep`` with options already checked (``pipeline.AttackSpec`` holds checked ones): nothing checked twice;
+    the attack itself checks its inputs (images, labels, budgets) as at any call."""
+    opts = dict(options)
     eps = list(eps)
     if not eps:
         raise AttackError("eps must list at least one budget, e.g. eps=[2/255, 4/255, 10/255]")

@@ -377,7 +377,7 @@ def sweep_record(spec: AttackSpec, eps_levels: Sequence[float]) -> dict[str, Any
     reads result files only."""
     if not spec.entry.registered:
         return {"shared": False, "forward": None, "backward": None, "note": f"{spec.name}: one run per eps"}
-    p = registry.plan(spec.entry, [e / 255 for e in eps_levels], **spec.options)
+    p = registry.plan_checked(spec.entry, spec.options, [e / 255 for e in eps_levels])
     return {"shared": p.shared, "forward": p.forward, "backward": p.backward, "note": p.note}
 
 
