@@ -30,6 +30,7 @@ from ..errors import InputError, InputTypeError, RunDirError
 __all__ = [
     "LOCK_FILE",
     "MANIFEST_FILE",
+    "TMP_SUFFIX",
     "RunLock",
     "write_bytes",
     "write_text",
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".segattack.lock"
 #: The manifest of what the runs in a directory wrote (``segattack.rundir.layout``).
 MANIFEST_FILE = ".segattack-manifest.json"
-_TMP = ".tmp"
+TMP_SUFFIX = ".tmp"
 
 
 # -- atomic files ---------------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         raise InputError(f"atomic_open writes new files only: mode 'wb' or 'w', got {mode!r}")
     target = Path(path)
     # unique per writer: two processes writing one file (a report redrawn while a run writes it) never share it
-    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident() % 10**6}{_TMP}")
+    tmp = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident() % 10**6}{TMP_SUFFIX}")
     fh: IO[Any] = open(tmp, mode) if mode == "wb" else open(tmp, mode, encoding="utf-8", newline="")  # noqa: SIM115
     try:
         yield fh

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import InputError, RunDirError
-from .files import _TMP, MANIFEST_FILE, lock_directory, write_json
+from .files import MANIFEST_FILE, TMP_SUFFIX, lock_directory, write_json
 
 __all__ = [
     "RESULTS_FILE",
@@ -111,7 +111,7 @@ _FIXED_NAMES = {"run": (CONFIG_FILE, RESULTS_FILE), "universal": ("universal.npz
 _MODE_NAMES = ("full", "posthoc", "during")
 _THUMB_NAMES = frozenset({"image.png", "adv.png", "pred.png", "pred_adv.png"})
 _EPS_DIR = re.compile(r"eps\d+(\.\d+)?")
-_TMP_NAME = re.compile(rf".+\.\d+-\d+{re.escape(_TMP)}")
+_TMP_NAME = re.compile(rf".+\.\d+-\d+{re.escape(TMP_SUFFIX)}")
 
 
 def read_config(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -440,7 +440,7 @@ def experiment_outputs(out_dir: str | os.PathLike[str]) -> list[Path]:
     (``run_outputs``) and the temporary files of an interrupted atomic write; nothing else is touched."""
     out = Path(out_dir)
     found = run_outputs(out)
-    found += sorted(p for p in out.glob(f"*{_TMP}") if _TMP_NAME.fullmatch(p.name) and p not in found)
+    found += sorted(p for p in out.glob(f"*{TMP_SUFFIX}") if _TMP_NAME.fullmatch(p.name) and p not in found)
     return found
 
 
