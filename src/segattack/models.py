@@ -35,6 +35,8 @@ from .errors import ConfigError, InputError, InputTypeError, ModelError, ModelTy
 
 __all__ = [
     "AMP_DTYPES",
+    "chunk_size",
+    "predict_slice",
     "PixelModel",
     "check_images",
     "classes_of",
@@ -351,13 +353,44 @@ class PixelModel(nn.Module):
         """Argmax prediction (B, H, W) int64 for images (B, C, H, W) in [0, 1], in chunks of ``batch_size``.
         Always in float32: with the fast path's ``amp`` only the attacks' gradient passes run in lower precision,
         so clean and adversarial predictions (what is measured) are those of the network itself."""
-        if batch_size is None or images.shape[0] <= batch_size:
+        size = chunk_size(images.shape[0], batch_size)
+        if size == images.shape[0]:
             return classes_of(self(images, amp=False))
         # The input is checked whole; the output's value checks (NaN, probabilities) on the first chunk only: they
         # concern the model, and cost a pass over the logits each.
         check_images(images)
         return torch.cat([classes_of(self(chunk, amp=False, check=j == 0))
-                          for j, chunk in enumerate(images.split(batch_size))])  # fmt: skip
+                          for j, chunk in enumerate(images.split(size))])  # fmt: skip
+
+
+def chunk_size(total: int, batch_size: int | None) -> int:
+    """The images per call ``PixelModel.predict`` makes of ``total`` images: all of them, or ``batch_size``.
+
+    >>> chunk_size(10, 4), chunk_size(3, 4), chunk_size(5, None)
+    (4, 3, 5)
+    """
+    return total if batch_size is None or total <= batch_size else batch_size
+
+
+def predict_slice(model: PixelModel, images: Tensor, *, start: int, total: int, batch_size: int | None) -> Tensor:
+    """The prediction (n, H, W) of ``images`` (n, C, H, W) as ``model.predict`` makes it for them at positions
+    ``start .. start + n`` of ``total`` images: every call that would hold some of them is rebuilt at its size and
+    place (the other places zero-filled, which changes no other image's output), so the prediction is bit for bit
+    that of the whole batch even where a kernel's rounding depends on the batch (the diagonal of a transfer matrix
+    equals the experiment's rows this way)."""
+    n = images.shape[0]
+    size = chunk_size(total, batch_size)
+    stop = start + n
+    parts = []
+    for c0 in range(0, total, size):
+        c1 = min(c0 + size, total)
+        lo, hi = max(c0, start), min(c1, stop)
+        if lo >= hi:
+            continue
+        chunk = images.new_zeros((c1 - c0, *images.shape[1:]))
+        chunk[lo - c0 : hi - c0] = images[lo - start : hi - start]
+        parts.append(model.predict(chunk)[lo - c0 : hi - c0])
+    return torch.cat(parts)
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ from ..data import labels as _labels
 from ..errors import ConfigError, UnreadableImageError
 from ..evaluation import evaluate
 from ..metrics import hiding_metrics
-from ..models import first_pass, model_fingerprint
+from ..models import first_pass, model_fingerprint, predict_slice
 from ..pipeline import HideGoal, attack_batch
 from ..report import write_report
 from ..report.compare import (
@@ -174,27 +174,6 @@ def _probe_classes(models: Mapping[str, Any], dataset: Any, n: int, device: torc
     return next(iter(counts.values()))
 
 
-def _predict_as_experiment(model: Any, adv: Tensor, k: int, n_eps: int, batch_size: int) -> Tensor:
-    """Predictions (B, H, W) of ``adv`` (B, 3, H, W) as ``attack_batch`` makes them for budget ``k`` of ``n_eps``:
-    the K x B images flattened and predicted in chunks of ``batch_size``. Every chunk holding some of the B images
-    is rebuilt at its size and place (the other budgets' places zero-filled, which changes no other image's
-    output), so the prediction is bit for bit the experiment's even where a kernel's rounding depends on the batch."""
-    b = adv.shape[0]
-    total = n_eps * b
-    size = total if total <= batch_size else batch_size
-    start, stop = k * b, (k + 1) * b
-    parts = []
-    for c0 in range(0, total, size):
-        c1 = min(c0 + size, total)
-        lo, hi = max(c0, start), min(c1, stop)
-        if lo >= hi:
-            continue
-        chunk = adv.new_zeros((c1 - c0, *adv.shape[1:]))
-        chunk[lo - c0 : hi - c0] = adv[lo - start : hi - start]
-        parts.append(model.predict(chunk)[lo - c0 : hi - c0])
-    return torch.cat(parts)
-
-
 class _Transfer:
     """The transfer rows: which (source, image) are done, and the rows of one batch of images."""
 
@@ -287,7 +266,9 @@ class _Transfer:
         targets: dict[str, list[dict[str, Any]]] = {}
         for name, target in self.models.items():
             if name == source:
-                clean, after = outcome.pred, _predict_as_experiment(model, adv, self.k, len(self.eps), self.batch_size)
+                b = adv.shape[0]  # predicted as the experiment's sweep predicted it: budget k of len(eps), flattened
+                after = predict_slice(model, adv, start=self.k * b, total=len(self.eps) * b, batch_size=self.batch_size)
+                clean = outcome.pred
             else:
                 clean = target.predict(x, batch_size=self.batch_size)[sel]
                 after = target.predict(adv, batch_size=self.batch_size)
