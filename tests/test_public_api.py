@@ -32,3 +32,11 @@ def test_evaluate_is_the_function() -> None:
         if m.name == "segattack.evaluation":
             importlib.import_module(m.name)
     assert inspect.isfunction(sa.evaluate) and sa.evaluate.__module__ == "segattack.evaluation"
+
+
+def test_one_default_attack() -> None:
+    from segattack.attacks import registry
+    from segattack.commands._common import DEFAULT_ATTACK as cli_default
+    from segattack.rundir import DEFAULT_ATTACK as rows_default
+
+    assert registry.DEFAULT_ATTACK == rows_default == cli_default == "illm"

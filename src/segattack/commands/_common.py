@@ -14,7 +14,7 @@ from typing import Any
 from .. import distributed
 from ..errors import ConfigError, SegattackError, UserError
 from ..formatting import duration as format_duration  # the name commands import
-from ..rundir import check_writable_dir
+from ..rundir import DEFAULT_ATTACK, check_writable_dir
 from .progress import RunProgress
 
 log = logging.getLogger("segattack.cli")
@@ -145,7 +145,7 @@ def add_attack_args(g: Any, *, several: bool = True) -> None:
     """``--attack`` and ``--attack-opt`` (and, for experiments, the goal) on an argument group."""
     g.add_argument(
         "--attack",
-        default="illm",
+        default=DEFAULT_ATTACK,
         metavar="NAME[,NAME]" if several else "NAME",
         help="registered attack(s): apgd, cospgd, dag, illm (the paper's), pgd, segpgd, worst_case, or one you "
         "registered with segattack.attacks.register"

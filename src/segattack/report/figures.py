@@ -31,7 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..data.labels import CLASS_COLORS, CLASS_NAMES, IGNORE_INDEX, is_void, label_names
-from ..rundir import atomic_open
+from ..rundir import DEFAULT_ATTACK, atomic_open
 from .summary import NO_TRANSFORM, WORST, class_phrase
 
 __all__ = [
@@ -445,8 +445,8 @@ def panels_figure(data: Mapping[str, Any], *, title: str | None = None) -> Figur
     if title is None:
         cls = class_phrase([names[int(k)] if 0 <= int(k) < len(names) else str(int(k)) for k in class_ids])
         eps = float(data["eps"])
-        attack = str(data.get("attack", "illm"))
-        by = "" if attack == "illm" else f" with {attack}"
+        attack = str(data.get("attack", DEFAULT_ATTACK))
+        by = "" if attack == DEFAULT_ATTACK else f" with {attack}"
         title = f"{data.get('image_id', '')}: hiding {cls}{by} at eps = {eps:g} levels ({eps:g}/255)"
         reason = str(data["reason"]) if "reason" in data else ""
         if reason:

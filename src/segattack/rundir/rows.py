@@ -75,7 +75,9 @@ COUNT_FIELDS = (
     "steps", "class_pixels", "instances", "instances_hidden", "instances_small", "instances_small_hidden",
     "instances_medium", "instances_medium_hidden", "instances_large", "instances_large_hidden",
 )  # fmt: skip
-#: The attack of rows written before rows named their attack.
+#: The paper's attack: the attack of rows written before rows named theirs, and the command line's default (the
+#: registry's ``segattack.attacks.registry.DEFAULT_ATTACK``, defined beside the attacks, is the same name; a test
+#: keeps them equal: this module and the command line must not import the attacks and torch).
 DEFAULT_ATTACK = "illm"
 _DUPLICATE = "duplicate"
 
