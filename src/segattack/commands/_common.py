@@ -184,24 +184,6 @@ def add_measure_args(g: Any) -> None:
     )
 
 
-def parse_measure_args(args: argparse.Namespace) -> tuple[float, list[Any]]:
-    """``--instance-threshold`` and ``--survive`` -> (threshold, transforms); UserError (one line) otherwise."""
-    from ..instances import check_threshold
-    from ..transforms import parse_transforms
-
-    try:
-        threshold = check_threshold(args.instance_threshold)
-    except ValueError as err:
-        raise UserError(f"--instance-threshold: {err}, e.g. --instance-threshold 0.95") from None
-    transforms: list[Any] = []
-    if args.survive is not None:
-        try:
-            transforms = parse_transforms(args.survive)
-        except ValueError as err:
-            raise UserError(f"--survive: {err}") from None
-    return threshold, transforms
-
-
 def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> list[Any]:
     """``--attack``/``--attack-opt`` -> ``AttackSpec``s; UserError (one line) for unknown attacks and options."""
     from ..attacks import registry
