@@ -189,6 +189,40 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="STEP",
         help="stop after this step, keeping the checkpoint; run again without it to continue",
     )
+    g = p.add_argument_group(
+        "adversarial training",
+        "train on adversarial images made at every step by a registered attack, untargeted against the ground truth, "
+        "on the network being trained in eval mode (BatchNorm's running statistics, no dropout); validation also "
+        "reports the mIoU under PGD-10 at --adv-eps",
+    )
+    g.add_argument(
+        "--adversarial",
+        default=None,
+        metavar="ATTACK[:LOSS]",
+        help="the attack and optionally its loss: pgd (PGD-AT, Madry et al. 2018), segpgd (SegPGD-AT, Gu et al. "
+        "2022), pgd:js, apgd:masked-ce, ...; untargeted attacks only (default: clean training)",
+    )
+    g.add_argument(
+        "--adv-eps", type=float, default=None, metavar="LEVELS",
+        help="the attack's L-inf budget in 8-bit levels (4 means 4/255); required with --adversarial",
+    )  # fmt: skip
+    g.add_argument(
+        "--adv-steps", type=int, default=10, metavar="K",
+        help="attack iterations per training step; a step costs about K + 1 clean ones (default: 10)",
+    )  # fmt: skip
+    g.add_argument(
+        "--adv-step-size", type=float, default=None, metavar="LEVELS",
+        help="attack step size in 8-bit levels (default: the attack's own rule; pgd and segpgd: 2.5 eps / K)",
+    )  # fmt: skip
+    g.add_argument(
+        "--adv-share", type=float, default=1.0, metavar="R",
+        help="share of every batch made adversarial, in (0, 1]: 1.0 adversarial images only (PIR-AT), 0.5 half "
+        "clean and half adversarial (SegPGD-AT, DDC-AT); the first round(R x batch) images (default: 1.0)",
+    )  # fmt: skip
+    g.add_argument(
+        "--adv-val-images", type=int, default=16, metavar="N",
+        help="validation images of the robust mIoU (PGD-10 at --adv-eps; the first N) (default: 16)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, batches and augmentation (default: 0)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data set (default: 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto = cuda if available (default: auto)")
@@ -209,10 +243,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run)
 
 
+#: The command-line option of each ``TrainConfig`` field a refusal may name (``ConfigError.field``).
+OPTIONS = {
+    "adversarial": "--adversarial", "adv_eps": "--adv-eps", "adv_steps": "--adv-steps",
+    "adv_step_size": "--adv-step-size", "adv_share": "--adv-share", "adv_val_images": "--adv-val-images",
+}  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, check_start, train
+    from ._common import build_named
 
-    config = TrainConfig(
+    config = build_named(TrainConfig, dict(
         out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
         dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, refine2=args.refine2,
         init=args.init,
@@ -224,8 +266,10 @@ def run(args: argparse.Namespace) -> int:
         scale_range=tuple(args.scale), seed=args.seed,
         device=args.device, amp=args.amp, channels_last=args.channels_last, log_every=args.log_every,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, stop_at=args.stop_at,
-        export_name=args.export_name, export_dir=args.export_dir,
-    )  # fmt: skip
+        export_name=args.export_name, export_dir=args.export_dir, adversarial=args.adversarial,
+        adv_eps=args.adv_eps, adv_steps=args.adv_steps, adv_step_size=args.adv_step_size, adv_share=args.adv_share,
+        adv_val_images=args.adv_val_images,
+    ), OPTIONS)  # fmt: skip
     start = check_start(config, overwrite=args.overwrite)  # every check before any work
     if start.discarded:
         print(f"discarding the run in {args.out} (--overwrite) and starting over", file=sys.stderr)
@@ -239,7 +283,13 @@ def run(args: argparse.Namespace) -> int:
     minutes = result.elapsed_s / 60
     print(f"trained {result.step} steps in {minutes:.1f} min; final training loss {result.train_loss:.4f}")
     if result.val is not None:
-        print(f"validation: mIoU {result.val.miou:.1%}, pixel accuracy {result.val.pixel_accuracy:.1%}")
+        adv = config.adversarial_training()
+        robust = ""
+        if result.val_robust is not None and adv is not None:
+            robust = (f"; robust mIoU {result.val_robust.miou:.1%}, pixel accuracy "
+                      f"{result.val_robust.pixel_accuracy:.1%} (PGD-10 at eps {adv.eps_levels:g}/255 on the first "
+                      f"{result.val_robust.images} images)")  # fmt: skip
+        print(f"validation: mIoU {result.val.miou:.1%}, pixel accuracy {result.val.pixel_accuracy:.1%}{robust}")
         ious = result.val.iou.tolist()
         names = CLASS_NAMES if len(ious) == len(CLASS_NAMES) else tuple(map(str, range(len(ious))))
         per_class = ", ".join(f"{n} {v:.1%}" for n, v in zip(names, ious, strict=True) if v == v)

@@ -17,19 +17,29 @@ Everything a run writes lives in its output directory:
 - ``<export_name>.safetensors`` + ``.json`` (by default in the same directory): the final model, loadable with
   ``segattack.zoo.load(export_name, weights_dir=...)``.
 
+Adversarial training (``TrainConfig.adversarial``, ``segattack train --adversarial ATTACK[:LOSS] --adv-eps LEVELS``;
+``adversarial``): every step trains on the first ``round(adv_share * B)`` images of its batch replaced by a
+registered attack's untargeted adversarial images against the ground truth (PGD-AT, SegPGD-AT, PIR-AT), made on the
+network in eval mode (BatchNorm's running statistics untouched, no dropout; see ``adversarial``), their random starts
+seeded by (seed, step, position); validation rows then also carry ``robust_miou``, ``robust_pixel_acc`` and
+``robust_images`` (PGD-10 at the training eps on the first ``adv_val_images`` validation images), and the model card
+records the settings under ``training.adversarial`` and the robust validation under ``val.robust``.
+
 Calling ``train`` again with the same output directory resumes from the last checkpoint. Batches and augmentation
 are drawn from generators seeded by (seed, step), and the global RNG state (dropout) is restored, so a resumed run
 gives the same weights as an uninterrupted one (on the same device and software).
 
 The package has one module per job: ``config`` (``TrainConfig``, checked once; ``config.json`` written and compared
 on resume), ``batches`` (the cached data, the seeded batch order, augmentation), ``losses`` (cross-entropy and
-``lovasz_softmax``), ``init`` (starting from a trained model), ``checkpoint`` (the resumable state), ``loop``
+``lovasz_softmax``), ``init`` (starting from a trained model), ``adversarial`` (the adversarial examples of a
+batch, the robust validation), ``checkpoint`` (the resumable state), ``loop``
 (``train``: set-up, the training step on the images ``loop.training_images`` hands it, logging, validation,
 checkpoints) and ``export`` (the model card and weights through ``segattack.zoo``).
 """
 
 from __future__ import annotations
 
+from .adversarial import Adversarial
 from .batches import Source, synthetic_datasets
 from .checkpoint import CHECKPOINT, checkpoint_step
 from .config import (
@@ -51,5 +61,5 @@ __all__ = [
     "TrainConfig", "TrainResult", "ConfigMismatchError", "TrainingDivergedError", "train", "checkpoint_step",
     "config_differences", "check_init", "check_outputs", "check_start", "Start", "lovasz_softmax", "ARCH_DEFAULTS",
     "ARCH_TITLES", "RUNTIME_FIELDS", "CHECKPOINT", "CONFIG", "METRICS", "Source", "synthetic_datasets", "val_summary",
-    "lr_factor",
+    "lr_factor", "Adversarial",
 ]  # fmt: skip

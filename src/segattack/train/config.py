@@ -25,12 +25,13 @@ from .. import rundir
 from ..data.labels import CLASS_NAMES
 from ..errors import ConfigError, RunDirError
 from ..zoo import check_model_name
+from .adversarial import Adversarial
 from .checkpoint import CHECKPOINT
 
 __all__ = [
     "TrainConfig", "ConfigMismatchError", "ARCH_DEFAULTS", "ARCH_TITLES", "RUNTIME_FIELDS", "CONFIG", "METRICS",
     "class_names", "config_differences", "refuse_mismatch", "check_existing", "previous_resolved",
-    "write_config_file", "Resolved",
+    "write_config_file", "Resolved", "ADVERSARIAL_DEFAULTS",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,12 @@ RUNTIME_FIELDS = frozenset(
     {"out_dir", "device", "amp", "channels_last", "stop_at", "checkpoint_every", "val_every", "log_every",
      "export_name", "export_dir", "val_batch_size", "cache_limit_mb"}
 )  # fmt: skip
+
+#: The adversarial-training fields and their defaults (clean training): what a run from before them had.
+ADVERSARIAL_DEFAULTS: dict[str, Any] = {
+    "adversarial": None, "adv_eps": None, "adv_steps": 10, "adv_step_size": None, "adv_share": 1.0,
+    "adv_val_images": 16,
+}  # fmt: skip
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
 DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 1e-2}
@@ -102,6 +109,14 @@ class TrainConfig:
 
     Normalisation: ``mean``, ``std`` per channel in [0, 1] units; None = measured on the training images.
 
+    Adversarial training (``train.adversarial``; off when ``adversarial`` is None): ``adversarial`` (a registered
+    attack, optionally with its loss: "pgd" (PGD-AT, Madry et al. 2018), "segpgd" (SegPGD-AT, Gu et al. 2022),
+    "pgd:js"; untargeted against the ground truth), ``adv_eps`` (its L-inf budget in 8-bit levels, 4 = 4/255;
+    required), ``adv_steps`` (its iterations), ``adv_step_size`` (8-bit levels; None: the attack's own rule, for pgd
+    2.5 eps / steps), ``adv_share`` (the share of every batch made adversarial, in (0, 1]: 1.0 adversarial images
+    only as PIR-AT, 0.5 half clean and half adversarial as SegPGD-AT), ``adv_val_images`` (validation also reports
+    the mIoU under PGD-10 at ``adv_eps`` on this many of the first validation images).
+
     Run: ``seed``, ``device`` ("auto" = CUDA if available), ``amp`` (bfloat16 autocast on CUDA), ``channels_last``,
     ``log_every``, ``val_every`` (0 = only at the end), ``checkpoint_every``, ``stop_at`` (stop after this step and
     keep the checkpoint, to continue later), ``export_name``, ``export_dir`` (None = ``out_dir``),
@@ -150,6 +165,13 @@ class TrainConfig:
     # normalisation
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    # adversarial training
+    adversarial: str | None = None
+    adv_eps: float | None = None
+    adv_steps: int = 10
+    adv_step_size: float | None = None
+    adv_share: float = 1.0
+    adv_val_images: int = 16
     # run
     seed: int = 0
     device: str = "auto"
@@ -169,6 +191,7 @@ class TrainConfig:
         self._check_counts()
         self._check_optimisation()
         self._check_run()
+        self._check_adversarial()
 
     def _check_network(self) -> None:
         """The architecture and its options; fills the architecture's defaults."""
@@ -295,6 +318,25 @@ class TrainConfig:
         # the export's files stay in export_dir: NAME.safetensors and NAME.json, no folder, no '..'
         check_model_name(self.export_name, what="export_name (--export-name)")
 
+    def _check_adversarial(self) -> None:
+        """The adversarial training's settings (``Adversarial.check``, each refusal naming its field); without
+        ``adversarial``, none of them may be given."""
+        if self.adversarial is not None:
+            self.adversarial_training()
+            return
+        for name, default in ADVERSARIAL_DEFAULTS.items():
+            if name != "adversarial" and getattr(self, name) != default:
+                raise ConfigError(f"{name} applies to adversarial training only; give adversarial (--adversarial) "
+                                  "too", field=name)  # fmt: skip
+
+    def adversarial_training(self) -> Adversarial | None:
+        """The checked adversarial settings (``train.adversarial.Adversarial``), or None for clean training."""
+        if self.adversarial is None:
+            return None
+        return Adversarial.check(self.adversarial, eps=self.adv_eps, steps=self.adv_steps,
+                                 step_size=self.adv_step_size, share=self.adv_share,
+                                 val_images=self.adv_val_images)  # fmt: skip
+
     def as_json(self) -> dict[str, Any]:
         """Plain JSON form (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -359,6 +401,8 @@ def config_differences(config: TrainConfig) -> list[str]:
     stored.setdefault("refine2", 0)  # and from before refine2
     stored.setdefault("loss", "ce")  # and from before loss, with cross-entropy
     stored.setdefault("lovasz_weights", {})  # and from before lovasz_weights, unweighted
+    for name, default in ADVERSARIAL_DEFAULTS.items():  # and from before adversarial training, clean
+        stored.setdefault(name, default)
     return rundir.config_diff(stored, config.as_json(), ignore=RUNTIME_FIELDS)
 
 

@@ -15,6 +15,7 @@ from .. import rundir
 from ..errors import RunDirError
 from ..evaluation import EvalResult
 from ..zoo import save_model
+from .adversarial import card_record
 from .config import RUNTIME_FIELDS, Resolved, TrainConfig, class_names
 
 __all__ = ["check_outputs", "export_dir_of", "export_model", "val_summary"]
@@ -57,14 +58,25 @@ def check_outputs(config: TrainConfig) -> None:
 
 
 def export_model(
-    net: nn.Module, config: TrainConfig, resolved: Resolved, *, val: EvalResult, train_loss: float, elapsed_s: float
+    net: nn.Module,
+    config: TrainConfig,
+    resolved: Resolved,
+    *,
+    val: EvalResult,
+    train_loss: float,
+    elapsed_s: float,
+    val_robust: EvalResult | None = None,
 ) -> Path:
-    """Write the trained ``net`` with its model card (architecture, normalisation, the training record, ``val``)
+    """Write the trained ``net`` with its model card (architecture, normalisation, the training record, ``val``;
+    with adversarial training the settings under ``training.adversarial`` and ``val_robust`` under ``val.robust``)
     to ``export_dir/export_name``; returns the card's path."""
     ih, iw = resolved.image_size
-    desc = (
-        f"{config.describe()}, trained {config.steps} steps on {resolved.train_data} {ih}x{iw}, val mIoU {val.miou:.3f}"
-    )
+    adv = config.adversarial_training()
+    how = "trained" if adv is None else f"adversarially trained ({adv.spec.name}, eps {adv.eps_levels:g}/255)"
+    desc = f"{config.describe()}, {how} {config.steps} steps on {resolved.train_data} {ih}x{iw}"
+    desc += f", val mIoU {val.miou:.3f}"
+    if val_robust is not None and adv is not None:
+        desc += f", robust mIoU {val_robust.miou:.3f} (PGD-10 at eps {adv.eps_levels:g}/255)"
     training = {
         "steps": config.steps, "seed": config.seed, "batch_size": config.batch_size, "crop": config.crop,
         "image_size": resolved.image_size, "train_data": resolved.train_data, "train_images": resolved.train_images,
@@ -72,12 +84,16 @@ def export_model(
         "weight_decay": config.base_weight_decay, "schedule": config.schedule, "device": resolved.device,
         "elapsed_s": round(elapsed_s, 1), "final_train_loss": train_loss, "torch": torch.__version__,
         **({"init": config.init, "init_sha256": resolved.init_sha256} if resolved.init_sha256 is not None else {}),
+        **({"adversarial": card_record(adv)} if adv is not None else {}),
         "config": {k: v for k, v in config.as_json().items() if k not in RUNTIME_FIELDS},
     }  # fmt: skip
+    robust: dict[str, Any] = {}
+    if val_robust is not None and adv is not None:
+        robust = {"robust": {**val_summary(val_robust), **card_record(adv)["validation"], "images": val_robust.images}}
     path = save_model(
         net, export_dir_of(config) / config.export_name, arch=config.arch, arch_kwargs=config.arch_kwargs(),
         mean=resolved.mean, std=resolved.std, num_classes=config.num_classes, description=desc,
-        extra={"training": training, "val": val_summary(val)},
+        extra={"training": training, "val": {**val_summary(val), **robust}},
     )  # fmt: skip
     logger.info("exported the final model to %s", path)
     return path

@@ -21,6 +21,7 @@ from ..errors import ConfigError
 from ..evaluation import EvalResult, evaluate
 from ..models import PixelModel
 from ..zoo import ARCHITECTURES, ModelCard
+from .adversarial import Adversarial, adversarial_images, robust_validation
 from .batches import Source, augment, batch_indices, mix, open_sources, tqdm_disable
 from .checkpoint import CHECKPOINT, Resumed, checkpoint_step, restore_checkpoint, save_checkpoint, truncate_metrics
 from .config import (
@@ -50,8 +51,9 @@ class TrainingDivergedError(ConfigError, FloatingPointError):
 class TrainResult:
     """Outcome of ``train``: the network (on its training device, eval mode), the step reached, whether the run
     reached ``steps``, the step it resumed from (0 for a fresh run), the mean training loss of the last logging
-    window, the last validation (``segattack.evaluation.EvalResult``), the exported model card (None unless finished)
-    and the total elapsed time (s)."""
+    window, the last validation (``segattack.evaluation.EvalResult``), with adversarial training its robust
+    validation (``val_robust``: under PGD-10 at the training eps, on the robust validation subset; else None), the
+    exported model card (None unless finished) and the total elapsed time (s)."""
 
     net: nn.Module
     step: int
@@ -62,6 +64,7 @@ class TrainResult:
     export_path: Path | None
     elapsed_s: float
     out_dir: Path
+    val_robust: EvalResult | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class _Run:
     std_t: Tensor
     lovasz_w: Tensor | None
     val_model: PixelModel
+    #: adversarial training (None: clean) and the network as its attacks see it (eval mode in every pass)
+    adv: Adversarial | None = None
+    attack_model: PixelModel | None = None
     t0: float = field(default_factory=time.perf_counter)
 
     @property
@@ -247,11 +253,20 @@ def _setup(out: Path, config: TrainConfig, *, device: torch.device, train_data: 
         lovasz_w = torch.tensor([config.lovasz_weights.get(n, 1.0) for n in names], device=device)
     # The one evaluator sees the network from pixel space; PixelModel restores its train/eval flags after each call.
     val_model = PixelModel(net, mean=resolved.mean, std=resolved.std, num_classes=config.num_classes).to(device)
+    adv = config.adversarial_training()
+    attack_model: PixelModel | None = None
+    if adv is not None:  # the attacks' view of the network: PixelModel freezes it (eval mode) in every pass
+        attack_model = PixelModel(net, mean=resolved.mean, std=resolved.std, num_classes=config.num_classes).to(device)
+        attack_model.set_fast_path(amp="bf16" if config.amp and device.type == "cuda" else None,
+                                   channels_last=config.channels_last)  # fmt: skip
+        logger.info("adversarial training: %s at eps %g levels, %d steps, share %g", adv.spec.name, adv.eps_levels,
+                    adv.steps, adv.share)  # fmt: skip
     return _Run(
         config=config, device=device, out=out, train_src=train_src, val_src=val_src, net=net, optimizer=optimizer,
         scheduler=scheduler, resolved=resolved, resumed=resumed, crop=crop,
         mean_t=torch.tensor(resolved.mean, device=device).view(1, 3, 1, 1),
         std_t=torch.tensor(resolved.std, device=device).view(1, 3, 1, 1), lovasz_w=lovasz_w, val_model=val_model,
+        adv=adv, attack_model=attack_model,
     )  # fmt: skip
 
 
@@ -273,9 +288,14 @@ def _augmented_batch(run: _Run, step: int) -> tuple[Tensor, Tensor]:
 
 
 def training_images(run: _Run, images: Tensor, labels: Tensor, step: int) -> Tensor:
-    """The images (B, 3, h, w) in [0, 1] that ``step`` trains on, from its augmented batch and labels: the clean
-    images themselves. (The one place where a batch maker of another kind of training takes the batch.)"""
-    return images
+    """The images (B, 3, h, w) in [0, 1] that ``step`` trains on, from its augmented batch and labels (B, h, w): the
+    clean images themselves, or with adversarial training (``config.adversarial``) the first
+    ``round(adv_share * B)`` of them replaced by the attack's untargeted adversarial images against ``labels``
+    (``adversarial.adversarial_images``: made in eval mode on ``PixelModel``, seeded by (seed, step, position)).
+    The network's train/eval flags and ``requires_grad`` are as they were when this returns."""
+    if run.adv is None or run.attack_model is None:
+        return images
+    return adversarial_images(run.attack_model, images, labels, adv=run.adv, seed=run.config.seed, step=step)
 
 
 def _train_step(run: _Run, step: int) -> Tensor:
@@ -317,28 +337,43 @@ def _log_window(run: _Run, window: _Window, step: int) -> dict[str, Any]:
     return row
 
 
-def _validate(run: _Run, step: int, *, log: bool = True) -> EvalResult:
-    """The library's clean evaluation of the network on the validation images; its row goes to metrics.jsonl."""
+def _validate(run: _Run, step: int, *, log: bool = True) -> tuple[EvalResult, EvalResult | None]:
+    """The library's clean evaluation of the network on the validation images and, with adversarial training, the
+    robust one (``adversarial.robust_validation``: PGD-10 at the training eps on the first ``adv_val_images``);
+    their row goes to metrics.jsonl (``robust_miou``, ``robust_pixel_acc`` beside the clean measures)."""
     config = run.config
+    batch_size = config.val_batch_size or config.batch_size
     result = evaluate(run.val_model, run.val_src, num_classes=config.num_classes, ignore_index=IGNORE_INDEX,
-                      batch_size=config.val_batch_size or config.batch_size, device=run.device,
-                      amp="bf16" if run.use_amp else None)  # fmt: skip
+                      batch_size=batch_size, device=run.device, amp="bf16" if run.use_amp else None)  # fmt: skip
+    robust: EvalResult | None = None
+    extra: dict[str, Any] = {}
+    if run.adv is not None and run.attack_model is not None:
+        robust = robust_validation(run.attack_model, run.val_src, adv=run.adv, seed=config.seed,
+                                   num_classes=config.num_classes, batch_size=batch_size,
+                                   device=run.device)  # fmt: skip
+        extra = {"robust_miou": rundir.json_safe(robust.miou), "robust_pixel_acc":
+                 rundir.json_safe(robust.pixel_accuracy), "robust_images": robust.images}  # fmt: skip
     if log:
         rundir.append_jsonl(run.out / METRICS, [{"kind": "val", "step": step, "elapsed_s": round(run.elapsed(), 3),
-                                                 **val_summary(result)}])  # fmt: skip
-    logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f", step, result.miou, result.pixel_accuracy)
-    return result
+                                                 **val_summary(result), **extra}])  # fmt: skip
+    if robust is not None and run.adv is not None:
+        logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f; robust mIoU %.4f, pixel accuracy %.4f (PGD-10 at "
+                    "eps %g levels, %d images)", step, result.miou, result.pixel_accuracy, robust.miou,
+                    robust.pixel_accuracy, run.adv.eps_levels, robust.images)  # fmt: skip
+    else:
+        logger.info("step %d: val mIoU %.4f, pixel accuracy %.4f", step, result.miou, result.pixel_accuracy)
+    return result, robust
 
 
-def _steps(run: _Run, progress: bool | None) -> tuple[int, _Window, EvalResult | None]:
+def _steps(run: _Run, progress: bool | None) -> tuple[int, _Window, tuple[EvalResult, EvalResult | None] | None]:
     """Steps from the resumed step to ``config.end_step``, logging every ``log_every`` steps, validating every
     ``val_every`` and at ``steps``, and checkpointing every ``checkpoint_every`` and at the last step; returns the
-    step reached, the loss window and the last validation."""
+    step reached, the loss window and the last validation (clean, robust)."""
     config, net = run.config, run.net
     net.train()
     window = _Window(torch.full((), run.resumed.loss_window[0], dtype=torch.float64, device=run.device),
                      run.resumed.loss_window[1])  # fmt: skip
-    last_val: EvalResult | None = None
+    last_val: tuple[EvalResult, EvalResult | None] | None = None
     step = run.resumed.step
     bar = tqdm(total=config.steps, initial=step, desc="train", unit="step", disable=tqdm_disable(progress),
                dynamic_ncols=True)  # fmt: skip
@@ -355,7 +390,9 @@ def _steps(run: _Run, progress: bool | None) -> tuple[int, _Window, EvalResult |
                 bar.set_postfix(loss=f"{window.last_loss:.4f}", lr=f"{row['lr']:.2e}")
             if (config.val_every and step % config.val_every == 0) or step == config.steps:
                 last_val = _validate(run, step)
-                bar.set_postfix(loss=f"{window.last_loss:.4f}", miou=f"{last_val.miou:.3f}")
+                clean_val, robust_val = last_val
+                shown = {"robust_miou": f"{robust_val.miou:.3f}"} if robust_val is not None else {}
+                bar.set_postfix(loss=f"{window.last_loss:.4f}", miou=f"{clean_val.miou:.3f}", **shown)
             if step % config.checkpoint_every == 0 or step == config.end_step:
                 save_checkpoint(run.out / CHECKPOINT, step=step, net=net, optimizer=run.optimizer,
                                 scheduler=run.scheduler, elapsed_s=run.elapsed(),
@@ -401,7 +438,9 @@ def train(
             return _finish(run, *_steps(run, progress))
 
 
-def _finish(run: _Run, step: int, window: _Window, last_val: EvalResult | None) -> TrainResult:
+def _finish(
+    run: _Run, step: int, window: _Window, last_val: tuple[EvalResult, EvalResult | None] | None
+) -> TrainResult:
     """The result of the steps: a finished run is validated (if its last step was not) and exported."""
     config = run.config
     finished = step >= config.steps
@@ -409,10 +448,11 @@ def _finish(run: _Run, step: int, window: _Window, last_val: EvalResult | None) 
         last_val = _validate(run, step, log=False)  # its row is in metrics.jsonl already
     run.net.eval()
     export_path: Path | None = None
-    if finished and last_val is not None:
-        export_path = export_model(run.net, config, run.resolved, val=last_val, train_loss=window.last_loss,
-                                   elapsed_s=run.elapsed())  # fmt: skip
+    val, robust = last_val if last_val is not None else (None, None)
+    if finished and val is not None:
+        export_path = export_model(run.net, config, run.resolved, val=val, train_loss=window.last_loss,
+                                   elapsed_s=run.elapsed(), val_robust=robust)  # fmt: skip
     return TrainResult(
         net=run.net, step=step, finished=finished, resumed_from=run.resumed.step, train_loss=window.last_loss,
-        val=last_val, export_path=export_path, elapsed_s=run.elapsed(), out_dir=run.out,
+        val=val, export_path=export_path, elapsed_s=run.elapsed(), out_dir=run.out, val_robust=robust,
     )  # fmt: skip
