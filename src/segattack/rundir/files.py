@@ -30,6 +30,7 @@ from ..errors import InputError, InputTypeError, RunDirError
 __all__ = [
     "LOCK_FILE",
     "MANIFEST_FILE",
+    "jsonl_lines",
     "TMP_SUFFIX",
     "RunLock",
     "write_bytes",
@@ -144,6 +145,26 @@ def append_jsonl(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]
         os.fsync(fh.fileno())
 
 
+def jsonl_lines(data: bytes) -> tuple[bool, list[tuple[int, bytes, Any]]]:
+    """The lines of a JSONL file's bytes: whether its last line is torn (no newline: a crash while writing; left
+    out), and per non-empty complete line its number, its bytes and its JSON value (None if it is not JSON).
+
+    >>> jsonl_lines(b'{"a": 1}\\n\\nnot json\\n{"b"')
+    (True, [(1, b'{"a": 1}', {'a': 1}), (3, b'not json', None)])
+    """
+    lines = data.split(b"\n")
+    out: list[tuple[int, bytes, Any]] = []
+    for n, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        out.append((n, line, value))
+    return lines[-1].strip() != b"", out
+
+
 def read_jsonl(
     path: str | os.PathLike[str], *, accept: Callable[[Any], bool] | None = None
 ) -> tuple[list[dict[str, Any]], list[bytes], bool]:
@@ -157,20 +178,13 @@ def read_jsonl(
         data = p.read_bytes()
     except FileNotFoundError:
         return [], [], False
-    lines = data.split(b"\n")
-    dropped = False
-    if lines[-1] != b"":
+    torn, lines = jsonl_lines(data)
+    dropped = torn
+    if torn:
         log.warning("%s: dropping an incomplete last line (the previous run stopped while writing it)", p)
-        dropped = True
     rows: list[dict[str, Any]] = []
     raw: list[bytes] = []
-    for n, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
+    for n, line, row in lines:
         if not isinstance(row, dict) or (accept is not None and not accept(row)):
             log.warning("%s:%d: skipping a corrupt line", p, n)
             dropped = True

@@ -20,7 +20,6 @@ dropped rows again.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import jsonl_lines
 from .layout import CONFIG_FILE, RESULTS_FILE, read_config
 
 __all__ = [
@@ -195,16 +195,9 @@ class RowCheck:
 def check_rows(data: bytes, experiment: Mapping[str, Any] | None = None) -> RowCheck:
     """Check the lines of a ``results.jsonl`` (its bytes) against the row schema (module docstring)."""
     result = RowCheck()
-    lines = data.split(b"\n")
-    result.torn = lines[-1].strip() != b""
+    result.torn, lines = jsonl_lines(data)
     seen: set[tuple[int, str, float, str, str]] = set()
-    for line in lines[:-1]:
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            row = None
+    for _, line, row in lines:
         problem = row_problem(row, experiment) if row is not None else "not JSON"
         if problem is None:
             key = _key(row)
