@@ -124,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = getattr(args, "command", None) if args is not None else None
         print(f"segattack{' ' + command if command else ''}: error: {_message(err, args)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+    except KeyboardInterrupt:  # a command that keeps no partial work says so (its parser's ``interrupted``)
+        print(getattr(args, "interrupted", None) or INTERRUPTED, file=sys.stderr)
         return 130
 
 

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--batch-size", type=int, default=4, help="images per forward pass (default: 4)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--json", metavar="FILE", help="also write the result (IoU per class, confusion matrix) as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted=INTERRUPTED)
 
 
 def _check_json_target(path_text: str) -> None:
@@ -44,14 +44,6 @@ INTERRUPTED = (
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
-
-
-def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.labels import CLASS_NAMES, is_void

@@ -99,7 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="output directory (its universal files are replaced; a directory of another command is refused)",
     )
     add_model_args(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, interrupted=INTERRUPTED)
 
 
 def _same_data(fit: str, held: str) -> bool:
@@ -152,11 +152,7 @@ INTERRUPTED = (
 
 def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)  # before any data or model is loaded; the library refuses a directory of another kind
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+    return _run(args)
 
 
 def _config(args: argparse.Namespace) -> Any:
