@@ -202,7 +202,8 @@ class _Run:
         if len(set(ids)) != len(ids):
             raise ExperimentError("the data set's image ids are not unique; result rows could not be told apart")
         if not isinstance(config.figure1, int):
-            unknown = [i for i in config.figure1 if i not in set(ids)]
+            known = set(ids)
+            unknown = [i for i in config.figure1 if i not in known]
             if unknown:
                 shown = ", ".join(sorted(ids)[:3]) + (", ..." if len(ids) > 3 else "")
                 raise ExperimentError(f"figure1 names images the data set does not have: {unknown[:5]}; its ids: "
