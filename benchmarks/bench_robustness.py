@@ -1,7 +1,8 @@
 """Attack strength at equal passes, untargeted against the ground truth, on a (robust or clean) model (issue 23).
 
 For a model (``--model zoo:NAME`` or ``zoo:PATH/NAME.json``) on ``--images`` synthetic validation scenes, at every eps
-(8-bit levels) and every iteration budget (``--iters``, default 20 and 100): clean, ``pgd``, ``segpgd``, ``cospgd``,
+(8-bit levels) and every iteration budget (``--iters``, default 20 and 100): clean, ``pgd``, ``segpgd``, ``cospgd``
+(with its own fixed step 0.01, and again with pgd's step rule 2.5 eps / steps, to tell the loss from the step),
 ``apgd`` with each loss, ``dag`` (clipped to eps) and ``worst_case`` (SEA's four APGD losses), each with
 
 - mIoU from the confusion matrices summed over the images, and pixel accuracy (mean over images);
@@ -43,6 +44,8 @@ from segattack.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from segattack.specs import load_model
 
 APGD_LOSSES = ("ce", "balanced-ce", "masked-ce", "js")
+#: An option value resolved per eps: pgd's default step size, 2.5 eps / steps (Madry et al. 2018).
+PGD_RULE = "pgd's rule"
 WORST_OF_APGD = "worst of 4 apgd"
 
 
@@ -75,6 +78,8 @@ class PassCounter:
 def attack_rows(iters: int) -> list[tuple[str, str, dict[str, Any]]]:
     """(row name, registered attack, options) at ``iters`` iterations each, in the order of the table."""
     rows: list[tuple[str, str, dict[str, Any]]] = [(n, n, {"steps": iters}) for n in ("pgd", "segpgd", "cospgd")]
+    # cospgd's own default step is a fixed 0.01 (2.55 levels, larger than eps 2): the same loss with pgd's step rule
+    rows.append(("cospgd, pgd's step", "cospgd", {"steps": iters, "step_size": PGD_RULE}))
     rows += [(f"apgd:{loss}", "apgd", {"steps": iters, "loss": loss}) for loss in APGD_LOSSES]
     rows.append(("dag", "dag", {"steps": iters}))
     rows.append(("worst_case", "worst_case", {"steps": max(1, iters // 4)}))
@@ -140,7 +145,10 @@ def run(
                     extra: dict[str, Any] = {"seed": list(range(s, s + len(xb)))} if seeded else {}
                     counter.reset()
                     t0 = time.perf_counter()
-                    adv = fn(model, xb, tb, eps=e / 255, targeted=False, **opts, **extra)
+                    kw = dict(opts)
+                    if kw.get("step_size") == PGD_RULE:
+                        kw["step_size"] = 2.5 * e / 255 / kw["steps"]
+                    adv = fn(model, xb, tb, eps=e / 255, targeted=False, **kw, **extra)
                     seconds += time.perf_counter() - t0
                     fwd, bwd = fwd + counter.forward, bwd + counter.backward
                     assert float((adv - xb).abs().max()) <= e / 255 + 1e-6, (row, e)
