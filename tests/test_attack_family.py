@@ -23,10 +23,11 @@ from segattack.attacks.apgd import apgd_checkpoints
 from segattack.attacks.losses import LOSSES
 from segattack.metrics import pixel_success
 
-from .conftest import colour_scene, random_images
+from .conftest import ColourNet, TinyConvNet, colour_scene, random_images
 
 ATTACKS = sa.attacks.available()
 TARGETED_ONLY = {"illm"}
+UNTARGETED_ONLY = {"sea"}
 B, H, W = 2, 12, 14
 
 
@@ -46,10 +47,26 @@ def cases() -> list[tuple[str, bool]]:
     return [(name, targeted) for name in ATTACKS for targeted in (False, True)]
 
 
+def runnable_cases() -> list[tuple[str, bool]]:
+    """The (attack, targeted) cases an attack accepts (illm is targeted only, sea untargeted only)."""
+    return [(n, t) for n, t in cases() if not (n in TARGETED_ONLY and not t) and not (n in UNTARGETED_ONLY and t)]
+
+
+def _surrogate() -> sa.PixelModel:
+    """Another random tiny net (float64, 5 classes like ``tiny_model``), the global RNG left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        return sa.PixelModel(TinyConvNet().double())
+
+
+#: The model ``transfer`` crafts on in the family's tests.
+SURROGATE = _surrogate()
+
+
 def fast_options(name: str) -> dict[str, Any]:
     """Few iterations, so that the whole family runs in well under a second; each attack's own options otherwise."""
     entry = sa.attacks.info(name)
-    opts: dict[str, Any] = {}
+    opts: dict[str, Any] = {"surrogate": SURROGATE} if name == "transfer" else {}
     if "steps" in entry.defaults and name != "illm":  # illm keeps the paper's rule (eps=4 -> 5 steps)
         opts["steps"] = 4
     if name == "dag":
@@ -64,6 +81,8 @@ def deterministic_options(name: str) -> dict[str, Any]:
         opts["random_start"] = False
     if name == "apgd":
         opts["steps"] = 12  # several checkpoints, where each image halves its own step size
+    if name in ("square", "transfer"):
+        opts["seed"] = 0  # random by nature (square's squares, apgd's start under transfer): one seed per image
     return opts
 
 
@@ -114,6 +133,10 @@ def test_conformance(tiny_model: sa.PixelModel, name: str, targeted: bool) -> No
     if name in TARGETED_ONLY and not targeted:
         with pytest.raises(ValueError, match="targeted"):
             run(name, model, x, labels, eps=4 / 255, targeted=False, **opts)
+        return
+    if name in UNTARGETED_ONLY and targeted:
+        with pytest.raises(ValueError, match="untargeted only"):
+            run(name, model, x, labels, eps=4 / 255, targeted=True, **opts)
         return
 
     eps = 4
@@ -168,7 +191,7 @@ def test_whole_level_steps_are_8bit_exact(tiny_model: sa.PixelModel, name: str, 
 # 2. batch of B equals B single runs (deterministic configurations)
 
 
-@pytest.mark.parametrize(("name", "targeted"), [c for c in cases() if not (c[0] in TARGETED_ONLY and not c[1])])
+@pytest.mark.parametrize(("name", "targeted"), runnable_cases())
 def test_batch_equals_single_runs(tiny_model: sa.PixelModel, name: str, targeted: bool) -> None:
     x = random_images(3, H, W, seed=4)
     labels = labels_for(tiny_model, x, targeted)
@@ -221,11 +244,13 @@ def colour_options(name: str) -> dict[str, Any]:
         "dag": {"steps": 30, "step_size": 1 / 255},
         "worst_case": {"steps": 5, "attacks": ("apgd:ce", "apgd:js")},
         "illm": {},
+        "square": {"steps": 600},
+        "transfer": {"steps": 10, "surrogate": sa.PixelModel(ColourNet(), num_classes=3)},
     }
     return options.get(name, {"steps": 10})
 
 
-@pytest.mark.parametrize(("name", "targeted"), [c for c in cases() if not (c[0] in TARGETED_ONLY and not c[1])])
+@pytest.mark.parametrize(("name", "targeted"), runnable_cases())
 def test_fooling_grows_with_eps(colour_model: sa.PixelModel, name: str, targeted: bool) -> None:
     x, person = colour_scene(n=2)
     pred = colour_model.predict(x)
