@@ -3,7 +3,8 @@
 For a model (``--model zoo:NAME`` or ``zoo:PATH/NAME.json``) on ``--images`` synthetic validation scenes, at every eps
 (8-bit levels) and every iteration budget (``--iters``, default 20 and 100): clean, ``pgd``, ``segpgd``, ``cospgd``
 (with its own fixed step 0.01, and again with pgd's step rule 2.5 eps / steps, to tell the loss from the step),
-``apgd`` with each loss, ``dag`` (clipped to eps) and ``worst_case`` (SEA's four APGD losses), each with
+``apgd`` with each loss, ``dag`` (clipped to eps), ``worst_case`` (SEA's four APGD losses, ``iters // 4`` steps each)
+and ``sea`` (three losses, ``iters // 3`` steps each, radii 2, 1.5, 1 eps), each with
 
 - mIoU from the confusion matrices summed over the images, and pixel accuracy (mean over images);
 - forward and backward passes per image, *counted* by hooks on the network (not taken from the cost model);
@@ -11,9 +12,10 @@ For a model (``--model zoo:NAME`` or ``zoo:PATH/NAME.json``) on ``--images`` syn
 
 Equal passes: every iterative attack runs ``iters`` steps (pgd, segpgd, cospgd: iters backward passes; apgd: iters + 1;
 dag: at most iters, it stops early); ``worst_case`` runs its four APGD members at ``iters // 4`` steps each, so that
-its backward passes are about ``iters`` too. The row ``worst of 4 apgd`` is the per-image worst case over the four
-``apgd:LOSS`` rows above it (the same rule as ``worst_case``: the member with the lowest pixel accuracy, the latest on a
-tie), at four times the passes: what ``worst_case`` with ``iters`` steps per member would give, at no extra cost.
+its backward passes are about ``iters`` too. The row ``worst of N apgd`` is the per-image worst case over the N
+``apgd:LOSS`` rows above it (``--apgd-losses``; the same rule as ``worst_case``: the member with the lowest pixel
+accuracy, the latest on a tie), at N times the passes: what ``worst_case`` with ``iters`` steps per member would
+give, at no extra cost.
 Every seeded attack gets one seed per image (its index), the same for every attack, eps and budget.
 
 Writes a JSON (``--json``), a figure (``--figure``: robust mIoU against eps, one line per attack, one panel per
@@ -43,10 +45,10 @@ from segattack.attacks import registry
 from segattack.metrics import confusion_matrix, mean_iou, pixel_accuracy
 from segattack.specs import load_model
 
-APGD_LOSSES = ("ce", "balanced-ce", "masked-ce", "js")
+#: ``apgd``'s losses in the table (``--apgd-losses``); SEA's own three are masked-balanced-ce, masked-ce and js.
+APGD_LOSSES = ("ce", "balanced-ce", "masked-ce", "masked-balanced-ce", "js")
 #: An option value resolved per eps: pgd's default step size, 2.5 eps / steps (Madry et al. 2018).
 PGD_RULE = "pgd's rule"
-WORST_OF_APGD = "worst of 4 apgd"
 
 
 @dataclass
@@ -75,14 +77,21 @@ class PassCounter:
         self.forward = self.backward = 0
 
 
-def attack_rows(iters: int) -> list[tuple[str, str, dict[str, Any]]]:
+def worst_of_apgd(losses: tuple[str, ...]) -> str:
+    """The name of the row of the per-image worst case over the ``apgd:LOSS`` rows."""
+    return f"worst of {len(losses)} apgd"
+
+
+def attack_rows(iters: int, losses: tuple[str, ...] = APGD_LOSSES) -> list[tuple[str, str, dict[str, Any]]]:
     """(row name, registered attack, options) at ``iters`` iterations each, in the order of the table."""
     rows: list[tuple[str, str, dict[str, Any]]] = [(n, n, {"steps": iters}) for n in ("pgd", "segpgd", "cospgd")]
     # cospgd's own default step is a fixed 0.01 (2.55 levels, larger than eps 2): the same loss with pgd's step rule
     rows.append(("cospgd, pgd's step", "cospgd", {"steps": iters, "step_size": PGD_RULE}))
-    rows += [(f"apgd:{loss}", "apgd", {"steps": iters, "loss": loss}) for loss in APGD_LOSSES]
+    rows += [(f"apgd:{loss}", "apgd", {"steps": iters, "loss": loss}) for loss in losses]
     rows.append(("dag", "dag", {"steps": iters}))
     rows.append(("worst_case", "worst_case", {"steps": max(1, iters // 4)}))
+    # SEA (Croce et al. 2024): three losses with the shrinking radius, iters // 3 iterations each (equal passes)
+    rows.append(("sea", "sea", {"steps": max(4, iters // 3)}))
     return rows
 
 
@@ -118,6 +127,7 @@ def run(
     iters: list[int],
     batch: int,
     only: set[str] | None,
+    losses: tuple[str, ...] = APGD_LOSSES,
     save: Callable[[dict[str, Any]], None],
 ) -> dict[str, Any]:
     k = int(model.num_classes or 19)
@@ -130,7 +140,7 @@ def run(
         per_budget: dict[str, Any] = {}
         results["attacks"][str(budget)] = per_budget
         apgd_cms: dict[int, list[list[Tensor]]] = {e: [] for e in eps_levels}
-        for row, name, opts in attack_rows(budget):
+        for row, name, opts in attack_rows(budget, losses):
             if only is not None and row not in only and name not in only:
                 continue
             fn = registry.get(name)
@@ -168,18 +178,21 @@ def run(
                 )
             per_budget[row] = {"attack": name, "options": opts, "eps": per_eps}
             save(results)
-        if all(len(apgd_cms[e]) == len(APGD_LOSSES) for e in eps_levels):
+        if all(len(apgd_cms[e]) == len(losses) > 1 for e in eps_levels):
             per_eps = {}
             for e in eps_levels:
-                members = [per_budget[f"apgd:{loss}"]["eps"][str(e)] for loss in APGD_LOSSES]
+                members = [per_budget[f"apgd:{loss}"]["eps"][str(e)] for loss in losses]
                 per_eps[str(e)] = {
                     **summarise(worst_of(apgd_cms[e]), k),
                     "forward": sum(m["forward"] for m in members) + len(members),
                     "backward": sum(m["backward"] for m in members),
                     "seconds": round(sum(m["seconds"] for m in members), 2),
                 }
-            per_budget[WORST_OF_APGD] = {"attack": "apgd (4 losses, per-image worst)", "options": {"steps": budget},
-                                         "eps": per_eps}  # fmt: skip
+            per_budget[worst_of_apgd(losses)] = {
+                "attack": f"apgd ({len(losses)} losses, per-image worst)",
+                "options": {"steps": budget},
+                "eps": per_eps,
+            }
             save(results)
     return results
 
@@ -221,7 +234,7 @@ def figure(report: dict[str, Any], path: str) -> None:
     for ax, budget in zip(axes[0], budgets, strict=True):
         for row, data in report["results"]["attacks"][budget].items():
             ys = [clean] + [100 * data["eps"][str(e)]["miou"] for e in eps]
-            style = "--" if row == WORST_OF_APGD else "-"
+            style = "--" if row.startswith("worst of") else "-"
             ax.plot([0, *eps], ys, style, marker="o", label=row)
         ax.set_title(f"{report['model']}: {budget} iterations")
         ax.set_xlabel("eps (8-bit levels)")
@@ -244,6 +257,7 @@ def main() -> None:
     ap.add_argument("--iters", default="20,100", help="iteration budgets (equal passes per image)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--attacks", default=None, help="only these rows or attacks (e.g. pgd,apgd,worst_case)")
+    ap.add_argument("--apgd-losses", default=",".join(APGD_LOSSES), help="apgd's losses (one row each)")
     ap.add_argument("--json", default=None, help="write the results here (rewritten after every attack)")
     ap.add_argument("--figure", default=None, help="write the figure here (PNG)")
     args = ap.parse_args()
@@ -269,7 +283,17 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
 
     t0 = time.perf_counter()
-    run(model, images, truth, eps_levels=eps_levels, iters=iters, batch=args.batch, only=only, save=save)
+    run(
+        model,
+        images,
+        truth,
+        eps_levels=eps_levels,
+        iters=iters,
+        batch=args.batch,
+        only=only,
+        losses=tuple(args.apgd_losses.split(",")),
+        save=save,
+    )
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
     save(report["results"])
     if args.figure:
