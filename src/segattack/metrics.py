@@ -40,6 +40,8 @@ __all__ = [
     "mean_iou",
     "pixel_accuracy",
     "pixel_success",
+    "WorstCaseMiou",
+    "worst_case_miou",
 ]
 
 
@@ -326,3 +328,118 @@ def pixel_success(pred: Tensor, labels: Tensor, *, targeted: bool, ignore_index:
     valid = labels != ignore_index
     hit = (pred == labels) if targeted else (pred != labels)
     return _ratio((hit & valid).flatten(1).sum(1), valid.flatten(1).sum(1))
+
+
+@dataclass(frozen=True)
+class WorstCaseMiou:
+    """What ``worst_case_miou`` found: the data set's mean IoU under the chosen losses, the loss chosen for each
+    image ((N,) int64 indices into the first axis of the confusion matrices), the mean IoU the descent started from,
+    and the rounds over the images it took (the last round changed nothing, unless ``max_rounds`` stopped it)."""
+
+    miou: float
+    choice: Tensor
+    start: float
+    rounds: int
+
+
+def _miou_of(inter: Tensor, union: Tensor, keep: Tensor) -> Tensor:
+    """Mean IoU over the last axis (classes) from summed intersections and unions: classes with a union > 0 that
+    ``keep`` allows; NaN where none is left. Shapes (..., K) -> (...)."""
+    present = (union > 0) & keep
+    iou_k = torch.where(present, inter / union.clamp(min=1), torch.zeros_like(inter))
+    n = present.sum(-1)
+    return torch.where(n > 0, iou_k.sum(-1) / n.clamp(min=1), torch.full_like(iou_k[..., 0], math.nan))
+
+
+def worst_case_miou(
+    confusions: Tensor, *, exclude: Sequence[int] = (), seed: int = 0, max_rounds: int = 1000
+) -> WorstCaseMiou:
+    """SEA's worst-case mean IoU over several attacks (Croce, Singh and Hein 2024, "Towards reliable evaluation and
+    fast training of robust semantic segmentation models", Sec. 3.6): the mean IoU of a data set when, for every
+    image, the attack (loss) whose adversarial image hurts the data set's mean IoU most is chosen. mIoU is not a sum
+    over images, so the choice is made greedily for the data set, not image by image.
+
+    ``confusions``: (L, N, K, K) counts, L attacks, N images, rows ground truth, columns prediction (``ignore_index``
+    pixels already left out, as ``confusion_matrix`` leaves them). ``exclude``: output classes left out of the mean
+    (as ``mean_iou``). Per class IoU = TP / (TP + FP + FN) over the data set; the mean is over the classes whose union
+    is > 0 under the current choice.
+
+    What is matched from SEA's ``tools/worse_only.py`` (``worst_case_miou``): per-image, per-class intersections and
+    unions for every loss; a running data-set intersection and union; rounds that visit the images in a random order,
+    try every loss for the image by swapping its contribution in the running sums, and keep a change that lowers the
+    data set's mean IoU; rounds repeat until one no longer helps, at most ``max_rounds`` (their 1000). What differs,
+    each on purpose:
+
+    - start: SEA starts every image at its first loss (masked balanced CE); here the start is the lowest of the L
+      single-attack assignments and the per-image choice of the lowest pixel accuracy (the latest attack on a tie), so
+      the result is never above any of them (the descent only lowers it);
+    - acceptance: SEA compares each candidate with the mean IoU at the start of the round (recomputed only after the
+      round), so a change within a round can raise the current value, and it tries the losses one after another; here
+      the image gets the loss with the lowest mean IoU given all other images' current choices, kept only if it is
+      strictly lower than the current value (ties keep the current choice): every change lowers the mean IoU;
+    - classes: SEA's candidate value leaves out classes whose running union was 0 before the change (a class the
+      change makes appear counts only from the next round); here every candidate is the exact mean IoU it would give,
+      without SEA's 1e-8 in the denominator;
+    - ignored pixels: SEA's union counts predictions of a class on pixels labelled 255 too; here such pixels are left
+      out entirely (the confusion matrices of ``confusion_matrix``, as the Cityscapes benchmark and ``evaluate``);
+    - order and stop: the image order of each round is a ``torch.randperm`` seeded with ``seed`` (SEA: Python's
+      ``random`` with seed 225); the descent stops after a round that changed nothing (a local minimum: no single
+      image's change lowers the mean IoU) rather than after one that lowered it by at most 1e-6.
+
+    >>> cm = torch.zeros(2, 2, 2, 2, dtype=torch.int64)  # 2 attacks, 2 images, 2 classes
+    >>> cm[0, 0] = torch.tensor([[4, 0], [0, 4]]); cm[1, 0] = torch.tensor([[2, 2], [0, 4]])
+    >>> cm[0, 1] = torch.tensor([[4, 0], [2, 2]]); cm[1, 1] = torch.tensor([[4, 0], [0, 4]])
+    >>> w = worst_case_miou(cm)
+    >>> w.choice.tolist(), round(w.miou, 4), round(mean_iou(cm[0].sum(0)), 4), round(mean_iou(cm[1].sum(0)), 4)
+    ([1, 0], 0.6, 0.775, 0.775)
+    """
+    if not isinstance(confusions, Tensor) or confusions.ndim != 4 or confusions.shape[-1] != confusions.shape[-2]:
+        shape = tuple(confusions.shape) if isinstance(confusions, Tensor) else type(confusions).__name__
+        raise InputError(f"confusions must be an (L, N, K, K) tensor of counts (L attacks, N images), got {shape}")
+    if confusions.shape[0] < 1 or confusions.shape[1] < 1:
+        raise InputError(f"confusions needs at least one attack and one image, got shape {tuple(confusions.shape)}")
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
+        raise InputError(f"max_rounds must be a positive integer, got {max_rounds!r}")
+    n_att, n_img, k = confusions.shape[0], confusions.shape[1], confusions.shape[2]
+    cm = confusions.detach().to("cpu", torch.float64)
+    inter = cm.diagonal(dim1=-2, dim2=-1)  # (L, N, K)
+    union = cm.sum(-1) + cm.sum(-2) - inter
+    keep = torch.ones(k, dtype=torch.bool)
+    if exclude:
+        keep[list(exclude)] = False
+    # the candidates to start from: each attack for every image, and the per-image lowest pixel accuracy
+    total = cm.sum((-2, -1))
+    acc = torch.where(total > 0, inter.sum(-1) / total.clamp(min=1), torch.full_like(total, math.inf))
+    flipped = acc.flip(0)  # argmin takes the first minimum: on the flipped axis, the latest attack on a tie
+    by_accuracy = (n_att - 1) - flipped.argmin(0)
+    starts = [torch.full((n_img,), a, dtype=torch.int64) for a in range(n_att)] + [by_accuracy]
+    cols = torch.arange(n_img)
+
+    def sums(choice: Tensor) -> tuple[Tensor, Tensor]:
+        return inter[choice, cols].sum(0), union[choice, cols].sum(0)
+
+    values = [float(_miou_of(*sums(c), keep)) for c in starts]
+    best = min(range(len(starts)), key=lambda j: (math.inf if math.isnan(values[j]) else values[j], j))
+    choice = starts[best].clone()
+    run_i, run_u = sums(choice)
+    current = values[best]
+    start = current
+    g = torch.Generator().manual_seed(int(seed))
+    rounds = 0
+    while rounds < max_rounds and n_att > 1:
+        rounds += 1
+        changed = False
+        for i in torch.randperm(n_img, generator=g).tolist():
+            c = int(choice[i])
+            cand = _miou_of(run_i - inter[c, i] + inter[:, i], run_u - union[c, i] + union[:, i], keep)  # (L,)
+            cand = torch.where(cand.isnan(), torch.full_like(cand, math.inf), cand)
+            a = int(cand.argmin())
+            if a != c and float(cand[a]) < current:
+                run_i = run_i - inter[c, i] + inter[a, i]
+                run_u = run_u - union[c, i] + union[a, i]
+                choice[i] = a
+                current = float(_miou_of(run_i, run_u, keep))
+                changed = True
+        if not changed:
+            break
+    return WorstCaseMiou(miou=current, choice=choice, start=start, rounds=rounds)

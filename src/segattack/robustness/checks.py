@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .attacks import registry
-from .errors import InputError
-from .models import PixelModel
+from ..attacks import registry
+from ..errors import InputError
+from ..models import PixelModel
 
 __all__ = ["MaskingChecks", "masking_checks", "pixel_accuracy_of", "noise_images"]
 
