@@ -62,6 +62,8 @@ def main() -> None:
     ap.add_argument("--val-images", type=int, default=500)
     ap.add_argument("--check-images", type=int, default=8)
     ap.add_argument("--metrics", type=Path, default=None, help="the run's metrics.jsonl: the validation curve")
+    ap.add_argument("--append", type=Path, default=None, metavar="MD",
+                    help="a markdown file appended to the card (e.g. a robustness evaluation with its command)")
     args = ap.parse_args()
 
     if not args.card.is_file():
@@ -100,8 +102,12 @@ def main() -> None:
         for line in args.metrics.read_text().splitlines():
             row = json.loads(line)
             if row.get("kind") == "val":
-                curve.append({"step": row["step"], "miou": row["miou"], "person_iou": row["iou"].get("person"),
-                              "elapsed_s": row["elapsed_s"]})  # fmt: skip
+                point = {"step": row["step"], "miou": row["miou"], "person_iou": row["iou"].get("person"),
+                         "elapsed_s": row["elapsed_s"]}  # fmt: skip
+                if "robust_miou" in row:  # adversarial training: the robust validation (PGD-10 at the training eps)
+                    point["robust_miou"] = row["robust_miou"]
+                    point["robust_pixel_acc"] = row["robust_pixel_acc"]
+                curve.append(point)
         card["val_curve"] = curve
     card["command"] = args.command
     if args.before:
@@ -134,15 +140,28 @@ def main() -> None:
                  "features)")
     curve_md = ""
     if curve:
+        robust = all("robust_miou" in c for c in curve)
         lines = "\n".join(f"| {c['step']} | {c['elapsed_s'] / 60:.0f} | {100 * c['miou']:.1f} | "
-                          f"{100 * (c['person_iou'] or float('nan')):.1f} |" for c in curve)  # fmt: skip
+                          f"{100 * (c['person_iou'] or float('nan')):.1f} |"
+                          + (f" {100 * c['robust_miou']:.1f} | {100 * c['robust_pixel_acc']:.1f} |" if robust else "")
+                          for c in curve)  # fmt: skip
+        head, rule = "| step | minutes | mIoU % | person IoU % |", "|---|---|---|---|"
+        robust_md = ""
+        if robust:
+            rv = card.get("val", {}).get("robust", {})
+            head += " robust mIoU % | robust pixel acc. % |"
+            rule += "---|---|"
+            what = f"{rv['attack']}-{rv['steps']} at eps {rv['eps_levels']:g}/255" if rv else "the robust validation"
+            robust_md = (f"\nRobust columns: {what}, untargeted against the ground truth, on the first "
+                         f"{rv.get('images', '?')} validation scenes (a cheap attack, to show the trend; the "
+                         "strong evaluation is below).\n")
         curve_md = f"""
 ## Training curve (validation on {tr["val_images"]} scenes during training)
 
-| step | minutes | mIoU % | person IoU % |
-|---|---|---|---|
+{head}
+{rule}
 {lines}
-"""
+{robust_md}"""
     init_md = ""
     if tr.get("init"):
         if args.before:
@@ -164,6 +183,15 @@ def main() -> None:
             weights = ", ".join(f"{k} x{v:g}" for k, v in cfg["lovasz_weights"].items())
             loss_md += f", its terms weighted {weights} (the other classes x1)"
     before_md = "".join(f"  {c}\n" for c in args.before)
+    adv_md = ""
+    if tr.get("adversarial"):
+        a = tr["adversarial"]
+        loss = f":{a['loss']}" if a.get("loss") else ""
+        adv_md = (f"\n- Adversarial training: every step on `{a['attack']}{loss}` examples, untargeted against the "
+                  f"ground truth, eps {a['eps_levels']:g}/255, {a['steps']} attack steps, step size "
+                  f"{a['step_size'] if a.get('step_size_levels') is None else str(a['step_size_levels']) + ' levels'}, "
+                  f"share {a['share']:g} of each batch adversarial; examples made with the network in eval mode "
+                  f"({a['examples_mode']}).")  # fmt: skip
     md = f"""# Model card: {name}
 
 {card["description"]}
@@ -178,7 +206,7 @@ def main() -> None:
 - Training: {tr["steps"]} steps, batch {tr["batch_size"]}, loss {loss_md}, {tr["optimizer"]} lr {tr["lr"]},
   {tr["schedule"]} schedule, seed {tr["seed"]}, on {tr["device"]} (2-core CPU), {tr["elapsed_s"] / 60:.0f} min,
   torch {tr["torch"]}.\
-{init_md}
+{adv_md}{init_md}
 - Command (from the repository root):
 
   ```
@@ -212,6 +240,8 @@ Trained on synthetic scenes only: it is a stand-in that lets the whole experimen
 model of real streets. Results on it say how the attack behaves on a small network of this architecture, not on the
 paper's FCN8s-VGG16 on Cityscapes.
 """
+    if args.append is not None:
+        md += "\n" + args.append.read_text(encoding="utf-8")
     (WEIGHTS_DIR / f"{name}.md").write_text(md)
     print(md)
 
