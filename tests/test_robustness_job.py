@@ -383,10 +383,13 @@ def test_directories_of_other_jobs_and_foreign_files_refused(tmp_path: Path, mon
 
 
 def test_configuration_refusals_name_the_field() -> None:
-    cases: list[tuple[dict[str, Any], str, str]] = [({"eps": (0, 4)}, "eps", "positive"), ({"protocol": "fast"}, "protocol", "valid protocols"),
-             ({"attacks": ("nosuch",)}, "attacks", "unknown attack"), ({"attacks": ()}, "attacks", "needs its attacks"),
-             ({"attacks": ("illm",)}, "attacks", "targeted only"), ({"batch_size": 0}, "batch_size", "positive"),
-             ({"limit": 0}, "limit", "positive"), ({"seed": 1.5}, "seed", "integer")]  # fmt: skip
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"eps": (0, 4)}, "eps", "positive"), ({"protocol": "fast"}, "protocol", "valid protocols"),
+        ({"attacks": ("nosuch",)}, "attacks", "unknown attack"), ({"attacks": ("transfer",)}, "attacks", "surrogate"),
+        ({"attacks": ()}, "attacks", "needs its attacks"), ({"attacks": ("illm",)}, "attacks", "targeted only"),
+        ({"batch_size": 0}, "batch_size", "positive"), ({"limit": 0}, "limit", "positive"),
+        ({"seed": 1.5}, "seed", "integer"),
+    ]  # fmt: skip
     for change, name, text in cases:
         with pytest.raises(RobustnessError, match=text) as info:
             custom(**change)
@@ -537,8 +540,8 @@ def test_quick_protocol_end_to_end(tmp_path: Path) -> None:
                     reason="sea, square and alma_prox are not all registered yet")  # fmt: skip
 def test_sea_protocol_end_to_end(tmp_path: Path) -> None:
     s = _reference_run("sea", tmp_path)
-    assert s["robust"][0]["worst"]["attacks"][:3] == ["sea:masked-ce-bal", "sea:masked-ce", "sea:js"]
-    losses = ("sea:masked-ce-bal", "sea:masked-ce", "sea:js")
+    assert s["robust"][0]["worst"]["attacks"][:3] == ["sea:masked-balanced-ce", "sea:masked-ce", "sea:js"]
+    losses = ("sea:masked-balanced-ce", "sea:masked-ce", "sea:js")
     assert s["robust"][0]["worst"]["miou"] <= min(s["robust"][0]["by_evaluation"][n]["miou"] for n in losses) + 1e-12
 
 

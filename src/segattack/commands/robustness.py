@@ -32,7 +32,7 @@ DEFAULT_EPS = "2,4,8"
 OPTIONS = {"eps": "--eps", "protocol": "--protocol", "attacks": "--attack", "seed": "--seed", "limit": "--limit",
            "batch_size": "--batch-size", "surrogate": "--transfer-from"}  # fmt: skip
 PROTOCOL_HELP = (
-    "sea: the reference (the attack sea once per loss masked-ce-bal, masked-ce, js at 300 iterations; square with "
+    "sea: the reference (the attack sea once per loss masked-balanced-ce, masked-ce, js at 300 iterations; square with "
     "1000 queries; alma_prox; transfer; the checks); quick: a first look (APGD with masked-ce and js at 50 "
     "iterations, fewer queries); custom: the attacks of --attack (default: %(default)s)"
 )

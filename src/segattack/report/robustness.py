@@ -42,9 +42,7 @@ def read_robustness_json(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunDirError(f"{out_dir} holds no {ROBUSTNESS_FILE}: give the --out of a finished `segattack "
                                  "robustness` run (run it again to finish an interrupted one)") from None  # fmt: skip
     except NotADirectoryError:
-        raise RunDirError(
-            f"{out_dir} is a file; give the --out directory of a `segattack robustness` run"
-        ) from None
+        raise RunDirError(f"{out_dir} is a file; give the --out directory of a `segattack robustness` run") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunDirError(f"{path} is not valid JSON ({err}); run `segattack robustness` on it again") from None
     if not isinstance(data, dict) or not isinstance(data.get("robust"), list) or "clean" not in data:

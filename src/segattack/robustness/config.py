@@ -160,6 +160,11 @@ class RobustnessConfig:
                 specs = tuple(parse_attack(a) for a in items)
             except AttackError as err:
                 raise RobustnessError(str(err)) from None
+            if any(s.name == TRANSFER for s in specs):
+                raise RobustnessError(
+                    "the transfer evaluation crafts the first white-box attack on the surrogate model (surrogate=, "
+                    "--transfer-from); list white-box attacks, not 'transfer'"
+                )
             put("attacks", specs)
         with about_field("seed"):
             if isinstance(self.seed, bool) or not isinstance(self.seed, int):

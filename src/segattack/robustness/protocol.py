@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..attacks.sea import SEA_LOSSES, SEA_STEPS
 from ..errors import InputError
 
 __all__ = [
@@ -87,10 +88,9 @@ LARGE_EPS = 32.0
 
 # -- the attacks the protocols name (registered by name at run time, so that a plug-in can provide them) ------------
 SEA_ATTACK = "sea"
-#: SEA's losses, each run with the attack ``sea`` (option ``losses``) on its own, so that the rows keep every loss's
-#: confusion matrix and the worst case over them can be taken for accuracy and for mIoU.
-SEA_LOSSES: tuple[str, ...] = ("masked-ce-bal", "masked-ce", "js")
-SEA_STEPS = 300
+#: SEA's losses (``masked-balanced-ce``, ``masked-ce``, ``js``) and iterations per loss (300), as the attack ``sea``
+#: defines them: each loss runs on its own (option ``losses``), so that the rows keep every loss's confusion matrix
+#: and the worst case over them can be taken for accuracy and for mIoU.
 SEA_QUERIES = 1000
 BLACK_BOX_ATTACK = "square"
 MINIMAL_NORM_ATTACK = "alma_prox"

@@ -226,25 +226,33 @@ def _as_pixel_model(model: Any, what: str) -> PixelModel:
     return model
 
 
-def _claim(out: Path, overwrite: bool) -> None:
-    """Refuse a directory another job wrote (or files of the job's names that no robustness run wrote); with
-    ``overwrite``, remove what earlier robustness runs wrote there, and only that."""
+def _check_directory(out: Path) -> bool:
+    """Refuse (before any work) a directory another job wrote, or files of the job's names that no robustness run
+    wrote; return whether earlier robustness runs wrote there."""
     if KIND in rundir.KINDS:
         rundir.check_kind(out, KIND)
-        if overwrite:
-            rundir.clear_experiment_outputs(out)
-        rundir.record_outputs(out, FILES, kind=KIND)
-        return
+        return _own_config(out) is not None
     found = rundir.directory_kind(out)  # the layout does not know this kind yet: recognise the job's files by name
     if found is not None:
         raise RunDirError(f"{out} holds the output of `{rundir.KINDS[found]}`, and `segattack robustness` would "
                           "replace its files; choose another --out")  # fmt: skip
-    mine = _own_config(out)
+    mine = _own_config(out) is not None
     theirs = [n for n in FILES if (out / n).exists()]
     if theirs and not mine:
         raise RunDirError(f"{out} holds {' and '.join(theirs)} that `segattack robustness` did not write and would "
                           "replace; move them away or choose another --out")  # fmt: skip
-    if overwrite and mine:
+    return mine
+
+
+def _claim(out: Path, overwrite: bool) -> None:
+    """``_check_directory``, then with ``overwrite`` remove what earlier robustness runs wrote there, and only that;
+    the manifest records the job's files where the layout knows the kind."""
+    mine = _check_directory(out)
+    if KIND in rundir.KINDS:
+        if overwrite:
+            rundir.clear_experiment_outputs(out)
+        rundir.record_outputs(out, FILES, kind=KIND)
+    elif overwrite and mine:
         for n in FILES:
             (out / n).unlink(missing_ok=True)
 
@@ -537,6 +545,8 @@ def run_robustness(
         raise RobustnessError("out_dir is empty; name the directory the job writes into")
     out = Path(out_dir)
     rundir.check_writable_dir(out, create=False)
+    if out.is_dir():
+        _check_directory(out)  # before the model runs: a directory of another job is refused at once
     job = _Job(model, dataset, config, out, surrogate, device, describe or {}, progress)
     t0 = time.perf_counter()
     with rundir.RunLock(rundir.check_writable_dir(out), "segattack robustness"):
