@@ -360,6 +360,23 @@ def test_different_configuration_refused_and_overwrite(finished: Path, tmp_path:
     assert {c["name"]: c["status"] for c in done.summary["checks"]}["transfer weaker than white-box"] == "SKIPPED"
 
 
+def test_a_surrogate_given_later_adds_the_transfer_rows_only(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = run_robustness(tiny_fcn(), Streets(2), custom(eps=(4,)), out)
+    assert "transfer" not in {r["evaluation"] for r in rows_of(out)}
+    surrogate = sa.PixelModel(TinyFCN(seed=3), mean=(0, 0, 0), std=(1, 1, 1))
+    second = run_robustness(tiny_fcn(), Streets(2), custom(eps=(4,)), out, surrogate=surrogate)
+    assert second.resumed == first.computed and second.computed == 2  # two images' transfer rows at eps 4
+    statuses = {c["name"]: c["status"] for c in second.summary["checks"]}
+    assert statuses["transfer weaker than white-box"] in ("PASS", "FAIL")
+    with pytest.raises(RobustnessError, match="different configuration.*surrogate"):
+        run_robustness(tiny_fcn(), Streets(2), custom(eps=(4,)), out)  # taken away: its rows would be dropped
+    other = sa.PixelModel(TinyFCN(seed=4), mean=(0, 0, 0), std=(1, 1, 1))
+    with pytest.raises(RobustnessError, match="different configuration.*surrogate_sha256"):
+        run_robustness(tiny_fcn(), Streets(2), custom(eps=(4,)), out, surrogate=other)
+    assert len(rows_of(out)) == second.resumed + second.computed
+
+
 def test_directories_of_other_jobs_and_foreign_files_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -485,13 +502,16 @@ def test_command_refuses_attacks_outside_custom_and_data_without_labels(
     assert "no ground truth" in err
 
 
-@pytest.mark.skipif(SEA_ATTACK in registry.available(), reason="the attack sea is registered: the sea test runs")
-def test_sea_protocol_refused_in_one_line_while_sea_is_not_registered(
+@pytest.mark.skipif(
+    all(a in registry.available() for a in (SEA_ATTACK, BLACK_BOX_ATTACK, MINIMAL_NORM_ATTACK)),
+    reason="every attack of the sea protocol is registered: its end-to-end test runs instead",
+)
+def test_sea_protocol_refused_in_one_line_while_an_attack_is_not_registered(
     labelled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = one_line_error(["robustness", "--model", MODEL, "--data", f"folder:{labelled[0]}", "--labels",
                           str(labelled[1]), "--out", str(tmp_path / "o")], capsys)  # fmt: skip
-    assert "--protocol: protocol 'sea'" in err and "unknown attack 'sea'" in err
+    assert "--protocol: protocol 'sea', evaluation" in err and "unknown attack" in err
 
 
 # -- the reference protocols, once their attacks are registered -----------------------------------------------------

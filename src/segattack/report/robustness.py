@@ -109,7 +109,7 @@ def curve_svg(points: Sequence[Mapping[str, Any]], *, width: int = 520, height: 
     if not pts:
         return ""
     x_max = max(float(p["eps"]) for p in pts) or 1.0
-    left, right, top, bottom = 44, 12, 10, 34
+    left, right, top, bottom = 44, 12, 26, 34
 
     def x(e: float) -> float:
         return left + (width - left - right) * e / x_max
@@ -145,10 +145,10 @@ def curve_svg(points: Sequence[Mapping[str, Any]], *, width: int = 520, height: 
             + f'<text x="{(left + width - right) / 2:.0f}" y="{height - 4}" text-anchor="middle" font-size="11">'
             "eps (8-bit levels)</text>"
             + line("accuracy", "#1f77b4") + line("miou", "#d62728")
-            + f'<text x="{width - right - 4}" y="{top + 12}" text-anchor="end" font-size="11" fill="#1f77b4">'
+            + f'<text x="{width - right - 60}" y="14" text-anchor="end" font-size="11" fill="#1f77b4">'
             "accuracy</text>"
-            + f'<text x="{width - right - 4}" y="{top + 26}" text-anchor="end" font-size="11" fill="#d62728">'
-            "mIoU</text></svg>")  # fmt: skip
+            + f'<text x="{width - right}" y="14" text-anchor="end" font-size="11" fill="#d62728">mIoU</text>'
+            "</svg>")  # fmt: skip
 
 
 def _curve(s: Mapping[str, Any]) -> str:

@@ -64,7 +64,10 @@ FILES = (CONFIG_FILE, RESULTS_FILE, ROBUSTNESS_FILE, REPORT_FILE)
 STATUSES = ("ok", "unreadable")
 CONFIG_FORMAT = 1
 #: Configuration keys that change no row: a resume may change them.
-_FREE = ("batch_size", "device", "written", "notes_run")
+_FREE = ("batch_size", "device", "written")
+#: What giving a surrogate to a run that had none changes: the transfer evaluation runs (every other row is kept). A
+#: surrogate changed or taken away is refused like any other change (its rows would be wrong, or dropped).
+_SURROGATE = ("surrogate", "surrogate_sha256", "skipped", "run_notes")
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,10 @@ class _Job:
                 "--overwrite (overwrite=True) or choose another directory"
             )
         if old is not None:
-            diff = rundir.config_diff(old[CONFIG_KEY], self.record, ignore=_FREE)
+            ignore = list(_FREE)
+            if old[CONFIG_KEY].get("surrogate_sha256") is None:  # a surrogate added later: its transfer rows are new
+                ignore += list(_SURROGATE)
+            diff = rundir.config_diff(old[CONFIG_KEY], self.record, ignore=ignore)
             if diff:
                 shown = "; ".join(diff[:3]) + ("; ..." if len(diff) > 3 else "")
                 raise RobustnessError(f"{out} holds results of a different configuration ({shown}); replace them "
