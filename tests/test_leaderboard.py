@@ -78,6 +78,26 @@ def test_board_ranks_by_worst_case_miou_and_is_self_contained(runs: list[Path], 
     assert render_leaderboard(leaderboard_entries(runs[::-1])) == html
 
 
+def test_a_budget_a_run_lacks_shows_a_dash(runs: list[Path], tmp_path: Path) -> None:
+    import json
+
+    partial = tmp_path / "partial"
+    shutil.copytree(runs[0], partial)
+    summary = json.loads((partial / "robustness.json").read_text())
+    summary["robust"] = [r for r in summary["robust"] if r["eps"] != 8.0]
+    summary["model"] = "tiny-partial"
+    (partial / "robustness.json").write_text(json.dumps(summary))
+    entries = leaderboard_entries([partial, *runs])
+    html = render_leaderboard(entries)
+    col = _heads(html).index("mIoU eps 8")
+    rows = _cells(html)
+    partial_row = next(r for r in rows if r[1] == "tiny-partial")
+    assert partial_row[col] == "" and all(r[col] != "" for r in rows if r[1] != "tiny-partial")
+    shared = [float(r[_heads(html).index("mIoU eps 2")]) for r in rows]
+    assert shared == sorted(shared, reverse=True)  # ranked by eps 2, the largest budget all three runs share
+    assert "None" not in html and html.count(">–</td>") >= 2  # its mIoU and accuracy at eps 8
+
+
 def test_board_command_and_refusals(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     board = tmp_path / "b" / "board.html"
     assert main(["leaderboard", *map(str, runs), "--out", str(board)]) == 0

@@ -99,8 +99,9 @@ def leaderboard_entries(directories: Sequence[str | os.PathLike[str]]) -> list[L
 
 
 def _cell(v: Any, text: str | None = None, cls: str = "") -> str:
-    dv = "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
-    shown = text if text is not None else (pct(v) if isinstance(v, int | float) else esc(v))
+    missing = v is None or (isinstance(v, float) and not math.isfinite(v))
+    dv = "" if missing else v
+    shown = text if text is not None else "–" if missing else pct(v) if isinstance(v, int | float) else esc(v)
     return f'<td{f" class={cls}" if cls else ""} data-v="{esc(dv)}">{shown}</td>'
 
 
