@@ -399,6 +399,30 @@ def test_directories_of_other_jobs_and_foreign_files_refused(tmp_path: Path, mon
         rundir.check_kind(out, "run")
 
 
+class BrokenAt(Streets):
+    """``Streets`` whose image ``bad`` cannot be read."""
+
+    def __init__(self, n: int, bad: int) -> None:
+        super().__init__(n)
+        self.bad = bad
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if i == self.bad:
+            raise sa.data.UnreadableImageError(f"image {i} is corrupt")
+        return super().__getitem__(i)
+
+
+def test_an_unreadable_image_gets_one_row_and_is_left_out(tmp_path: Path) -> None:
+    done = run_robustness(tiny_fcn(), BrokenAt(3, bad=1), custom(eps=(4,)), tmp_path / "run")
+    rows = rows_of(tmp_path / "run")
+    bad = [r for r in rows if r["index"] == 1]
+    assert len(bad) == 1 and bad[0]["status"] == "unreadable" and "corrupt" in bad[0]["error"]
+    s = done.summary
+    assert s["images"] == {"run": 3, "complete": 2, "unreadable": 1, "partial": 0} and s["complete"]
+    again = run_robustness(tiny_fcn(), BrokenAt(3, bad=1), custom(eps=(4,)), tmp_path / "run")
+    assert again.computed == 0  # the unreadable image is not tried again
+
+
 def test_configuration_refusals_name_the_field() -> None:
     cases: list[tuple[dict[str, Any], str, str]] = [
         ({"eps": (0, 4)}, "eps", "positive"), ({"protocol": "fast"}, "protocol", "valid protocols"),

@@ -424,6 +424,7 @@ class _Job:
                 rundir.append_jsonl(results, [{"index": i, "image_id": self.ids[i], "evaluation": CLEAN, "eps": 0,
                                                "status": "unreadable", "error": str(err)[:300]}])  # fmt: skip
                 state["done"] += 1 + sum(len(p.eps) for p in self.plan)
+                state["written"] += 1
                 continue
             image = torch.as_tensor(image)
             truth = torch.as_tensor(label).to(torch.int64)
