@@ -1,8 +1,9 @@
 """What lies in a run directory: its file names, its kind, and the manifest of what its runs wrote.
 
 A directory written by segattack belongs to one job, its **kind** (``KINDS``: ``run`` for ``segattack run`` and
-``demo``, ``universal``, ``compare``, ``train``). ``check_kind`` refuses a directory of another kind before any work
-is done, so a ``universal`` never replaces the ``results.jsonl`` of a ``run``, nor a ``compare`` its ``report.html``.
+``demo``, ``universal``, ``compare``, ``train``, ``robustness``). ``check_kind`` refuses a directory of another kind
+before any work is done, so a ``universal`` never replaces the ``results.jsonl`` of a ``run``, nor a ``compare`` its
+``report.html``.
 
 The **manifest** (``DIR/.segattack-manifest.json``, written atomically) records the kind and every file and folder
 the directory's runs wrote, each recorded *before* it is written (``record_outputs``), as the topmost path that did
@@ -100,6 +101,7 @@ KINDS: dict[str, str] = {
     "universal": "segattack universal",
     "compare": "segattack compare",
     "train": "segattack train",
+    "robustness": "segattack robustness",
 }
 MANIFEST_FORMAT = 1
 #: Files that tell a directory written before manifests existed by its kind (besides an experiment's config.json).
@@ -107,7 +109,8 @@ _KIND_MARKERS = (("compare", "compare.json"), ("universal", "universal.npz"), ("
                  ("train", "metrics.jsonl"))  # fmt: skip
 #: Files a job of each kind writes under fixed names: refused where something else put them.
 _FIXED_NAMES = {"run": (CONFIG_FILE, RESULTS_FILE), "universal": ("universal.npz", RESULTS_FILE, "summary.json"),
-                "compare": ("compare.json", "transfer.jsonl")}  # fmt: skip
+                "compare": ("compare.json", "transfer.jsonl"),
+                "robustness": (CONFIG_FILE, RESULTS_FILE, "robustness.json")}  # fmt: skip
 _MODE_NAMES = ("full", "posthoc", "during")
 _THUMB_NAMES = frozenset({"image.png", "adv.png", "pred.png", "pred_adv.png"})
 _EPS_DIR = re.compile(r"eps\d+(\.\d+)?")
