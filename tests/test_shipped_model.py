@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import segattack as sa
 from segattack.cli import main
 from segattack.data.labels import LABEL_ID_TO_TRAIN_ID
 from segattack.evaluation import evaluate
-from segattack.zoo import DEFAULT_MODEL, WEIGHTS_DIR, sha256_file
+from segattack.robustness import pixel_accuracy_of
+from segattack.zoo import DEFAULT_MODEL, ROBUST_MODEL, WEIGHTS_DIR, sha256_file
 
 
 def card() -> dict:
@@ -52,6 +54,28 @@ def test_reaches_its_cards_miou_on_the_recorded_val_slice(name: str) -> None:
     assert float(result.iou[11]) == pytest.approx(check["person_iou"], abs=0.01)
     assert result.miou >= info["val"]["miou"] - 0.1  # the slice is not far from the card's full validation
     assert (WEIGHTS_DIR / info["weights"]).stat().st_size <= 10 * 2**20  # at most 10 MB each
+
+
+def test_robust_model_keeps_its_accuracy_where_the_default_falls() -> None:
+    """The adversarially trained model (PGD at eps 4/255) against the default it was fine-tuned from: under the same
+    untargeted PGD at 4/255 (same seeds) the default loses most of its pixels, the robust model most of them keeps."""
+    card_robust = json.loads((WEIGHTS_DIR / f"{ROBUST_MODEL}.json").read_text())
+    assert card_robust["training"]["adversarial"]["eps_levels"] == 4.0
+    assert card_robust["training"]["init"] == f"zoo:{DEFAULT_MODEL}"
+    data = sa.data.SyntheticStreets(split="val", size=(128, 256), length=2, seed=0)
+    images = torch.stack([data[i][0] for i in range(2)]).float() / 255
+    truth = torch.stack([torch.as_tensor(data[i][1]) for i in range(2)]).long()
+    acc = {}
+    for name in (DEFAULT_MODEL, ROBUST_MODEL):
+        model = sa.zoo.load(name)
+        adv = sa.attacks.pgd(model, images, truth, eps=4 / 255, steps=5, seed=[0, 1])
+        acc[name] = (pixel_accuracy_of(model, images, truth), pixel_accuracy_of(model, adv, truth))
+    clean_default, adv_default = acc[DEFAULT_MODEL]
+    clean_robust, adv_robust = acc[ROBUST_MODEL]
+    assert clean_default > 0.8 and clean_robust > 0.8
+    assert adv_default < 0.5 * clean_default  # the clean model falls ...
+    assert adv_robust > 0.7 * clean_robust  # ... the robust one keeps most of its pixels
+    assert adv_robust > adv_default + 0.3
 
 
 def write_cityscapes_layout(root: Path, n: int = 3, size: tuple[int, int] = (256, 512)) -> None:

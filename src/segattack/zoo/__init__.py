@@ -27,9 +27,13 @@ from .segformer import SegFormer
 
 #: The shipped model the command line uses when no --model is given (see weights/<name>.md, its model card).
 DEFAULT_MODEL = "fcn2s-synth-w8-r32"
+#: The default fine-tuned with adversarial training (PGD-3, eps 4/255, every image adversarial; issue 23): the zoo's
+#: robust model, for evaluating attacks where they differ (see weights/<name>.md).
+ROBUST_MODEL = "fcn2s-synth-w8-r32-at4"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "ROBUST_MODEL",
     "DeepLabV3",
     "FCN8s",
     "SegFormer",
