@@ -32,12 +32,14 @@ RESTRICT_MODES: dict[str, tuple[str, ...]] = {
 EPS_HELP = "L-inf budgets in 8-bit levels, comma-separated (10 means 10/255); the paper's step of 1 level and n = min(eps+4, 1.25 eps) iterations"  # noqa: E501
 
 
-def add_eps_arg(p: Any, *, several: bool = True, default: str | None = None) -> None:
+def add_eps_arg(p: Any, *, several: bool = True, default: str | None = None, paper: bool = True) -> None:
     """``--eps`` (8-bit levels), the one definition every command uses: several budgets (default the paper's 1..20)
-    or one (default 10). ``parse_eps`` reads it."""
+    or one (default 10). ``paper``: the help names the paper's step and iterations (False for a command whose
+    attacks have their own, e.g. ``robustness``). ``parse_eps`` reads it."""
     if several:
         default = default or ",".join(map(str, DEFAULT_EPS))
-        p.add_argument("--eps", default=default, metavar="LIST", help=f"{EPS_HELP} (default: %(default)s)")
+        text = EPS_HELP if paper else EPS_HELP.partition(";")[0]
+        p.add_argument("--eps", default=default, metavar="LIST", help=f"{text} (default: %(default)s)")
     else:
         p.add_argument("--eps", default=default or "10", metavar="LEVELS",
                        help="L-inf budget in 8-bit levels (10 means 10/255; default: %(default)s)")  # fmt: skip

@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_model_args(p)
     add_data_args(p, default=DEFAULT_DATA)
-    add_eps_arg(p, default=DEFAULT_EPS)
+    add_eps_arg(p, default=DEFAULT_EPS, paper=False)
     p.add_argument("--protocol", default="sea", metavar="NAME", help=PROTOCOL_HELP)
     p.add_argument(
         "--attack",
