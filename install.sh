@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install segattack (editable) into the active Python environment.
 #   ./install.sh          the library and the `segattack` command
-#   ./install.sh test     plus the test tools (pytest, hypothesis, ruff, mypy) and, where it is missing and this
+#   ./install.sh test     plus the test tools (pytest, hypothesis, ruff, mypy), adv-lib (without its dependencies: the
+#                         reference of the minimal-norm attack's test) and, where it is missing and this
 #                         script runs as root on a system with apt-get, Debian's `chromium` (the report test opens
 #                         report.html in headless Chromium; without it that test is skipped)
 # An installed torch is kept as it is. Without one, torch 2.13.0 is installed first: on the project's
@@ -26,6 +27,12 @@ install_chromium() {
     fi
     echo "install.sh: installed $(chromium --version 2>/dev/null || echo chromium)"
 }
+
+# adv-lib's alma_prox is the reference of tests/test_minimal_norm.py; its metadata requires torchvision and visdom,
+# which the test never imports (it loads the two files it needs), so it is installed without its dependencies.
+if [[ "$extras" == *test* ]]; then
+    python -m pip install --no-deps "adv-lib==0.2.8"
+fi
 
 if [[ "$extras" == *test* ]] && ! command -v chromium >/dev/null 2>&1 \
         && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then

@@ -28,6 +28,8 @@ from .conftest import ColourNet, TinyConvNet, colour_scene, random_images
 ATTACKS = sa.attacks.available()
 TARGETED_ONLY = {"illm"}
 UNTARGETED_ONLY = {"sea"}
+#: Attacks that look for the smallest perturbation, not the strongest within the budget.
+MINIMAL_NORM = {"alma_prox"}
 B, H, W = 2, 12, 14
 
 
@@ -81,6 +83,8 @@ def deterministic_options(name: str) -> dict[str, Any]:
         opts["random_start"] = False
     if name == "apgd":
         opts["steps"] = 12  # several checkpoints, where each image halves its own step size
+    if name == "alma_prox":
+        opts["step_size"] = 2 / 255  # its default (0.001) is meant for 500 steps
     if name in ("square", "transfer"):
         opts["seed"] = 0  # random by nature (square's squares, apgd's start under transfer): one seed per image
     return opts
@@ -156,7 +160,8 @@ def test_conformance(tiny_model: sa.PixelModel, name: str, targeted: bool) -> No
     adv_e = run(name, model, x, labels, eps=per_image / 255, targeted=targeted, **opts)
     for i, e in enumerate(per_image.tolist()):
         assert levels(adv_e[i] - x[i]) <= e + 1e-6, (i, e)
-    assert levels(adv_e[1] - x[1]) > 2 + 1e-6  # image 1 used its own (larger) budget, not image 0's
+    if name not in MINIMAL_NORM:  # a minimal-norm attack may stop short of any budget
+        assert levels(adv_e[1] - x[1]) > 2 + 1e-6  # image 1 used its own (larger) budget, not image 0's
 
     assert torch.equal(x, x0) and torch.equal(labels, labels0) and torch.equal(mask, mask0)  # inputs unchanged
     assert [m.training for m in model.modules()] == modes  # train/eval flags restored
@@ -245,6 +250,7 @@ def colour_options(name: str) -> dict[str, Any]:
         "worst_case": {"steps": 5, "attacks": ("apgd:ce", "apgd:js")},
         "illm": {},
         "square": {"steps": 600},
+        "alma_prox": {"steps": 30, "step_size": 2 / 255},
         "transfer": {"steps": 10, "surrogate": sa.PixelModel(ColourNet(), num_classes=3)},
     }
     return options.get(name, {"steps": 10})
@@ -314,6 +320,7 @@ COST_CASES: list[tuple[str, dict[str, Any]]] = [
     ("illm", {"steps": 3}),
     ("worst_case", {"steps": 3}),
     ("worst_case", {"steps": 2, "attacks": ("pgd", "apgd:js", "illm")}),
+    ("alma_prox", {"steps": 6}),
 ]
 
 

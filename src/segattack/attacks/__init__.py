@@ -2,7 +2,7 @@
 
 >>> import segattack as sa
 >>> sa.attacks.available()[:3]
-('apgd', 'cospgd', 'dag')
+('alma_prox', 'apgd', 'cospgd')
 """
 
 import importlib
@@ -61,6 +61,7 @@ __all__ = [
 from . import apgd as _apgd  # noqa: E402, F401
 from . import dag as _dag  # noqa: E402, F401
 from . import ensemble as _ensemble  # noqa: E402, F401
+from . import minimal as _minimal  # noqa: E402, F401
 from . import pgd as _pgd  # noqa: E402, F401
 from . import sea as _sea  # noqa: E402, F401
 from . import square as _square  # noqa: E402, F401
@@ -68,12 +69,14 @@ from . import transfer as _transfer  # noqa: E402, F401
 from .apgd import apgd  # noqa: E402
 from .dag import dag  # noqa: E402
 from .ensemble import worst_case  # noqa: E402
+from .minimal import MinimalNorm, accuracy_curve, alma_prox, minimal_eps, minimal_norm, pixel_accuracy_curve  # noqa: E402
 from .pgd import cospgd, pgd, segpgd  # noqa: E402
 from .sea import sea  # noqa: E402
 from .square import square  # noqa: E402
 from .transfer import transfer  # noqa: E402
 
-__all__ += ["pgd", "segpgd", "cospgd", "apgd", "dag", "worst_case", "sea", "square", "transfer"]
+__all__ += ["pgd", "segpgd", "cospgd", "apgd", "dag", "worst_case", "sea", "square", "transfer", "alma_prox"]
+__all__ += ["minimal_norm", "minimal_eps", "MinimalNorm", "accuracy_curve", "pixel_accuracy_curve"]
 
 #: Universal perturbations moved to ``segattack.universal`` (a job that fits on a data set and writes files, which an
 #: attack module never does); their old names here still work, imported from there on first use, so that nothing

@@ -149,7 +149,8 @@ def add_attack_args(g: Any, *, several: bool = True) -> None:
         "--attack",
         default=DEFAULT_ATTACK,
         metavar="NAME[,NAME]" if several else "NAME",
-        help="registered attack(s): apgd, cospgd, dag, illm (the paper's), pgd, segpgd, worst_case, or one you "
+        help="registered attack(s): alma_prox (minimal-norm), apgd, cospgd, dag, illm (the paper's), pgd, sea, segpgd, "
+        "square (black-box), worst_case, or one you "
         "registered with segattack.attacks.register"
         + (" (comma-separated: one set of results each)" if several else "")
         + " (default: illm)",
