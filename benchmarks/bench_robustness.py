@@ -229,19 +229,22 @@ def figure(report: dict[str, Any], path: str) -> None:
 
     eps = report["eps_levels"]
     budgets = list(report["results"]["attacks"])
-    fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4.5), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 5), sharey=True, squeeze=False)
     clean = 100 * report["results"]["clean"]["miou"]
+    model = report["model"].removeprefix("zoo:")
+    model = Path(model).stem if model.endswith(".json") else model
+    colours = plt.get_cmap("tab20").colors
     for ax, budget in zip(axes[0], budgets, strict=True):
-        for row, data in report["results"]["attacks"][budget].items():
+        for i, (row, data) in enumerate(report["results"]["attacks"][budget].items()):
             ys = [clean] + [100 * data["eps"][str(e)]["miou"] for e in eps]
             style = "--" if row.startswith("worst of") else "-"
-            ax.plot([0, *eps], ys, style, marker="o", label=row)
-        ax.set_title(f"{report['model']}: {budget} iterations")
+            ax.plot([0, *eps], ys, style, marker="o", ms=4, color=colours[i % len(colours)], label=row)
+        ax.set_title(f"{model}: {budget} iterations", fontsize=10)
         ax.set_xlabel("eps (8-bit levels)")
         ax.set_xticks([0, *eps])
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mIoU under attack (%)")
-    axes[0][-1].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"untargeted vs ground truth, {report['images']} scenes at {report['size'][0]}x{report['size'][1]}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -260,7 +263,11 @@ def main() -> None:
     ap.add_argument("--apgd-losses", default=",".join(APGD_LOSSES), help="apgd's losses (one row each)")
     ap.add_argument("--json", default=None, help="write the results here (rewritten after every attack)")
     ap.add_argument("--figure", default=None, help="write the figure here (PNG)")
+    ap.add_argument("--replot", default=None, metavar="JSON", help="only draw --figure from a JSON this script wrote")
     args = ap.parse_args()
+    if args.replot:
+        figure(json.loads(Path(args.replot).read_text(encoding="utf-8")), args.figure or args.replot[:-5] + ".png")
+        return
     h, w = (int(v) for v in args.size.split("x"))
     eps_levels = [int(e) for e in args.eps.split(",")]
     iters = [int(i) for i in args.iters.split(",")]
