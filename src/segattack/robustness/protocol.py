@@ -49,6 +49,7 @@ __all__ = [
     "MEDIAN",
     "CAP",
     "LARGE_EPS",
+    "LARGE_STEPS",
     "SEA_ATTACK",
     "SEA_LOSSES",
     "SEA_STEPS",
@@ -96,8 +97,11 @@ BLACK_BOX_ATTACK = "square"
 MINIMAL_NORM_ATTACK = "alma_prox"
 QUICK_STEPS = 50
 QUICK_QUERIES = 300
-#: The cheap attack of the large-budget check (APGD with masked CE: its loss leaves a pixel once it is wrong).
+#: The attack of the large-budget check (APGD with masked CE: its loss leaves a pixel once it is wrong) and its
+#: iterations. On the robust zoo model at 32/255 (2026-12-06), 20 iterations left 5.9% of the pixels correct (2 scenes
+#: at 128x256), a false FAIL of the check; 100 left 0.15% (2 scenes at 256x512).
 _LARGE_ATTACK = ("apgd", {"loss": "masked-ce"})
+LARGE_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,7 @@ def sea_protocol(
     losses: Sequence[str] = SEA_LOSSES, steps: int = SEA_STEPS, queries: int = SEA_QUERIES
 ) -> tuple[Evaluation, ...]:
     """SEA: ``sea`` once per loss at every budget, ``square``, the transfer attack (the first loss's run, on the
-    surrogate), ``alma_prox`` up to ``CAP`` and the checks (the large budget with 50 APGD iterations)."""
+    surrogate), ``alma_prox`` up to ``CAP`` and the checks (the large budget with ``LARGE_STEPS`` APGD iterations)."""
     white = [Evaluation(f"{SEA_ATTACK}:{loss}", WHITE_BOX, SEA_ATTACK, {"losses": (loss,), "steps": steps})
              for loss in losses]  # fmt: skip
     first = white[0]
@@ -158,14 +162,14 @@ def sea_protocol(
         Evaluation(BLACK_BOX_ATTACK, BLACK_BOX, BLACK_BOX_ATTACK, {"steps": queries}),
         Evaluation("transfer", TRANSFER, first.attack, dict(first.options)),
         Evaluation(MINIMAL_NORM_ATTACK, MINIMAL_NORM, MINIMAL_NORM_ATTACK, {}, eps=CAP),
-        *_checks(first, (_LARGE_ATTACK[0], {**_LARGE_ATTACK[1], "steps": 50}), max(1, steps // 4)),
+        *_checks(first, (_LARGE_ATTACK[0], {**_LARGE_ATTACK[1], "steps": LARGE_STEPS}), max(1, steps // 4)),
     )
 
 
 def quick_protocol(steps: int = QUICK_STEPS, queries: int = QUICK_QUERIES) -> tuple[Evaluation, ...]:
     """A first look: APGD with masked CE and JS (``steps`` iterations), ``square`` with ``queries`` and a
-    ``alma_prox`` of 100 iterations where those are registered, the transfer attack, the checks (20 iterations at the
-    large budget)."""
+    ``alma_prox`` of 100 iterations where those are registered, the transfer attack, the checks (``LARGE_STEPS``
+    iterations at the large budget)."""
     white = [
         Evaluation(f"apgd:{loss}", WHITE_BOX, "apgd", {"loss": loss, "steps": steps}) for loss in ("masked-ce", "js")
     ]
@@ -175,7 +179,7 @@ def quick_protocol(steps: int = QUICK_STEPS, queries: int = QUICK_QUERIES) -> tu
         Evaluation(BLACK_BOX_ATTACK, BLACK_BOX, BLACK_BOX_ATTACK, {"steps": queries}, required=False),
         Evaluation("transfer", TRANSFER, first.attack, dict(first.options)),
         Evaluation(MINIMAL_NORM_ATTACK, MINIMAL_NORM, MINIMAL_NORM_ATTACK, {"steps": 100}, eps=CAP, required=False),
-        *_checks(first, (_LARGE_ATTACK[0], {**_LARGE_ATTACK[1], "steps": 20}), max(1, steps // 4)),
+        *_checks(first, (_LARGE_ATTACK[0], {**_LARGE_ATTACK[1], "steps": LARGE_STEPS}), max(1, steps // 4)),
     )
 
 
