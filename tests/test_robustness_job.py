@@ -260,6 +260,9 @@ def test_checks_pass_and_fail_on_constructed_numbers() -> None:
     assert sanity.curve_check({2.0: 0.59, 8.0: 0.3}, worst).status == "PASS"
     assert sanity.curve_check({2.0: 0.57, 8.0: 0.3}, worst).status == "FAIL"
     assert sanity.curve_check({}, worst).status == "SKIPPED"
+    # a curve that never leaves the clean accuracy confirms nothing: skipped with the reason, not a vacuous PASS
+    vacuous = sanity.curve_check({2.0: 0.9, 8.0: 0.9}, worst, clean=0.9)
+    assert vacuous.status == "SKIPPED" and "uninformative" in vacuous.detail
 
 
 # -- the job --------------------------------------------------------------------------------------------------------

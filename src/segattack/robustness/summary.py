@@ -225,7 +225,8 @@ def _checks(t: _Table, evs: Sequence[Mapping[str, Any]], robust: Sequence[Mappin
         out.append(sanity.skipped("noise of the same eps is harmless", "no noise evaluation ran"))
     if curve is not None:
         at = {float(p["eps"]): float(p["accuracy"]) for p in curve["points"] if p["accuracy"] is not None}
-        out.append(sanity.curve_check({e: at[e] for e in worst("worst") if e in at}, worst("worst")))
+        out.append(sanity.curve_check({e: at[e] for e in worst("worst") if e in at}, worst("worst"),
+                                      clean=None if math.isnan(clean_acc) else clean_acc))  # fmt: skip
     else:
         out.append(sanity.skipped("minimal-norm curve consistent with the fixed-eps worst case",
                                   "no minimal-norm attack ran"))  # fmt: skip
