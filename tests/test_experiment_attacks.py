@@ -198,7 +198,7 @@ def test_cli_several_attacks_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     assert "pgd at eps=4:" in printed and "illm at eps=4:" in printed
     for argv, message in [
-        ([*base, str(tmp_path / "e"), "--attack", "nope"], "unknown attack 'nope'; available attacks: apgd"),
+        ([*base, str(tmp_path / "e"), "--attack", "nope"], "unknown attack 'nope'; available attacks: alma_prox, apgd"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.stepz=3"], "has no option 'stepz'"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.steps=many"], "takes an integer"),
         ([*base, str(tmp_path / "e"), "--attack", "pgd", "--attack-opt", "pgd.best=maybe"], "true or false"),
