@@ -32,48 +32,51 @@ def _held_out(n: int = 16) -> tuple[Tensor, Tensor]:
     return (torch.stack([data[i][0] for i in range(n)]).float() / 255, torch.stack([data[i][1] for i in range(n)]))
 
 
-def _accuracy_drop(card_path: Path, net: nn.Module, images: Tensor, labels: Tensor, eps_levels: float) -> float:
-    """Pixel accuracy on ``images`` minus pixel accuracy under PGD-10 at ``eps_levels`` (seeded), 255 ignored."""
+def _accuracies(card_path: Path, net: nn.Module, images: Tensor, labels: Tensor, eps_levels: float) -> tuple[float, float]:
+    """Pixel accuracy on ``images`` and under PGD-10 at ``eps_levels`` (seeded), 255 ignored."""
     card = json.loads(card_path.read_text())
     model = PixelModel(net, mean=card["mean"], std=card["std"], num_classes=19)
     keep = labels != 255
     clean = (model.predict(images) == labels)[keep].float().mean()
     adv = pgd(model, images, labels, eps=eps_levels / 255, steps=10, seed=list(range(len(images))))
     attacked = (model.predict(adv) == labels)[keep].float().mean()
-    return float(clean - attacked)
+    return float(clean), float(attacked)
 
 
-def _drops(tmp_path: Path, seed: int) -> tuple[float, float]:
-    """The accuracy drops under PGD at eps 16 of the same tiny model trained 60 steps clean and adversarially
-    (PGD-3 at eps 16, every image), with the same seed."""
+def _robust_accuracies(tmp_path: Path, seed: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(clean, robust) pixel accuracy under PGD-10 at eps 16 of the same tiny model trained 150 steps clean and
+    adversarially (PGD-3 at eps 16, every image), with the same seed."""
     data, val = EasyScenes(32), EasyScenes(4, seed=1)
     images, labels = _held_out()
-    drops = []
+    out = []
     for name, extra in (("clean", {}), ("adv", {"adversarial": "pgd", "adv_eps": 16, "adv_steps": 3})):
-        config = tiny_config(tmp_path / f"{name}{seed}", steps=60, dropout=0.0, log_every=10, seed=seed, **extra)
+        config = tiny_config(tmp_path / f"{name}{seed}", steps=150, dropout=0.0, log_every=50, seed=seed, **extra)
         result = train(config, train_data=data, val_data=val)
         assert result.export_path is not None
-        drops.append(_accuracy_drop(result.export_path, result.net, images, labels, 16))
-    return drops[0], drops[1]
+        out.append(_accuracies(result.export_path, result.net, images, labels, 16))
+    return out[0], out[1]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def test_adversarial_training_makes_a_tiny_model_more_robust(tmp_path: Path) -> None:
-    # Two seeds (their mean), 60 steps each way: a few seconds. Measured here: clean drops 0.32 and 0.33,
-    # adversarial 0.05 and 0.08 (seeds 1 and 3); single seeds vary (seed 0: 0.05 against 0.05), hence the mean.
-    pairs = [_drops(tmp_path, seed) for seed in (1, 3)]
-    clean = sum(c for c, _ in pairs) / len(pairs)
-    adv = sum(a for _, a in pairs) / len(pairs)
-    assert clean > 0.15, pairs  # PGD at eps 16 does hurt the clean-trained model
-    assert adv < 0.5 * clean and clean - adv > 0.1, pairs
+    # Three seeds, 150 steps each way. Measured (2026-12-06, one and two threads): robust accuracy of the clean-trained
+    # models 0.70-0.86, of the adversarially trained 0.89-0.92 (mean gap 0.12 with either thread count); clean
+    # accuracy about the same (0.91-0.96 both). 60 steps had been too few: the gap flipped sign with the thread count.
+    runs = [_robust_accuracies(tmp_path, seed) for seed in (1, 3, 5)]
+    clean_robust = _mean([c[1] for c, _ in runs])
+    adv_robust = _mean([a[1] for _, a in runs])
+    assert adv_robust - clean_robust > 0.06, runs
+    assert _mean([a[0] for _, a in runs]) > _mean([c[0] for c, _ in runs]) - 0.03, runs  # little clean accuracy lost
 
 
 @pytest.mark.slow
 def test_adversarial_training_is_more_robust_over_six_seeds(tmp_path: Path) -> None:
-    pairs = [_drops(tmp_path, seed) for seed in range(6)]
-    clean = sum(c for c, _ in pairs) / len(pairs)
-    adv = sum(a for _, a in pairs) / len(pairs)
-    assert adv < 0.5 * clean and clean - adv > 0.1, pairs
-    assert sum(a < c for c, a in pairs) >= 5, pairs
+    runs = [_robust_accuracies(tmp_path, seed) for seed in range(6)]
+    assert _mean([a[1] for _, a in runs]) - _mean([c[1] for c, _ in runs]) > 0.04, runs
+    assert sum(a[1] > c[1] for c, a in runs) >= 4, runs  # measured: 5 of 6 with one thread and with two
 
 
 def test_resume_equals_an_uninterrupted_adversarial_run(tmp_path: Path) -> None:
