@@ -32,7 +32,9 @@ def _held_out(n: int = 16) -> tuple[Tensor, Tensor]:
     return (torch.stack([data[i][0] for i in range(n)]).float() / 255, torch.stack([data[i][1] for i in range(n)]))
 
 
-def _accuracies(card_path: Path, net: nn.Module, images: Tensor, labels: Tensor, eps_levels: float) -> tuple[float, float]:
+def _accuracies(
+    card_path: Path, net: nn.Module, images: Tensor, labels: Tensor, eps_levels: float
+) -> tuple[float, float]:
     """Pixel accuracy on ``images`` and under PGD-10 at ``eps_levels`` (seeded), 255 ignored."""
     card = json.loads(card_path.read_text())
     model = PixelModel(net, mean=card["mean"], std=card["std"], num_classes=19)
