@@ -498,6 +498,31 @@ def test_command_writes_and_prints(
     assert "0 rows computed" in capsys.readouterr().err
 
 
+def test_command_interrupted_keeps_its_rows_and_the_same_command_resumes(
+    labelled: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from segattack.commands import robustness as command
+
+    assert main(cli_args(labelled, tmp_path / "ref")) == 0
+    original = command._Bar.__call__
+
+    def interrupting(self: Any, p: Any) -> None:
+        original(self, p)
+        if p.done >= 4:  # Ctrl-C once the first batch has rows on disk
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(command._Bar, "__call__", interrupting)
+        assert main(cli_args(labelled, tmp_path / "run")) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "run the same command again to resume" in err
+    kept = rows_of(tmp_path / "run")
+    assert 4 <= len(kept) < len(rows_of(tmp_path / "ref")) and not (tmp_path / "run" / "robustness.json").exists()
+    assert main(cli_args(labelled, tmp_path / "run")) == 0
+    assert f"{len(kept)} of" in capsys.readouterr().err  # the resumed run says how many rows were done before
+    assert without_time(rows_of(tmp_path / "run")) == without_time(rows_of(tmp_path / "ref"))
+
+
 @pytest.mark.parametrize(
     ("extra", "text"),
     [
