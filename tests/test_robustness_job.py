@@ -624,3 +624,15 @@ def test_rows_checked_on_read(finished: Path) -> None:
     assert len(rows) == 44 and not dropped
     rows, _, dropped = read_robustness_rows(finished / "results.jsonl", keys, 19, images=2)
     assert len(rows) == 22 and dropped
+
+
+def test_curve_figure_draws_the_curve_and_the_fixed_eps_points() -> None:
+    from segattack.report.robustness import curve_svg
+
+    points = [{"eps": 0.0, "accuracy": 0.9, "miou": 0.5}, {"eps": 8.0, "accuracy": 0.01, "miou": 0.0}]
+    fixed = [{"eps": 4.0, "accuracy": 0.6, "miou": 0.3}, {"eps": 16.0, "accuracy": 0.2, "miou": None}]
+    svg = curve_svg(points, fixed=fixed, width=200, height=100)
+    assert svg.count("<polyline") == 2 and svg.count("<circle") == 3  # no dot for a missing mIoU
+    # eps 16 is the x axis' end (the fixed points widen it): left 44 + (200 - 44 - 12) = 188
+    assert 'cx="188.0"' in svg and "accuracy 20.0% at eps 16" in svg
+    assert curve_svg([{"eps": 0.0, "accuracy": None}], fixed=fixed) == ""

@@ -103,12 +103,19 @@ def _short(v: Any) -> str:
     return str(v)
 
 
-def curve_svg(points: Sequence[Mapping[str, Any]], *, width: int = 520, height: int = 240) -> str:
-    """An SVG of accuracy and mIoU (percent) against eps (levels): two step lines, axes and ticks."""
+def curve_svg(
+    points: Sequence[Mapping[str, Any]],
+    *,
+    fixed: Sequence[Mapping[str, Any]] = (),
+    width: int = 520,
+    height: int = 240,
+) -> str:
+    """An SVG of accuracy and mIoU (percent) against eps (levels): two step lines (the minimal-eps curve), axes and
+    ticks, and the fixed-eps worst case as dots of the same colours (``fixed``: ``eps``, ``accuracy``, ``miou``)."""
     pts = [p for p in points if p.get("accuracy") is not None]
     if not pts:
         return ""
-    x_max = max(float(p["eps"]) for p in pts) or 1.0
+    x_max = max(float(p["eps"]) for p in [*pts, *fixed]) or 1.0
     left, right, top, bottom = 44, 12, 26, 34
 
     def x(e: float) -> float:
@@ -130,6 +137,14 @@ def curve_svg(points: Sequence[Mapping[str, Any]], *, width: int = 520, height: 
             prev = float(v)
         return f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{" ".join(coords)}"/>'
 
+    def dots(key: str, colour: str) -> str:
+        return "".join(
+            f'<circle cx="{x(float(f["eps"])):.1f}" cy="{y(float(f[key])):.1f}" r="4" fill="{colour}">'
+            f"<title>fixed-eps worst case, {key} {100 * float(f[key]):.1f}% at eps {float(f['eps']):g}</title></circle>"
+            for f in fixed
+            if f.get(key) is not None
+        )
+
     ticks = []
     for v in (0, 0.25, 0.5, 0.75, 1.0):
         ticks.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#eee"/>')
@@ -144,7 +159,8 @@ def curve_svg(points: Sequence[Mapping[str, Any]], *, width: int = 520, height: 
             + "".join(ticks)
             + f'<text x="{(left + width - right) / 2:.0f}" y="{height - 4}" text-anchor="middle" font-size="11">'
             "eps (8-bit levels)</text>"
-            + line("accuracy", "#1f77b4") + line("miou", "#d62728")
+            + line("accuracy", "#1f77b4") + line("miou", "#d62728") + dots("accuracy", "#1f77b4")
+            + dots("miou", "#d62728")
             + f'<text x="{width - right - 60}" y="14" text-anchor="end" font-size="11" fill="#1f77b4">'
             "accuracy</text>"
             + f'<text x="{width - right}" y="14" text-anchor="end" font-size="11" fill="#d62728">mIoU</text>'
@@ -155,9 +171,12 @@ def _curve(s: Mapping[str, Any]) -> str:
     c = s.get("minimal_eps_curve")
     if not c:
         return "<p class=note>No minimal-norm attack ran, so there is no minimal-eps curve.</p>"
+    fixed = [{"eps": r["eps"], "accuracy": r["worst"].get("accuracy"), "miou": r["worst"].get("miou")}
+             for r in s.get("robust") or [] if r.get("worst")]  # fmt: skip
     return (f"<p class=note>{esc(c['evaluation'])}: at each eps an image counts with its adversarial image where the "
             f"attack's perturbation is at most eps, else with the clean one. Median L-inf norm "
-            f"{float(c['median_linf']):.2f} levels (cap {_lv(c['cap'])}).</p>" + curve_svg(c["points"]))  # fmt: skip
+            f"{float(c['median_linf']):.2f} levels (cap {_lv(c['cap'])}). Lines: the curve; dots: the fixed-eps "
+            f"worst case at each budget.</p>" + curve_svg(c["points"], fixed=fixed))  # fmt: skip
 
 
 def _diagnostics(s: Mapping[str, Any]) -> str:
