@@ -9,8 +9,6 @@ decision boundaries are known), real forward and backward passes and no mocks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,7 +21,7 @@ from segattack.attacks.apgd import apgd_checkpoints
 from segattack.attacks.losses import LOSSES
 from segattack.metrics import pixel_success
 
-from .conftest import ColourNet, TinyConvNet, colour_scene, random_images
+from .conftest import ColourNet, TinyConvNet, colour_scene, count_passes, random_images
 
 ATTACKS = sa.attacks.available()
 TARGETED_ONLY = {"illm"}
@@ -33,16 +31,7 @@ MINIMAL_NORM = {"alma_prox"}
 B, H, W = 2, 12, 14
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The models here are tiny: one intra-op thread. With torch's default (one per core) on a shared 2-core machine,
-    a busy neighbour makes the threads wait for each other and this file ran 50x slower (150 s instead of 3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cases() -> list[tuple[str, bool]]:
@@ -280,34 +269,6 @@ def test_fooling_grows_with_eps(colour_model: sa.PixelModel, name: str, targeted
 
 # --------------------------------------------------------------------------------------------------------------------
 # 4. passes counted with hooks on the wrapped network equal the documented cost
-
-
-class Passes:
-    """Forward and backward passes through ``model.net``, counted by module hooks."""
-
-    def __init__(self) -> None:
-        self.forward = 0
-        self.backward = 0
-
-    def on_forward(self, *_: object) -> None:
-        self.forward += 1
-
-    def on_backward(self, *_: object) -> None:
-        self.backward += 1
-
-
-@contextmanager
-def count_passes(model: sa.PixelModel) -> Iterator[Passes]:
-    passes = Passes()
-    handles = [
-        model.net.register_forward_hook(passes.on_forward),
-        model.net.register_full_backward_hook(passes.on_backward),
-    ]
-    try:
-        yield passes
-    finally:
-        for h in handles:
-            h.remove()
 
 
 COST_CASES: list[tuple[str, dict[str, Any]]] = [

@@ -11,8 +11,6 @@ Real tiny models of ``conftest``, no mocks.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -27,21 +25,13 @@ from segattack.attacks.square import p_schedule, square
 from segattack.attacks.transfer import SurrogateEnsemble, surrogate_model, transfer
 from segattack.metrics import pixel_success
 
-from .conftest import ColourNet, TinyConvNet, colour_scene, random_images
+from .conftest import ColourNet, TinyConvNet, colour_scene, count_passes, random_images
 
 B, H, W = 2, 12, 14
 NAMES = ("square", "transfer")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread (a busy 2-core machine makes torch's default threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_net(seed: int, classes: int = 5, dtype: torch.dtype = torch.float64) -> TinyConvNet:
@@ -84,37 +74,6 @@ def levels(t: Tensor) -> float:
 
 def success(model: sa.PixelModel, adv: Tensor, labels: Tensor, targeted: bool = False) -> float:
     return float(pixel_success(model.predict(adv), labels, targeted=targeted).mean())
-
-
-class Passes:
-    """Forward and backward passes through a network, counted by module hooks; ``images``: the images forwarded
-    (a pass over a batch of n counts n); ``grad``: whether autograd recorded any forward pass."""
-
-    def __init__(self) -> None:
-        self.forward = self.backward = self.images = 0
-        self.grad = False
-
-    def on_forward(self, module: object, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        self.forward += 1
-        self.images += int(inputs[0].shape[0])
-        self.grad = self.grad or torch.is_grad_enabled() or output.requires_grad
-
-    def on_backward(self, *_: object) -> None:
-        self.backward += 1
-
-
-@contextmanager
-def count_passes(model: sa.PixelModel) -> Iterator[Passes]:
-    passes = Passes()
-    handles = [
-        model.net.register_forward_hook(passes.on_forward),
-        model.net.register_full_backward_hook(passes.on_backward),
-    ]
-    try:
-        yield passes
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def snapshot(model: sa.PixelModel) -> tuple[list[bool], list[bool], dict[str, Tensor]]:

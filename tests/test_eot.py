@@ -7,7 +7,6 @@ Tiny models from ``conftest`` (float64 ``tiny_model``), real forward and backwar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,23 +18,15 @@ from segattack.attacks import losses
 from segattack.attacks._core import EOT, make_eot, objective_and_grad, prepare
 from segattack.transforms import Transform, parse_transforms
 
-from .conftest import random_images
-from .test_attack_family import count_passes, labels_for
+from .conftest import count_passes, random_images
+from .test_attack_family import labels_for
 
 EOT_ATTACKS = ("illm", "pgd", "segpgd", "cospgd", "apgd")
 B, H, W = 2, 12, 14
 MIXED = "jpeg:75,noise:2,blur:1,resize:0.5"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread (see ``test_attack_family.one_thread``)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fast(name: str) -> dict[str, Any]:

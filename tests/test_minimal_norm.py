@@ -22,8 +22,6 @@ import importlib.util
 import math
 import sys
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -45,20 +43,12 @@ from segattack.attacks.minimal import (
 )
 from segattack.metrics import pixel_success
 
-from .conftest import random_images
+from .conftest import count_passes, random_images
 
 ADV_LIB_VERSION = "0.2.8"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models: one intra-op thread (on a shared 2-core machine, more threads wait for each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -184,32 +174,6 @@ def test_one_run_gives_the_curve_of_fixed_eps_attacks() -> None:
 
 # --------------------------------------------------------------------------------------------------------------------
 # 2. conformance
-
-
-class Passes:
-    def __init__(self) -> None:
-        self.forward = 0
-        self.backward = 0
-
-    def on_forward(self, *_: object) -> None:
-        self.forward += 1
-
-    def on_backward(self, *_: object) -> None:
-        self.backward += 1
-
-
-@contextmanager
-def count_passes(model: sa.PixelModel) -> Iterator[Passes]:
-    passes = Passes()
-    handles = [
-        model.net.register_forward_hook(passes.on_forward),
-        model.net.register_full_backward_hook(passes.on_backward),
-    ]
-    try:
-        yield passes
-    finally:
-        for h in handles:
-            h.remove()
 
 
 FAST: dict[str, Any] = {"steps": 20, "step_size": 2 / 255}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +36,7 @@ from .models_for_cli import ListDataset, one_line_error, street_image, tiny_fcn,
 PERSON = 2  # the colour model's "person" (red)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """These tensors are tiny: one thread avoids OpenMP's hand-over cost, which dominates on a busy 2-core machine
-    (measured here with another process busy on one core: 2.7 s with two threads, 0.04 s with one, for a 20-step
-    colour-model fit). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +316,6 @@ def test_run_universal_refusals(tmp_path: Path) -> None:
 def universal_args(out: Path, *extra: str) -> list[str]:
     return ["universal", "--fit-data", "synthetic-train:4", "--data", "synthetic:3", "--size", "32x64", "--steps", "3",
             "--out", str(out), *extra]  # fmt: skip
-
 
 
 def test_cli_writes_everything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
