@@ -94,7 +94,14 @@ def test_a_budget_a_run_lacks_shows_a_dash(runs: list[Path], tmp_path: Path) -> 
 def test_board_command_and_refusals(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     board = tmp_path / "b" / "board.html"
     assert main(["leaderboard", *map(str, runs), "--out", str(board)]) == 0
-    assert board.is_file() and "2 runs" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert board.is_file() and "2 runs" in printed.err
+    # the same ranking as a markdown table on stdout: a header, a rule, one line per run in the page's order
+    lines = printed.out.splitlines()
+    assert lines[0].startswith("| # | model | protocol | images | clean mIoU | mIoU eps 2 |") and len(lines) == 4
+    page_models = [r[1] for r in _cells(board.read_text())]
+    assert [line.split(" | ")[1].strip("`") for line in lines[2:]] == page_models
+    assert all(line.startswith(f"| {n} | ") and "PASS" in line for n, line in enumerate(lines[2:], 1))
     err = one_line_error(["leaderboard", str(runs[0]), str(tmp_path), "--out", str(board)], capsys)
     assert "holds no robustness.json" in err
     err = one_line_error(["leaderboard", str(runs[0]), str(runs[0]), "--out", str(board)], capsys)

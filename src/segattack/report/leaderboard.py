@@ -21,7 +21,13 @@ from ..errors import InputError
 from .page import PAGE_CSS, esc
 from .robustness import pct, read_robustness_json
 
-__all__ = ["LeaderboardEntry", "leaderboard_entries", "render_leaderboard", "write_leaderboard"]
+__all__ = [
+    "LeaderboardEntry",
+    "leaderboard_entries",
+    "render_leaderboard",
+    "leaderboard_markdown",
+    "write_leaderboard",
+]
 
 _SORT_JS = """
 (function(){
@@ -147,6 +153,33 @@ def render_leaderboard(entries: Sequence[LeaderboardEntry]) -> str:
         "per image over all of a protocol's evaluations, counted.</p>"
         f"<script>{_SORT_JS}</script></body></html>"
     )
+
+
+def _md(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else pct(v)
+
+
+def leaderboard_markdown(entries: Sequence[LeaderboardEntry]) -> str:
+    """The board of ``entries`` (in their order) as a markdown table, for a README: rank, model, protocol, images,
+    clean mIoU, worst-case mIoU at every budget, passes per image and the checks passed."""
+    budgets = sorted({e for entry in entries for e in entry.budgets})
+    heads = ["#", "model", "protocol", "images", "clean mIoU", *(f"mIoU eps {e:g}" for e in budgets),
+             "passes / image", "checks"]  # fmt: skip
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for n, entry in enumerate(entries, 1):
+        s = entry.summary
+        checks = s.get("checks") or ()
+        made = sum(c["status"] != "SKIPPED" for c in checks)
+        failed = [c["name"] for c in checks if c["status"] == "FAIL"]
+        passed = f"{sum(c['status'] == 'PASS' for c in checks)}/{made} PASS" + (
+            f" (FAIL: {'; '.join(failed)})" if failed else ""
+        )
+        ppi = (s.get("cost") or {}).get("passes_per_image")
+        cells = [str(n), f"`{entry.label}`", str(s.get("protocol", "–")), str(s["images"]["complete"]),
+                 _md(s["clean"].get("miou")), *(_md(entry.worst(e)) for e in budgets),
+                 "–" if ppi is None else f"{ppi:g}", passed]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_leaderboard(directories: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
