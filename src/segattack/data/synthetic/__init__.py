@@ -17,6 +17,12 @@ is drawn. Shading, shadows, texture, optical blur and sensor noise change only t
 Ground-truth instances (``SyntheticStreets.instance_ids``, ``render_scene_instances``: one id per person and per rider)
 are painted the same way, so they agree with the label exactly, occlusion included.
 
+A given texture (an adversarial patch) can be drawn into the scenes as a poster on a facade or a billboard beside the
+road (``render_with_poster``, ``render_scene_with_poster``, ``SyntheticStreets(poster=...)``): in perspective, lit
+and occluded like the surfaces around it, with its corners, visible pixels, distance and viewing angle
+(``PosterInfo``). The poster draws from a random stream of its own, so each scene is the poster-free scene plus the
+poster, and a scene without a poster is exactly what it was before posters existed.
+
 A scene is a pure function of ``(seed, split, index)``: item ``i`` of split ``s`` draws from
 ``numpy.random.SeedSequence([seed, code(s), i])``, so ``train`` and ``val`` are disjoint random streams.
 The geometry is in metres and the camera scales with the image height, so item ``i`` is the same scene at every
@@ -27,7 +33,8 @@ ImageDraw for the shapes, numpy for shading and noise).
 Modules: ``dataset`` (``SyntheticStreets``, seeding), ``scene`` (``render_scene``, the composition), ``geometry`` (the
 camera), ``layout`` (the street's ground plan), ``lighting``, ``palette``, ``canvas``, ``sky``, ``ground``,
 ``buildings``, ``scenery``, ``vegetation``, ``street_furniture``, ``vehicles``, ``persons``, ``bikes``, ``figure``
-(painting people and bikes), ``population`` (where objects go), ``image_effects`` (blur, shading, texture, noise).
+(painting people and bikes), ``population`` (where objects go), ``image_effects`` (blur, shading, texture, noise),
+``poster`` (posters and billboards).
 
 >>> ds = SyntheticStreets("val", size=(64, 128), length=3)
 >>> image, label = ds[0]
@@ -40,7 +47,18 @@ camera), ``layout`` (the street's ground plan), ``lighting``, ``palette``, ``can
 from __future__ import annotations
 
 from .canvas import Canvas as _Canvas  # noqa: F401  (the painting canvas, used directly by the tests)
-from .dataset import SPLITS, SyntheticStreets, scene_rng
-from .scene import render_scene, render_scene_instances
+from .dataset import SPLITS, SyntheticStreets, render_with_poster, scene_rng
+from .poster import PLACEMENTS, PosterInfo
+from .scene import render_scene, render_scene_instances, render_scene_with_poster
 
-__all__ = ["SPLITS", "SyntheticStreets", "render_scene", "render_scene_instances", "scene_rng"]
+__all__ = [
+    "PLACEMENTS",
+    "PosterInfo",
+    "SPLITS",
+    "SyntheticStreets",
+    "render_scene",
+    "render_scene_instances",
+    "render_scene_with_poster",
+    "render_with_poster",
+    "scene_rng",
+]

@@ -125,7 +125,8 @@ def paint_front_facade(view: StreetView, x1: float, x2: float, z: float, height:
 
 def paint_building_row(view: StreetView, side: int, facade: float) -> None:
     """Buildings of random lengths and heights along the facade plane ``facade`` of ``side``, from near the camera to
-    the street's end, leaving the cross street and a few alleys open; painted farthest first."""
+    the street's end, leaving the cross street and a few alleys open; painted farthest first. A scene's poster
+    (``view.poster``) that goes on this row is painted right after its facade."""
     rng, layout = view.rng, view.layout
     crossing = layout.crossing
     z = rng.uniform(0.5, 6.0)
@@ -143,8 +144,14 @@ def paint_building_row(view: StreetView, side: int, facade: float) -> None:
             continue
         segments.append((z, z2, float(rng.uniform(6.0, 28.0))))
         z = z2
-    for near, far, height in reversed(segments):
-        paint_side_facade(view, side, facade + side * pick(rng, [0.0, 0.0, 0.0, 0.6]), near, far, height)
+    poster = view.poster
+    spot = poster.facade_spot(view, side, facade, segments) if poster is not None else None  # its own stream
+    for k in range(len(segments) - 1, -1, -1):
+        near, far, height = segments[k]
+        x = facade + side * pick(rng, [0.0, 0.0, 0.0, 0.6])
+        paint_side_facade(view, side, x, near, far, height)
+        if poster is not None and spot is not None and spot[0] == k:  # over the facade, under all that is nearer
+            poster.paint_on_facade(view, side, x, spot)
 
 
 def paint_side_facade(view: StreetView, side: int, x: float, near: float, far: float, height: float) -> None:

@@ -13,18 +13,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ...errors import ConfigError
-from .canvas import Canvas
 from .geometry import Camera
 from .ground import paint_ground
 from .image_effects import finish_image
 from .layout import StreetLayout
 from .lighting import Lighting
 from .population import populate
+from .poster import PosterInfo, PosterPlan, check_placement, check_poster, placement_rng
 from .scenery import paint_background, paint_street_sides
 from .sky import paint_sky
 from .street_view import StreetView
 
-__all__ = ["check_size", "paint_scene", "render_scene", "render_scene_instances"]
+__all__ = ["check_size", "paint_scene", "render_scene", "render_scene_instances", "render_scene_with_poster"]
 
 
 def check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -38,22 +38,27 @@ def check_size(size: Sequence[int]) -> tuple[int, int]:
 
 
 def _paint(
-    rng: np.random.Generator, height: int, width: int, instances: bool
-) -> tuple[NDArray[np.uint8], NDArray[np.int64], Canvas]:
-    """Image, label and canvas of one random scene, drawing from ``rng`` in a fixed order; a canvas that keeps
-    instances (``instances``) draws nothing more, so image and label are the same either way."""
+    rng: np.random.Generator, height: int, width: int, instances: bool, poster: PosterPlan | None = None
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], StreetView]:
+    """Image, label and view (its canvas) of one random scene, drawing from ``rng`` in a fixed order; a canvas that
+    keeps instances (``instances``) draws nothing more, so image and label are the same either way. A ``poster``
+    draws from its own stream only, so the scene around it is the scene without it."""
     camera = Camera.sample(rng, height, width)
     layout = StreetLayout.sample(rng)
     lighting = Lighting.sample(rng, layout)
     canvas, haze = paint_sky(rng, camera, instances=instances)
-    view = StreetView(rng, camera, layout, lighting, canvas, haze)
+    view = StreetView(rng, camera, layout, lighting, canvas, haze, poster)
+    if poster is not None:
+        poster.prepare(view)
     paint_ground(view)
     paint_background(view)
     paint_street_sides(view)
     populate(view)
+    if poster is not None:
+        poster.defer_billboard(view)
     view.paint_objects()
     image, label = finish_image(view)
-    return image, label, canvas
+    return image, label, view
 
 
 def paint_scene(rng: np.random.Generator, height: int, width: int) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
@@ -95,8 +100,49 @@ def render_scene_instances(
     (dtype('int64'), True)
     """
     h, w = check_size(size)
-    image, label, canvas = _paint(_generator(rng), h, w, True)
-    return image, label, canvas.instance_ids()
+    image, label, view = _paint(_generator(rng), h, w, True)
+    return image, label, view.canvas.instance_ids()
+
+
+def render_scene_with_poster(
+    rng: np.random.Generator | int,
+    poster: object,
+    size: tuple[int, int] = (256, 512),
+    *,
+    placement: str = "building",
+    instances: bool = False,
+) -> tuple[NDArray[np.uint8], NDArray[np.int64], PosterInfo, NDArray[np.int64] | None]:
+    """``render_scene`` with a poster drawn into the scene: the same scene (the same random draws: the poster's
+    place comes from a stream of its own, ``poster.placement_rng``) with ``poster`` painted on a facade or a
+    billboard, in perspective, lit, fogged and occluded like the surfaces around it.
+
+    Args:
+        rng: a numpy Generator (consumed as by ``render_scene``) or an int seed.
+        poster: the texture, (3, h, w) float tensor or array with values in [0, 1] (a patch); its aspect ratio is
+            kept, its size in the scene is drawn (metres).
+        size: (height, width) in pixels.
+        placement: "building" (flat on a facade along the street; a billboard where the street has no building
+            row, or no facade the poster fits on) or "billboard" (a free-standing panel on a sidewalk).
+        instances: also return the person and rider instances (``render_scene_instances``), else None.
+
+    Returns:
+        image (H, W, 3) uint8, label (H, W) int64 (poster pixels are building, ``poster.POSTER_CLASS``), the
+        ``PosterInfo`` (corners, visible mask, distance in metres, viewing angle in degrees) and the instance ids
+        or None.
+
+    >>> import numpy as np
+    >>> red = np.zeros((3, 8, 8), np.float32); red[0] = 1.0
+    >>> image, label, info, _ = render_scene_with_poster(0, red, (64, 128), placement="billboard")
+    >>> info.placement, info.visible.shape, bool((label[info.visible] == 2).all())
+    ('billboard', (64, 128), True)
+    """
+    h, w = check_size(size)
+    texture = check_poster(poster)
+    generator = _generator(rng)
+    plan = PosterPlan(texture, check_placement(placement), placement_rng(generator))
+    image, label, view = _paint(generator, h, w, instances, plan)
+    ids = view.canvas.instance_ids() if instances else None
+    return image, label, plan.info(view), ids
 
 
 def _generator(rng: np.random.Generator | int) -> np.random.Generator:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from .layout import StreetLayout
 from .lighting import Lighting
 from .palette import Color, mix_colours, scale_colour
 
+if TYPE_CHECKING:
+    from .poster import PosterPlan
+
 __all__ = ["StreetView"]
 
 
@@ -26,7 +30,8 @@ class StreetView:
     """One scene being painted; ``rng`` is the scene's generator, ``haze`` the horizon colour of its sky.
 
     ``object_light`` is the light (0..1) on the object being drawn: below 1 inside the buildings' shade; ``fog``
-    applies it. ``objects`` holds (distance, draw) pairs for ``paint_objects``.
+    applies it. ``objects`` holds (distance, draw) pairs for ``paint_objects``. ``poster`` is the scene's poster
+    (``poster.PosterPlan``), or None for a scene without one.
     """
 
     def __init__(
@@ -37,6 +42,7 @@ class StreetView:
         lighting: Lighting,
         canvas: Canvas,
         haze: Color,
+        poster: PosterPlan | None = None,
     ) -> None:
         self.rng = rng
         self.camera = camera
@@ -46,6 +52,7 @@ class StreetView:
         self.haze = haze
         self.objects: list[tuple[float, Callable[[], None]]] = []
         self.object_light = 1.0
+        self.poster = poster
 
     def fog(self, col: Color, z: float) -> Color:
         """Aerial perspective (towards the horizon colour with distance), then the current object's light."""
