@@ -62,6 +62,16 @@ def check_patch(patch: Any, *, name: str = "patch") -> None:
         )
 
 
+def _check_corners(pts: Tensor) -> None:
+    """(B, 4, 2): refuse any three of four points on one line (twice the triangle's area below 1e-9 of the span^2)."""
+    span = (pts.amax(1) - pts.amin(1)).amax(-1).clamp(min=1e-300)
+    for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
+        a, b = pts[:, j] - pts[:, i], pts[:, k] - pts[:, i]
+        area2 = (a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).abs()
+        if bool((area2 <= 1e-9 * span**2).any()) or not bool(torch.isfinite(pts).all()):
+            raise InputError("homography: degenerate corners (three of the four points on one line, or not finite)")
+
+
 def homography(src: Tensor, dst: Tensor) -> Tensor:
     """The 3x3 homography H mapping each of 4 points ``src`` onto ``dst`` (H [x, y, 1]^T ~ [u, v, 1]^T), by the
     direct linear transform with h33 = 1: an 8x8 linear system per batch item, solved in float64.
@@ -83,6 +93,8 @@ def homography(src: Tensor, dst: Tensor) -> Tensor:
     if s.shape != d.shape:
         raise InputError(f"homography needs as many source as destination points, got {tuple(src.shape)} and "
                          f"{tuple(dst.shape)}")  # fmt: skip
+    for pts in (s, d):
+        _check_corners(pts)
     x, y, u, v = s[..., 0], s[..., 1], d[..., 0], d[..., 1]
     one, zero = torch.ones_like(x), torch.zeros_like(x)
     rows_u = torch.stack([x, y, one, zero, zero, zero, -u * x, -u * y], -1)
