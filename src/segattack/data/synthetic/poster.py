@@ -40,7 +40,7 @@ from .geometry import FloatArray, Point
 from .palette import scale_colour
 from .street_view import StreetView
 
-__all__ = ["PLACEMENTS", "PosterInfo", "PosterPlan", "check_poster", "placement_rng"]
+__all__ = ["PLACEMENTS", "POSTER_CLASS", "PosterInfo", "PosterPlan", "check_poster", "paint_texture", "placement_rng"]
 
 #: Where a poster may go: "building" (flat on a facade along the street) or "billboard" (a free-standing panel on
 #: two legs on a sidewalk, turned towards the road).
