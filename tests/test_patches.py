@@ -127,6 +127,25 @@ def test_the_warped_patch_lands_on_the_quad() -> None:
     assert float(out[0, :, 0, 10].abs().sum()) == 0 and float(out[0, :, 10, 22].abs().sum()) == 0
 
 
+def test_the_mask_covers_the_quad_area_for_strong_perspectives() -> None:
+    """Convex quads in strong perspective, some far from the origin (where the projective denominator's sign flips
+    between the origin and the quad): the mask holds the pixels whose centres lie inside, about the quad's area."""
+    quads = [
+        [[10.0, 10.0], [30.0, 2.0], [30.0, 28.0], [10.0, 20.0]],
+        [[40.0, 25.0], [44.0, 27.0], [44.0, 28.0], [40.0, 31.0]],
+        [[20.0, 5.0], [45.0, 12.0], [38.0, 30.0], [22.0, 25.0]],
+        [[2.0, 2.0], [46.0, 14.0], [46.0, 15.0], [2.0, 30.0]],
+        [[40.0, 14.0], [47.0, 2.0], [47.0, 30.0], [40.0, 16.0]],  # the vanishing line between origin and quad
+    ]
+    for corners in quads:
+        q = torch.tensor(corners, dtype=torch.float64)
+        _, mask = sp.paste(torch.zeros(1, 3, 32, 48), torch.rand(3, 5, 7), [q])
+        x, y = q[:, 0], q[:, 1]
+        area = 0.5 * float((x * y.roll(-1) - x.roll(-1) * y).sum().abs())
+        perimeter = float((q - q.roll(-1, 0)).norm(dim=1).sum())
+        assert abs(float(mask.sum()) - area) <= perimeter / 2 + 2, (corners, float(mask.sum()), area)
+
+
 # -------------------------------------------------------------------------------------------------------- placement
 
 
@@ -304,7 +323,7 @@ def test_resume_from_a_saved_state_equals_the_uninterrupted_fit(tmp_path: Path) 
     whole = sp.fit(model, images, steps=7, checkpoint=saved.append, checkpoint_every=3, **kwargs)
     assert [s.step for s in saved] == [3, 6, 7]
     torch.save(vars(saved[0]), tmp_path / "state.pt")
-    state = sp.PatchState(**torch.load(tmp_path / "state.pt", weights_only=False))
+    state = sp.PatchState(**torch.load(tmp_path / "state.pt", weights_only=True))
     resumed = sp.fit(model, images, steps=7, state=state, **kwargs)
     assert torch.equal(resumed.patch, whole.patch)
     assert resumed.loss == whole.loss and len(whole.loss) == 7
@@ -344,6 +363,19 @@ def test_an_untargeted_patch_lowers_agreement_near_it() -> None:
     assert float(near) > 0 and float(far) == 0  # the 7x7 blur reaches 3 pixels: nothing changes beyond 4
     rows = ev.rows()
     assert len(rows) == 3 and rows[0]["skipped"] is None and len(rows[0]["changed_by_distance"]) == 3
+
+
+def test_fit_takes_a_data_set_of_uint8_images_like_the_same_tensor() -> None:
+    images, person = colour_scene(3, seed=4)
+    dataset = [((x * 255).round().to(torch.uint8), torch.zeros(24, 32, dtype=torch.int64)) for x in images]
+    kwargs: dict[str, Any] = dict(placement=sp.Placement(size=(6, 6), at=(6, 4)), class_id=person, steps=3,
+                                  lr=0.05, batch_size=2)  # fmt: skip
+    from_set = sp.fit(wide_model(), dataset, **kwargs)
+    from_tensor = sp.fit(wide_model(), images.float(), **kwargs)
+    assert from_set.image_ids == ("image_0", "image_1", "image_2")
+    assert torch.equal(from_set.patch, from_tensor.patch)
+    with pytest.raises(InputError, match="one size"):
+        sp.fit(wide_model(), [dataset[0], (torch.zeros(3, 8, 8, dtype=torch.uint8), None)], **kwargs)
 
 
 def test_fit_refusals() -> None:

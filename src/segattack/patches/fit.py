@@ -67,7 +67,7 @@ from ..models import check_images
 from ..targets import class_id_tuple, hidden_mask, hide_class_target
 from ..universal.fit import forward, model_dtype_device
 from .eot import PatchEOT, image_transform, patch_generator, transform_patch, transform_quad
-from .placement import Box, Placement, check_patch, paste
+from .placement import Box, Placement, check_patch, paste, region_positions
 from .printability import check_colours, nps, total_variation
 
 __all__ = ["fit", "PatchState", "PatchResult", "Progress", "Checkpoint", "DEFAULT_LR", "DEFAULT_STEPS", "GOALS",
@@ -268,8 +268,6 @@ def _prepare(model: Model, images: Tensor, ids: list[str], *, goal: str, class_i
     hidden = hidden_mask(pred, class_ids) if goal == "hide" else torch.zeros_like(pred, dtype=torch.bool)
     region_ok = None
     if placement.kind == "region":
-        from .placement import region_positions
-
         size = placement.box_size((int(pred.shape[1]), int(pred.shape[2])), patch_hw)
         region_ok = region_positions(pred, placement.classes, size).flatten(1).any(1)
     for j in range(pred.shape[0]):
@@ -470,7 +468,7 @@ def fit(
     if checkpoint is not None:
         checkpoint(final)
     return PatchResult(
-        patch=patch.detach().cpu().to(torch.float32).clamp(0, 1),
+        patch=patch.detach().cpu().to(torch.float32),
         goal=goal,
         class_ids=class_ids,
         placement=placement,

@@ -143,22 +143,32 @@ def _exact_box(quad: Tensor, ph: int, pw: int) -> Box | None:
 
 
 def _warp_one(patch: Tensor, quad: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """One image's warped patch (3, H, W) and coverage mask (1, H, W), both in the patch's dtype."""
-    _, ph, pw = patch.shape
+    """One image's warped patch (3, H, W) and coverage mask (1, H, W), both in the patch's dtype. Only the quad's
+    bounding box (clipped to the image) is sampled: the cost follows the patch's size, not the image's."""
+    c, ph, pw = patch.shape
     h, w = size
+    q = quad.to(torch.float64).cpu()
+    x0, y0 = max(0, math.floor(float(q[:, 0].min()))), max(0, math.floor(float(q[:, 1].min())))
+    x1, y1 = min(w, math.ceil(float(q[:, 0].max()))), min(h, math.ceil(float(q[:, 1].max())))
+    if x1 <= x0 or y1 <= y0:  # wholly outside the image
+        return patch.new_zeros((c, h, w)), patch.new_zeros((1, h, w))
     corners = torch.tensor([[0.0, 0.0], [pw, 0.0], [pw, ph], [0.0, ph]], dtype=torch.float64)
-    inv = homography(quad.to(torch.float64).cpu(), corners).to(patch.device)  # image -> patch coordinates
-    ys = torch.arange(h, dtype=torch.float64, device=patch.device) + 0.5
-    xs = torch.arange(w, dtype=torch.float64, device=patch.device) + 0.5
+    inv = homography(q, corners)  # image -> patch coordinates
+    # the sign of the projective denominator inside the quad (the line where it is 0 never crosses the quad)
+    centre = torch.cat([q.mean(0), torch.ones(1, dtype=torch.float64)]) @ inv.T
+    inv = (inv if float(centre[2]) > 0 else -inv).to(patch.device)
+    ys = torch.arange(y0, y1, dtype=torch.float64, device=patch.device) + 0.5
+    xs = torch.arange(x0, x1, dtype=torch.float64, device=patch.device) + 0.5
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    pts = torch.stack([gx, gy, torch.ones_like(gx)], -1) @ inv.T  # (H, W, 3)
+    pts = torch.stack([gx, gy, torch.ones_like(gx)], -1) @ inv.T  # (y1 - y0, x1 - x0, 3)
     den = pts[..., 2]
     px, py = pts[..., 0] / den, pts[..., 1] / den
     inside = (den > 0) & (px >= 0) & (px < pw) & (py >= 0) & (py < ph)
     grid = torch.stack([2 * px / pw - 1, 2 * py / ph - 1], -1).where(inside[..., None], torch.zeros(()).to(px))
-    warped = F.grid_sample(patch[None], grid[None].to(patch.dtype), mode="bilinear", padding_mode="border",
-                           align_corners=False)[0]  # fmt: skip
-    return warped, inside[None].to(patch.dtype)
+    crop = F.grid_sample(patch[None], grid[None].to(patch.dtype), mode="bilinear", padding_mode="border",
+                         align_corners=False)[0]  # fmt: skip
+    pad = (x0, w - x1, y0, h - y1)
+    return F.pad(crop, pad), F.pad(inside[None].to(patch.dtype), pad)
 
 
 def paste(images: Tensor, patch: Tensor, quads: Tensor | Sequence[Tensor | None]) -> tuple[Tensor, Tensor]:
