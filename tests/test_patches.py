@@ -18,7 +18,7 @@ from segattack.errors import DataError, InputError
 from segattack.patches.eot import transform_quad
 from segattack.patches.placement import region_positions
 
-from .conftest import ColourNet, colour_scene, random_images
+from .conftest import ColourNet, colour_scene, count_passes, random_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -317,7 +317,8 @@ def test_resume_from_a_saved_state_equals_the_uninterrupted_fit(tmp_path: Path) 
     model = wide_model()
     images, person = colour_scene(5, seed=2)
     kwargs: dict[str, Any] = dict(placement=sp.Placement(size=(6, 6), at=(6, 4)), class_id=person, lr=0.05,
-                                  batch_size=2, eot=sp.PatchEOT(rotation=15.0, perspective=0.1, contrast=0.1),
+                                  batch_size=2, eot=sp.PatchEOT(rotation=15.0, perspective=0.1, contrast=0.1,
+                                                                transforms="jpeg:75,blur:1"),
                                   tv_weight=0.2, seed=3)  # fmt: skip
     saved: list[sp.PatchState] = []
     whole = sp.fit(model, images, steps=7, checkpoint=saved.append, checkpoint_every=3, **kwargs)
@@ -376,6 +377,34 @@ def test_fit_takes_a_data_set_of_uint8_images_like_the_same_tensor() -> None:
     assert torch.equal(from_set.patch, from_tensor.patch)
     with pytest.raises(InputError, match="one size"):
         sp.fit(wide_model(), [dataset[0], (torch.zeros(3, 8, 8, dtype=torch.uint8), None)], **kwargs)
+
+
+def test_a_step_costs_one_forward_and_two_backward_passes_and_the_model_is_untouched() -> None:
+    """Nesti et al.'s split needs the gradients of L_N and L_S apart: two backward passes per batch; the clean
+    predictions cost one forward pass per batch of fit images, before the steps."""
+    model = wide_model()
+    model.net.train()
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    images, person = colour_scene(4, seed=6)
+    with count_passes(model) as passes:
+        sp.fit(model, images, placement=sp.Placement(size=(6, 6), at=(6, 4)), class_id=person, steps=3, lr=0.05,
+               batch_size=2, tv_weight=0.1, nps_weight=0.1)  # fmt: skip
+    assert (passes.forward, passes.backward, passes.images) == (2 + 3, 2 * 3, 4 + 3 * 2)
+    assert model.net.training and all(p.requires_grad for p in model.net.parameters())
+    assert all(torch.equal(v, before[k]) for k, v in model.net.state_dict().items())
+
+
+def test_evaluate_skips_images_without_a_place_on_the_region() -> None:
+    model = wide_model()
+    images, person = colour_scene(2, seed=7)
+    images[1, :, :, 16:] = torch.tensor(ColourNet.COLOURS[0]).view(3, 1, 1)  # no green half: no place on class 1
+    ev = sp.evaluate(model, images, torch.rand(3, 6, 6), placement=sp.Placement(size=(6, 6), classes=(1,)),
+                     class_id=person)  # fmt: skip
+    assert ev.boxes[0] is not None and ev.boxes[1] is None
+    rows = ev.rows()
+    assert rows[1]["skipped"] == "no_place" and math.isnan(rows[1]["miou"]) and rows[0]["skipped"] is None
+    top, left, h, w = ev.boxes[0]
+    assert left >= 16 and ev.patch_pixels[0] == 36
 
 
 def test_fit_refusals() -> None:
