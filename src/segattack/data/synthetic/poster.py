@@ -259,7 +259,11 @@ class PosterPlan:
             if _inside(view, corners_at(float(z))):
                 z_lo = float(z)
                 break
-        z = float(np.exp(rng.uniform(math.log(z_lo), math.log(max(z_lo, _BILLBOARD_MAX_DEPTH)))))
+        crossing = layout.crossing
+        for _ in range(8):  # log-uniform in depth, off the cross street (there is no sidewalk there)
+            z = float(np.exp(rng.uniform(math.log(z_lo), math.log(max(z_lo, _BILLBOARD_MAX_DEPTH)))))
+            if crossing is None or not crossing[0] - 1.5 < z < crossing[1] + 1.5:
+                break
         centre = np.array([x, y, z])
         ends = (centre - right * width / 2, centre + right * width / 2)
         distance = _segment_distance(ends[0][[0, 2]], ends[1][[0, 2]])
