@@ -146,6 +146,21 @@ def test_the_mask_covers_the_quad_area_for_strong_perspectives() -> None:
         assert abs(float(mask.sum()) - area) <= perimeter / 2 + 2, (corners, float(mask.sum()), area)
 
 
+def test_a_placement_by_corners_puts_the_patch_on_them() -> None:
+    corners = ((4.0, 2.0), (20.0, 6.0), (20.0, 14.0), (4.0, 18.0))
+    placement = sp.Placement(size=(8, 8), corners=corners)
+    assert placement.kind == "quad" and placement.boxes((20, 24)) == [(2, 4, 16, 16)]
+    patch = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    out, mask, _ = sp.place_batch(torch.zeros(1, 3, 20, 24), patch, placement, pred=None, eot=None, seed=0, step=0,
+                                  indices=[0])  # fmt: skip
+    expected, expected_mask = sp.paste(torch.zeros(1, 3, 20, 24), patch, [torch.tensor(corners)])
+    assert torch.equal(out, expected) and torch.equal(mask, expected_mask)
+    with pytest.raises(InputError, match="drop at, classes and tilt"):
+        sp.Placement(corners=corners, tilt=0.2)
+    with pytest.raises(InputError, match="degenerate"):
+        sp.Placement(corners=((0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (0.0, 3.0)))
+
+
 # -------------------------------------------------------------------------------------------------------- placement
 
 
@@ -437,6 +452,9 @@ REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     ({"at": (1, 2)}, "at", "goes with placement 'box'"),
     ({"placement": "region"}, "region", "needs region"),
     ({"tilt": 1.0}, "tilt", "tilt must lie in"),
+    ({"placement": "quad"}, "corners", "needs corners"),
+    ({"placement": "quad", "corners": ((0, 0), (1, 1), (2, 2), (0, 4))}, "corners", "degenerate"),
+    ({"corners": ((0, 0), (4, 0), (4, 4), (0, 4))}, "corners", "go with placement 'quad'"),
     ({"steps": 0}, "steps", "at least 1"),
     ({"lr": -0.1}, "lr", "lr must be a positive number"),
     ({"batch_size": 0}, "batch_size", "at least 1"),
@@ -472,3 +490,5 @@ def test_config_builds_what_fit_takes() -> None:
     res = sp.fit(wide_model(), images, **kwargs)
     assert res.patch.shape == (3, 4, 4) and res.class_ids == (2,)
     assert sp.PatchConfig(eot=False).make_eot() is None
+    quad = sp.PatchConfig(placement="quad", corners=((0, 0), (9, 2), (9, 6), (0, 8))).make_placement()
+    assert quad.kind == "quad" and quad.corners == ((0.0, 0.0), (9.0, 2.0), (9.0, 6.0), (0.0, 8.0))

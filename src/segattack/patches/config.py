@@ -27,8 +27,9 @@ from .placement import Placement
 
 __all__ = ["PatchConfig", "PatchError", "PLACEMENTS"]
 
-#: How the patch's box is chosen: centred, at a fixed top-left corner (``at``), or on a region of classes.
-PLACEMENTS = ("centre", "box", "region")
+#: How the patch's box is chosen: centred, at a fixed top-left corner (``at``), on a region of classes, or on a
+#: quad of four given corners (``corners``).
+PLACEMENTS = ("centre", "box", "region", "quad")
 
 
 class PatchError(ConfigError):
@@ -88,8 +89,9 @@ class PatchConfig:
         goal: "hide" (hide ``classes``) or "untargeted" (lower the agreement with the clean prediction).
         classes: the class ids to hide (e.g. ``(11,)``, Cityscapes person); also measured for an untargeted patch.
         size: the patch's (height, width) in pixels, or a float in (0, 1): the share of the image's area.
-        placement: "centre", "box" (top-left corner ``at``) or "region" (anywhere wholly on ``region`` classes of
-            the clean prediction, e.g. building, wall, road).
+        placement: "centre", "box" (top-left corner ``at``), "region" (anywhere wholly on ``region`` classes of
+            the clean prediction, e.g. building, wall, road) or "quad" (the four ``corners`` (x, y) in pixels,
+            top-left, top-right, bottom-right, bottom-left: the patch warped onto them).
         at: (y, x) for "box". region: class ids for "region". tilt: perspective in (-1, 1) (0: none).
         steps, lr, batch_size: Adam steps, its learning rate in [0, 1] units (Nesti et al.: 200, 0.5/255, 10).
         gamma: the weight of the pixels not yet fooled in [0, 1]; None: dynamic. omega: "hide", the weight of the
@@ -108,6 +110,7 @@ class PatchConfig:
     at: tuple[int, int] | None = None
     region: tuple[int, ...] = ()
     tilt: float = 0.0
+    corners: tuple[tuple[float, float], ...] | None = None
     steps: int = DEFAULT_STEPS
     lr: float = DEFAULT_LR
     batch_size: int = 10
@@ -163,6 +166,18 @@ class PatchConfig:
                 raise PatchError(f"region goes with placement 'region', not {self.placement!r}")
             else:
                 put("region", ())
+        with about_field("corners"):
+            if self.placement == "quad":
+                if self.corners is None:
+                    raise PatchError("placement 'quad' needs corners = four (x, y) points in pixels")
+                if self.tilt:
+                    raise PatchError("tilt goes with a box; the corners of placement 'quad' already set the view")
+                try:
+                    put("corners", Placement(corners=self.corners).corners)
+                except InputError as err:
+                    raise PatchError(str(err)) from None
+            elif self.corners is not None:
+                raise PatchError(f"corners go with placement 'quad', not {self.placement!r}")
         with about_field("tilt"):
             tilt = _number(self.tilt, "tilt")
             if not -1 < tilt < 1:
@@ -241,7 +256,8 @@ class PatchConfig:
     def make_placement(self) -> Placement:
         """The ``Placement`` this configuration describes."""
         return Placement(size=self.size, at=self.at if self.placement == "box" else None,
-                         classes=self.region if self.placement == "region" else (), tilt=self.tilt)  # fmt: skip
+                         classes=self.region if self.placement == "region" else (), tilt=self.tilt,
+                         corners=self.corners)  # fmt: skip
 
     def make_eot(self) -> PatchEOT | None:
         """The ``PatchEOT`` this configuration describes (None with ``eot=False``)."""

@@ -274,12 +274,16 @@ class Placement:
             building, wall, road); its top-left corner is drawn uniformly among the positions where it fits, and an
             image with no such position is skipped (its box is None). Empty: no region.
         tilt: perspective in (-1, 1) (``quad_of``): the far edge is (1 - |tilt|) of the near edge's height; 0: none.
+        corners: instead of a box, the quad itself: four corners (x, y) in pixels, top-left, top-right,
+            bottom-right, bottom-left of the patch as it appears (a billboard whose corners are known); its box is
+            the quad's bounding box. Not with ``at``, ``classes`` or ``tilt``.
     """
 
     size: tuple[int, int] | float = (32, 32)
     at: tuple[int, int] | None = None
     classes: tuple[int, ...] = ()
     tilt: float = 0.0
+    corners: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _check_size(self.size))
@@ -305,10 +309,23 @@ class Placement:
             raise InputError(f"tilt must be a number in (-1, 1) (0: no perspective, 0.3: far edge 30% shorter), "
                              f"got {tilt!r}")  # fmt: skip
         object.__setattr__(self, "tilt", float(tilt))
+        if self.corners is not None:
+            try:
+                q = torch.tensor(self.corners, dtype=torch.float64)
+            except (TypeError, ValueError):
+                raise InputTypeError(f"corners takes four (x, y) points, got {self.corners!r}") from None
+            if tuple(q.shape) != (4, 2):
+                raise InputError(f"corners takes four (x, y) points, got shape {tuple(q.shape)}")
+            _check_corners(q[None])
+            if self.at is not None or self.classes or self.tilt != 0:
+                raise InputError("corners give the quad itself: drop at, classes and tilt")
+            object.__setattr__(self, "corners", tuple((float(x), float(y)) for x, y in q.tolist()))
 
     @property
     def kind(self) -> str:
-        """ "region" (``classes``), "box" (``at``) or "centre"."""
+        """The kind of placement: "region" (``classes``), "box" (``at``), "quad" (``corners``) or "centre"."""
+        if self.corners is not None:
+            return "quad"
         return "region" if self.classes else "box" if self.at is not None else "centre"
 
     def box_size(self, image_size: tuple[int, int], patch_size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -350,6 +367,13 @@ class Placement:
         h, w = self.box_size(image_size, patch_size)
         if self.kind != "region":
             n = pred.shape[0] if pred is not None else batch
+            if self.corners is not None:
+                q = torch.tensor(self.corners)
+                top, left = max(0, math.floor(float(q[:, 1].min()))), max(0, math.floor(float(q[:, 0].min())))
+                bottom, right = min(hh, math.ceil(float(q[:, 1].max()))), min(ww, math.ceil(float(q[:, 0].max())))
+                if bottom <= top or right <= left:
+                    raise InputError(f"the corners {self.corners} lie outside the {hh}x{ww} image")
+                return [(top, left, bottom - top, right - left)] * n
             if self.at is None:
                 top, left = (hh - h) // 2, (ww - w) // 2
             else:
@@ -373,5 +397,8 @@ class Placement:
         return out
 
     def quads(self, boxes: Sequence[Box | None]) -> list[Tensor | None]:
-        """The quad (4, 2) of each box with this placement's tilt (None stays None)."""
+        """The quad (4, 2) of each box with this placement's tilt, or the ``corners`` (None stays None)."""
+        if self.corners is not None:
+            quad = torch.tensor(self.corners, dtype=torch.float64)
+            return [None if bx is None else quad.clone() for bx in boxes]
         return [None if bx is None else quad_of(bx, self.tilt) for bx in boxes]
