@@ -442,6 +442,16 @@ def test_fit_refusals() -> None:
 
 # ---------------------------------------------------------------------------------------------------------- config
 
+
+def test_fit_and_evaluate_stay_the_functions_after_importing_every_submodule() -> None:
+    import importlib
+    import inspect
+
+    for name in ("config", "eot", "evaluate", "fit", "placement", "printability"):
+        importlib.import_module(f"segattack.patches.{name}")
+    assert inspect.isfunction(sp.fit) and inspect.isfunction(sp.evaluate)
+
+
 REFUSALS: list[tuple[dict[str, Any], str, str]] = [
     ({"goal": "static"}, "goal", "goal must be one of"),
     ({"classes": ()}, "classes", "class_id is empty"),

@@ -2,7 +2,8 @@
 many images with EOT, that makes a segmentation network stop seeing a class (or lose agreement with itself) when it
 is placed in the scene. A job that fits something on a data set, beside ``segattack.universal``.
 
-- ``placement``: ``Placement`` (size, fixed box / centre / region of classes, perspective tilt), ``homography``,
+- ``placement``: ``Placement`` (size, fixed box / centre / region of classes / four corners, perspective tilt),
+  ``homography``,
   ``quad_of``, ``paste`` (differentiable warp by ``grid_sample``; pixels outside the patch untouched);
 - ``eot``: ``PatchEOT`` and its seeded ``Draw``s over position, scale, rotation, perspective, brightness, contrast,
   noise, blur and JPEG;

@@ -3,7 +3,8 @@
 A placement (``Placement``) says how large the patch is (pixels, or a share of the image's area), where its box is
 (fixed top-left corner, centred, or anywhere on a region of given classes of the clean prediction) and whether it is
 seen in perspective (``tilt``: a billboard beside the road, its far edge shorter). The box and the tilt give a
-quadrilateral (its four corners, ``quad_of``), and ``paste`` warps the square patch onto it:
+quadrilateral (its four corners, ``quad_of``), or the quad is given outright (``corners``), and ``paste`` warps the
+rectangular patch onto it:
 
 - the 3x3 homography between the patch's corners and the quad's comes from the 8x8 direct linear transform
   (``homography``, solved in float64);
