@@ -1,9 +1,9 @@
 """What lies in a run directory: its file names, its kind, and the manifest of what its runs wrote.
 
 A directory written by segattack belongs to one job, its **kind** (``KINDS``: ``run`` for ``segattack run`` and
-``demo``, ``universal``, ``compare``, ``train``, ``robustness``). ``check_kind`` refuses a directory of another kind
-before any work is done, so a ``universal`` never replaces the ``results.jsonl`` of a ``run``, nor a ``compare`` its
-``report.html``.
+``demo``, ``universal``, ``patch``, ``compare``, ``train``, ``robustness``). ``check_kind`` refuses a directory of
+another kind before any work is done, so a ``universal`` never replaces the ``results.jsonl`` of a ``run``, nor a
+``compare`` its ``report.html``.
 
 The **manifest** (``DIR/.segattack-manifest.json``, written atomically) records the kind and every file and folder
 the directory's runs wrote, each recorded *before* it is written (``record_outputs``), as the topmost path that did
@@ -99,16 +99,18 @@ SURVIVAL_FILE = "survival.csv"
 KINDS: dict[str, str] = {
     "run": "segattack run",
     "universal": "segattack universal",
+    "patch": "segattack patch",
     "compare": "segattack compare",
     "train": "segattack train",
     "robustness": "segattack robustness",
 }
 MANIFEST_FORMAT = 1
 #: Files that tell a directory written before manifests existed by its kind (besides an experiment's config.json).
-_KIND_MARKERS = (("compare", "compare.json"), ("universal", "universal.npz"), ("train", "checkpoint.pt"),
-                 ("train", "metrics.jsonl"))  # fmt: skip
+_KIND_MARKERS = (("compare", "compare.json"), ("universal", "universal.npz"), ("patch", "patch.npz"),
+                 ("train", "checkpoint.pt"), ("train", "metrics.jsonl"))  # fmt: skip
 #: Files a job of each kind writes under fixed names: refused where something else put them.
 _FIXED_NAMES = {"run": (CONFIG_FILE, RESULTS_FILE), "universal": ("universal.npz", RESULTS_FILE, "summary.json"),
+                "patch": ("patch.npz", "patch_state.pt", CONFIG_FILE, RESULTS_FILE, "summary.json"),
                 "compare": ("compare.json", "transfer.jsonl"),
                 "robustness": (CONFIG_FILE, RESULTS_FILE, "robustness.json")}  # fmt: skip
 _MODE_NAMES = ("full", "posthoc", "during")
@@ -275,8 +277,8 @@ def _legacy_kind(d: Path) -> str | None:
 
 def directory_kind(directory: str | os.PathLike[str]) -> str | None:
     """The kind of a directory (a key of ``KINDS``): its manifest's, else told by the files a job of that kind
-    always writes (``compare.json``, ``universal.npz``, ``checkpoint.pt``/``metrics.jsonl``, an experiment's
-    ``config.json`` or result rows); None for a directory no segattack job wrote into."""
+    always writes (``compare.json``, ``universal.npz``, ``patch.npz``, ``checkpoint.pt``/``metrics.jsonl``, an
+    experiment's ``config.json`` or result rows); None for a directory no segattack job wrote into."""
     d = Path(directory)
     manifest = read_manifest(d)
     if manifest is not None:
