@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load on first use (below)
-    from . import attacks, data, instances, pipeline, transforms, universal, zoo
+    from . import attacks, data, instances, patches, pipeline, transforms, universal, zoo
     from .attacks import SweepPlan, illm, illm_sweep, paper_steps, restrict, sweep_plan
     from .evaluation import EvalResult, evaluate
     from .experiment import ExperimentConfig, RunOptions, compare_models, run_experiment
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers; at run time names load
 #: command line answers Ctrl-C during start-up (torch's import takes seconds) like any other moment.
 _LAZY: dict[str, str] = {
     "attacks": "", "data": "", "pipeline": "", "zoo": "", "errors": "", "rundir": "", "report": "", "transforms": "",
-    "instances": "", "universal": "",
+    "instances": "", "universal": "", "patches": "",
     "compare_models": "experiment",
     "SweepPlan": "attacks", "illm": "attacks", "illm_sweep": "attacks", "paper_steps": "attacks",
     "restrict": "attacks", "sweep_plan": "attacks",
@@ -96,6 +96,7 @@ __all__ = [
     "EvalResult",
     "attacks",
     "universal",
+    "patches",
     "instances",
     "pipeline",
     "transforms",

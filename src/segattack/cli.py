@@ -23,7 +23,7 @@ __all__ = ["main", "build_parser", "COMMANDS", "UserError"]
 
 #: Subcommand modules, in the order ``segattack --help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "demo", "run", "attack", "universal", "compare", "report", "eval", "train", "robustness", "leaderboard",
+    "demo", "run", "attack", "universal", "patch", "compare", "report", "eval", "train", "robustness", "leaderboard",
 )  # fmt: skip
 
 INTERRUPTED = "segattack: interrupted; finished work is saved, run the same command again to resume"
