@@ -306,6 +306,16 @@ def test_cli_writes_everything_and_a_rerun_computes_nothing(tmp_path: Path, caps
     assert "0 rows computed, 8 found finished" in capsys.readouterr().err
 
 
+def test_cli_untargeted_patch_on_a_region_of_classes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "u"
+    assert main(patch_args(out, "--goal", "untargeted", "--on", "road", "--tilt", "0.3", "--examples", "0")) == 0
+    assert capsys.readouterr().out.startswith("the patch (8x8 px) leaves mIoU")
+    record = json.loads((out / "config.json").read_text())["patch"]
+    assert (record["goal"], record["placement"], record["region"], record["tilt"]) == ("untargeted", "region", [0], 0.3)
+    rows = rows_of(out)
+    assert len(rows) == 4 and all(r["box"] is not None for r in rows if r["status"] in ("ok", "absent"))
+
+
 def test_cli_refusals_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fresh = tmp_path / "fresh"
     share = patch_args(fresh)

@@ -158,7 +158,8 @@ def _pair(text: str, option: str, sep: str, what: str) -> tuple[int, int]:
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     """The ``PatchConfig`` fields of the options that need no model."""
     fields: dict[str, Any] = {"goal": args.goal, "tilt": args.tilt, "lr": args.lr / 255, "batch_size": args.batch_size,
-                              "tv_weight": args.tv_weight, "nps_weight": args.nps_weight, "colours": args.colours,
+                              "tv_weight": args.tv_weight, "nps_weight": args.nps_weight,
+                              "colours": str(Path(args.colours).expanduser().resolve()) if args.colours else None,
                               "eot": not args.no_eot, "transforms": args.eot_transforms, "seed": args.seed,
                               "examples": args.examples}  # fmt: skip
     if args.steps is not None:
@@ -289,9 +290,12 @@ def _print_done(done: Any, names: tuple[str, ...], out: Path) -> None:
     print(f"done in {format_duration(done.fit_s + done.eval_s)} (fit {format_duration(done.fit_s)}); "
           f"{done.computed} rows computed, {done.resumed} found finished", file=sys.stderr)  # fmt: skip
     print(f"results: {rel if not rel.startswith('..') else out}/  " + "  ".join(done.written), file=sys.stderr)
-    sentence = (f"the patch ({s['patch']['width']}x{s['patch']['height']} px) hides {_pct(f['hidden'])} of {hidden} "
-                f"pixels (a random patch: {_pct(r['hidden'])}) and leaves mIoU {_pct(f['miou'])} of agreement with "
-                f"the clean prediction (random: {_pct(r['miou'])}) on {f['images']} held-out images")  # fmt: skip
+    head = f"the patch ({s['patch']['width']}x{s['patch']['height']} px)"
+    hides = f"hides {_pct(f['hidden'])} of {hidden} pixels (a random patch: {_pct(r['hidden'])})"
+    agree = (f"mIoU {_pct(f['miou'])} of agreement with the clean prediction (random: "
+             f"{_pct(r['miou'])})")  # fmt: skip
+    sentence = (f"{head} {hides} and leaves {agree}" if s["goal"] == "hide" else f"{head} leaves {agree} and "
+                f"{hides}") + f" on {f['images']} held-out images"  # fmt: skip
     if s.get("rendered"):
         rr = s["rendered"]["rendered"]["all"]
         sentence += (f"; in {s['rendered_scenes']} rendered scenes per placement, against the same scene with a "

@@ -10,8 +10,9 @@ Files in ``out_dir``:
 - ``patch_state.pt``: the fit's checkpoint (``PatchState``, every ``checkpoint_every`` steps and at the end): an
   interrupted fit resumes from it and ends with the patch an uninterrupted fit gives, bit for bit;
 - ``results.jsonl``: one row per (held-out image, evaluation), appended and fsync'ed batch by batch: ``fitted``
-  (the fitted patch) and ``random`` (a uniformly random patch of the same size, seeded by ``seed``), both measured
-  against the image's clean prediction (``segattack.patches.evaluate``: ``miou``, ``accuracy``, ``hidden``,
+  (the fitted patch) and ``random`` (a uniformly random patch of the same size, seeded by ``seed``), both placed
+  as configured (with EOT on, under one fixed EOT draw per image, the same for both) and measured against the
+  image's clean prediction (``segattack.patches.evaluate``: ``miou``, ``accuracy``, ``hidden``,
   ``kept``, ``target_hit``, ``class_pixels``, ``patch_pixels``, ``changed_by_distance``), with ``status`` "ok",
   "absent" (no pixel of the class), "no_place" (a region placement found no position) or "unreadable"; and, with
   ``rendered`` scenes, rows ``rendered`` and ``rendered-random`` (below). A finished row is never computed again;

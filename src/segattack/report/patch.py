@@ -70,6 +70,13 @@ def _pct(s: Any) -> str:
     return f"{100 * v:.1f}{pm}"
 
 
+def _mean(s: Any) -> str:
+    v = s.get("mean") if isinstance(s, Mapping) else None
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        return "–"
+    return f"{100 * v:.1f}%"
+
+
 def _table(columns: Sequence[tuple[str, Mapping[str, Any]]], table_id: str) -> str:
     head = "<tr><th class=l>measure (percent, mean ± std over images)</th>" + "".join(
         f"<th>{esc(name)}</th>" for name, _ in columns) + "</tr>"  # fmt: skip
@@ -169,8 +176,8 @@ def render_patch_html(summary: Mapping[str, Any], out_dir: str | os.PathLike[str
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head><body>"
-        f"<h1>{esc(title)}<small>{esc(s.get('method', ''))}; hidden {_pct(fitted.get('hidden'))} % with the fitted "
-        f"patch, {_pct(random.get('hidden'))} % with a random one</small></h1>"
+        f"<h1>{esc(title)}<small>{esc(s.get('method', ''))}; {_mean(fitted.get('hidden'))} of the class hidden "
+        f"with the fitted patch, {_mean(random.get('hidden'))} with a random one</small></h1>"
         f'<section class="headline"><p class="lede">{esc(lede)}</p>{_table(columns, "headline")}</section>'
         "<h2 id=distance>Pixels changed by distance from the patch</h2>"
         "<p class=note>Share of pixels whose class changed, per band of Euclidean distance (pixels) from the nearest "
