@@ -279,7 +279,8 @@ def test_rendered_rows_compare_the_fitted_poster_with_the_random_one_in_the_same
     assert mine[1]["accuracy"] == pytest.approx(float((pf == pr)[counted].double().mean()), abs=1e-12)
     summary = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert summary["rendered"]["rendered"]["billboard"]["images"] == 2 and summary["rendered_scenes"] == 2
-    assert "random poster" in (tmp_path / "p" / "report.html").read_text()
+    page = (tmp_path / "p" / "report.html").read_text()
+    assert "fitted vs random poster" in page and "mIoU vs the reference prediction" in page
 
 
 # ------------------------------------------------------------------------------------------------ the command

@@ -30,6 +30,13 @@ MEASURE_NAMES = {
     "hidden": "class pixels hidden",
     "kept": "other pixels kept",
 }
+#: The same measures in the rendered scenes, where each column names its reference prediction.
+RENDERED_NAMES = {
+    "miou": "mIoU vs the reference prediction",
+    "accuracy": "pixel accuracy vs the reference prediction",
+    "hidden": "class pixels hidden",
+    "kept": "other pixels kept",
+}
 #: What the rendered rows compare (``segattack.patches.run``'s docstring says the same).
 RENDERED_DEFINITION = (
     "Rendered scenes: the street generator draws the patch into scenes it never saw pasted, as a poster on a facade "
@@ -77,15 +84,16 @@ def _mean(s: Any) -> str:
     return f"{100 * v:.1f}%"
 
 
-def _table(columns: Sequence[tuple[str, Mapping[str, Any]]], table_id: str) -> str:
-    head = "<tr><th class=l>measure (percent, mean ± std over images)</th>" + "".join(
+def _table(columns: Sequence[tuple[str, Mapping[str, Any]]], table_id: str,
+           names: Mapping[str, str] = MEASURE_NAMES, unit: str = "images") -> str:  # fmt: skip
+    head = f"<tr><th class=l>measure (percent, mean ± std over {esc(unit)})</th>" + "".join(
         f"<th>{esc(name)}</th>" for name, _ in columns) + "</tr>"  # fmt: skip
     body = []
-    for key, name in MEASURE_NAMES.items():
+    for key, name in names.items():
         cells = "".join(f"<td>{_pct(stats.get(key))}</td>" for _, stats in columns)
         body.append(f"<tr><td class=l>{esc(name)}</td>{cells}</tr>")
     counts = "".join(f"<td>{stats.get('images', 0)}</td>" for _, stats in columns)
-    body.append(f"<tr class=group><td class=l>images</td>{counts}</tr>")
+    body.append(f"<tr class=group><td class=l>{esc(unit)}</td>{counts}</tr>")
     return f'<div class="scroll"><table id="{table_id}">{head}{"".join(body)}</table></div>'
 
 
@@ -117,7 +125,7 @@ def _rendered(s: Mapping[str, Any]) -> str:
     for place in ("all", "building", "billboard"):
         columns.append((f"{place}: fitted vs random poster", r["rendered"][place]))
         columns.append((f"{place}: random poster vs none", r["rendered-random"][place]))
-    return (f"<p class=def>{esc(RENDERED_DEFINITION)}</p>{_table(columns, 'rendered')}"
+    return (f"<p class=def>{esc(RENDERED_DEFINITION)}</p>{_table(columns, 'rendered', RENDERED_NAMES, 'scenes')}"
             f"<p class=note>{s.get('rendered_scenes', 0)} scenes per placement (generator split val, seed "
             f"{s.get('render_seed')}); the rows of results.jsonl hold each scene's distance (metres), viewing angle "
             "(degrees, 0 head-on) and visible fraction of the poster.</p>")  # fmt: skip
