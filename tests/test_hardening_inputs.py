@@ -60,6 +60,7 @@ def test_an_empty_out_is_refused_by_every_command_that_takes_one(
         ["demo", "--out", blank],
         ["attack", str(img), "--model", MODEL, "--out", blank],
         ["universal", "--fit-data", "synthetic-train:1", *S[:4], "--out", blank],
+        ["patch", "--fit-data", "synthetic-train:1", *S[:4], "--out", blank],
         ["compare", *S, "--models", f"{MODEL},tests.models_for_cli:tiny_fcn_module", "--out", blank],
         ["train", "--steps", "1", "--out", blank],
         ["train", "--steps", "1", "--out", str(tmp_path / "t"), "--export-dir", blank],
