@@ -32,6 +32,14 @@ RESTRICT_MODES: dict[str, tuple[str, ...]] = {
 EPS_HELP = "L-inf budgets in 8-bit levels, comma-separated (10 means 10/255); the paper's step of 1 level and n = min(eps+4, 1.25 eps) iterations"  # noqa: E501
 
 
+#: The data of the jobs that fit something on one split and measure it on another (``universal``, ``patch``).
+DEFAULT_FIT_DATA = "synthetic-train:40"
+DEFAULT_HELD_OUT = "synthetic:20"
+DATA_FORMS = (
+    "synthetic[:N] (validation split), synthetic-train[:N] (training split), cityscapes:PATH[:SPLIT], folder:PATH"
+)
+
+
 def add_eps_arg(p: Any, *, several: bool = True, default: str | None = None, paper: bool = True) -> None:
     """``--eps`` (8-bit levels), the one definition every command uses: several budgets (default the paper's 1..20)
     or one (default 10). ``paper``: the help names the paper's step and iterations (False for a command whose

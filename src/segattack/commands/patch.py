@@ -17,6 +17,9 @@ from typing import Any
 
 from ..errors import UserError
 from ._common import (
+    DATA_FORMS,
+    DEFAULT_FIT_DATA,
+    DEFAULT_HELD_OUT,
     add_hide_arg,
     add_model_args,
     build_data,
@@ -31,11 +34,6 @@ from ._common import (
     parse_classes,
 )
 
-DEFAULT_FIT_DATA = "synthetic-train:40"
-DEFAULT_HELD_OUT = "synthetic:20"
-DATA_FORMS = (
-    "synthetic[:N] (validation split), synthetic-train[:N] (training split), cityscapes:PATH[:SPLIT], folder:PATH"
-)
 #: Nesti et al.'s Adam learning rate in 8-bit levels (0.5/255 in [0, 1] units).
 DEFAULT_LR_LEVELS = 0.5
 

@@ -15,6 +15,9 @@ from typing import Any
 
 from ..errors import UserError
 from ._common import (
+    DATA_FORMS,
+    DEFAULT_FIT_DATA,
+    DEFAULT_HELD_OUT,
     add_eps_arg,
     add_hide_arg,
     add_model_args,
@@ -28,12 +31,6 @@ from ._common import (
     format_duration,
     model_label_names,
     parse_classes,
-)
-
-DEFAULT_FIT_DATA = "synthetic-train:40"
-DEFAULT_HELD_OUT = "synthetic:20"
-DATA_FORMS = (
-    "synthetic[:N] (validation split), synthetic-train[:N] (training split), cityscapes:PATH[:SPLIT], folder:PATH"
 )
 
 
