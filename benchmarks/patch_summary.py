@@ -1,0 +1,101 @@
+"""Tables and a figure from several ``segattack patch`` runs, read from their files alone (issue 25).
+
+For every run directory: its settings (model, patch size and share of the image, placement, EOT, lr, steps) and, on
+the held-out images, the fitted patch against a random patch of the same size and place (class pixels hidden, other
+pixels kept, mIoU of agreement with the clean prediction), the fit's time; and, where the run drew rendered scenes,
+the fitted poster against the random poster in the same scene. With ``--figure``, the rendered scenes of one run
+(``--rendered-from``): hidden share and mIoU drop against the poster's distance, viewing angle and apparent size.
+
+Run:  python benchmarks/patch_summary.py runs/p25/* --figure docs/images/patch-rendered.png \\
+          --rendered-from runs/p25/d64-lr4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _pct(v: dict[str, Any] | None) -> str:
+    if not v or v.get("mean") is None:
+        return "–"
+    return f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f}"
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (path / "results.jsonl").read_text().splitlines() if line.strip()]
+
+
+def describe(path: Path) -> dict[str, Any]:
+    config = json.loads((path / "config.json").read_text())
+    p = config["patch"]
+    s = json.loads((path / "summary.json").read_text())
+    h, w = p["size"] if p["size"] else (None, None)
+    ih, iw = p["image_size"]
+    place = p["placement"] + (f" {','.join(map(str, p['region']))}" if p["region"] else "")
+    place += f", tilt {p['tilt']:g}" if p["tilt"] else ""
+    eot = "off" if not p["eot"] else "on" + (f" + {p['transforms']}" if p["transforms"] else "")
+    return {"name": path.name, "model": p["model"]["model"].removeprefix("zoo:"),
+            "patch": f"{h}x{w} ({100 * h * w / (ih * iw):.1f}%)" if h else "?", "place": place, "eot": eot,
+            "lr": f"{255 * p['lr']:g}", "steps": p["steps"], "summary": s}  # fmt: skip
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    heads = ["run", "model", "patch (share)", "placement", "EOT", "lr (levels)", "hidden: fitted", "hidden: random",
+             "mIoU agreement: fitted", "mIoU agreement: random", "rendered: hidden", "rendered: mIoU"]  # fmt: skip
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in runs:
+        held = r["summary"]["held_out"]
+        rendered = ((r["summary"].get("rendered") or {}).get("rendered") or {}).get("all") or {}
+        cells = [r["name"], r["model"], r["patch"], r["place"], r["eot"], r["lr"],
+                 _pct(held["fitted"]["hidden"]), _pct(held["random"]["hidden"]),
+                 _pct(held["fitted"]["miou"]), _pct(held["random"]["miou"]),
+                 _pct(rendered.get("hidden")), _pct(rendered.get("miou"))]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def figure(path: Path, out: Path) -> None:
+    rows = [r for r in _rows(path) if r.get("evaluation") == "rendered" and r.get("status") == "ok"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for placement, marker in (("building", "o"), ("billboard", "^")):
+        sel = [r for r in rows if r["drawn_as"] == placement and r.get("hidden") is not None]
+        for ax, key, label in ((axes[0], "distance", "distance (m)"), (axes[1], "angle", "viewing angle (degrees)"),
+                               (axes[2], "poster_pixels", "visible poster pixels")):  # fmt: skip
+            ax.scatter([r[key] for r in sel], [100 * r["hidden"] for r in sel], marker=marker, alpha=0.7,
+                       label=f"{placement}: hidden")  # fmt: skip
+            ax.scatter([r[key] for r in sel], [100 * (1 - r["miou"]) for r in sel], marker=marker, alpha=0.4,
+                       facecolors="none", edgecolors="C3", label=f"{placement}: 1 - mIoU agreement")  # fmt: skip
+            ax.set_xlabel(label)
+    axes[2].set_xscale("symlog", linthresh=100)
+    for ax in axes:
+        ax.set_ylabel("percent")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{path.name}: the fitted poster against a random poster in the same rendered scene", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("dirs", nargs="+", type=Path)
+    ap.add_argument("--figure", type=Path)
+    ap.add_argument("--rendered-from", type=Path)
+    args = ap.parse_args()
+    runs = [describe(d) for d in args.dirs if (d / "summary.json").is_file()]
+    print(table(runs))
+    if args.figure:
+        figure(args.rendered_from or args.dirs[0], args.figure)
+        print(f"wrote {args.figure}")
+
+
+if __name__ == "__main__":
+    main()
