@@ -300,7 +300,7 @@ def test_cli_writes_everything_and_a_rerun_computes_nothing(tmp_path: Path, caps
     assert len(captured.out.splitlines()) == 1 and "hides" in captured.out and "random patch" in captured.out
     assert "rendered scenes" in captured.out and "done in" in captured.err and "8 rows computed" in captured.err
     record = json.loads((out / "config.json").read_text())["patch"]
-    assert record["lr"] == pytest.approx(0.5 / 255) and record["steps"] == 2 and record["size"] == [8, 8]
+    assert record["lr"] == pytest.approx(4 / 255) and record["steps"] == 2 and record["size"] == [8, 8]
     assert record["fit"]["data"] == "synthetic-train:3" and record["data"]["data"] == "synthetic:2"
     assert Image.open(out / "patch.png").info[PRINT_SIZE_KEY] == "8 x 8 cm"
     assert main(patch_args(out, "--rendered", "1", "--examples", "1")) == 0  # the print size changes no result

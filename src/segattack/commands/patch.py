@@ -34,8 +34,9 @@ from ._common import (
     parse_classes,
 )
 
-#: Nesti et al.'s Adam learning rate in 8-bit levels (0.5/255 in [0, 1] units).
-DEFAULT_LR_LEVELS = 0.5
+#: Adam's default learning rate in 8-bit levels (``segattack.patches.fit.DEFAULT_LR``: Nesti et al.'s 0.5 levels
+#: moved the patch too little in 200 steps on the embedded default).
+DEFAULT_LR_LEVELS = 4.0
 
 #: The command-line option of each ``PatchConfig`` field (and ``run_patch``'s ``rendered``), to name it in a refusal.
 OPTIONS = {
@@ -97,8 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     e.add_argument("--steps", type=int, default=None, metavar="N",
                    help="Adam steps, each one batch of fit images (default: 200, Nesti et al.'s)")  # fmt: skip
     e.add_argument("--lr", type=float, default=DEFAULT_LR_LEVELS, metavar="LEVELS",
-                   help=f"Adam's learning rate in 8-bit levels (default: {DEFAULT_LR_LEVELS:g}, Nesti et al.'s "
-                   "0.5/255)")  # fmt: skip
+                   help=f"Adam's learning rate in 8-bit levels (default: {DEFAULT_LR_LEVELS:g}; Nesti et al.'s 0.5 "
+                   "moved the patch too little in 200 steps on the embedded default, see docs/patches.md)")  # fmt: skip
     e.add_argument("--batch-size", type=int, default=10, metavar="N",
                    help="fit images per step, and images per pass when measuring (default: 10, Nesti et "
                    "al.'s)")  # fmt: skip
