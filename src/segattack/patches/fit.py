@@ -90,7 +90,7 @@ GOALS = ("hide", "untargeted")
 DEFAULT_HIDE_CLASS = 11
 
 #: ``progress(done, steps, loss)``: once with done = the starting step and loss NaN, then after every step with the
-#: adversarial loss of that step (the mean cross-entropy over the counted pixels of its batch).
+#: adversarial loss of that step (the weighted mean cross-entropy over the counted pixels of its batch, ``_step_loss``).
 Progress = Callable[[int, int, float], None]
 #: ``checkpoint(state)``: a copy of the fit's state, every ``checkpoint_every`` steps and after the last.
 Checkpoint = Callable[["PatchState"], None]
@@ -294,7 +294,10 @@ def _prepare(model: Model, images: Tensor, ids: list[str], *, goal: str, class_i
 
 def _step_loss(logits: Tensor, fitset: _Fit, rows: Tensor, mask: Tensor, goal: str, omega: float,
                gamma: float | None) -> tuple[Tensor, Tensor, float, float]:  # fmt: skip
-    """(L_N, L_S, gamma, mean CE): the cross-entropies summed over the pixels not yet succeeded and succeeded."""
+    """(L_N, L_S, gamma, loss): the cross-entropies summed over the pixels not yet succeeded and succeeded, and the
+    objective the step lowers or raises, the weighted mean cross-entropy over the counted pixels (with the hide goal
+    the hidden class's pixels weigh omega and the others 1 - omega, so a rising share of changed background pixels
+    barely moves it)."""
     target = fitset.targets[rows].to(logits.device)
     counted = mask[:, 0] == 0
     ce = F.cross_entropy(logits, target, reduction="none")
@@ -311,7 +314,8 @@ def _step_loss(logits: Tensor, fitset: _Fit, rows: Tensor, mask: Tensor, goal: s
     l_s = (ce * weight * succeeded).sum()
     n_counted = int(counted.sum())
     g = gamma if gamma is not None else (int(not_yet.sum()) / n_counted if n_counted else 1.0)
-    mean_ce = float((ce.detach() * counted).sum()) / max(n_counted, 1)
+    w_counted = weight * counted
+    mean_ce = float((ce.detach() * w_counted).sum()) / max(float(w_counted.sum()), 1e-12)
     return l_n, l_s, g, mean_ce
 
 
