@@ -137,3 +137,26 @@ def test_board_in_headless_chromium_sorts_and_renders(runs: list[Path], tmp_path
                    timeout=180, check=True)  # fmt: skip
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (400, 1000) and pixels.std() > 10  # a drawn page, not a blank one
+
+
+def test_a_stronger_protocol_ranks_first_whatever_its_numbers(runs: list[Path], tmp_path: Path) -> None:
+    import json
+
+    quick = tmp_path / "quick"
+    shutil.copytree(runs[1], quick)
+    summary = json.loads((quick / "robustness.json").read_text())
+    summary["protocol"], summary["model"] = "quick", "tiny-quick"
+    for r in summary["robust"]:  # a weaker protocol reports a higher robust mIoU than any sea run
+        r["worst"]["miou"] = 0.99
+    (quick / "robustness.json").write_text(json.dumps(summary))
+    sea = []
+    for d in runs:
+        copy = tmp_path / d.name
+        shutil.copytree(d, copy)
+        s = json.loads((copy / "robustness.json").read_text())
+        s["protocol"] = "sea"
+        (copy / "robustness.json").write_text(json.dumps(s))
+        sea.append(copy)
+    entries = leaderboard_entries([quick, *sea])
+    assert [e.summary["protocol"] for e in entries] == ["sea", "sea", "quick"]
+    assert entries[0].worst(8.0) >= entries[1].worst(8.0)  # within a protocol, by robust mIoU

@@ -58,6 +58,10 @@ _SORT_JS = """
 _CSS = "th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}"
 
 
+#: Protocols from the strongest: runs are ranked within a protocol, the reference protocol's runs first.
+PROTOCOL_ORDER = ("sea", "quick", "custom")
+
+
 class LeaderboardEntry:
     """One run on the board: its directory and its ``robustness.json``."""
 
@@ -81,8 +85,10 @@ class LeaderboardEntry:
 
 
 def leaderboard_entries(directories: Sequence[str | os.PathLike[str]]) -> list[LeaderboardEntry]:
-    """The runs of ``directories`` (each a finished robustness run), ranked: by the worst-case mIoU at the largest
-    budget every run has (higher first; a run without a figure there last), then by clean mIoU."""
+    """The runs of ``directories`` (each a finished robustness run), ranked: the runs of the reference protocol
+    first (``PROTOCOL_ORDER``: a weaker protocol's higher number must not outrank a stronger one's), then by the
+    worst-case mIoU at the largest budget every run has (higher first; a run without a figure there last), then by
+    clean mIoU."""
     if not directories:
         raise InputError("a leaderboard needs at least one robustness directory")
     seen: set[Path] = set()
@@ -96,10 +102,15 @@ def leaderboard_entries(directories: Sequence[str | os.PathLike[str]]) -> list[L
     shared = set(entries[0].budgets).intersection(*(e.budgets for e in entries[1:]))
     key_eps = max(shared) if shared else None
 
-    def rank(e: LeaderboardEntry) -> tuple[float, float]:
+    def rank(e: LeaderboardEntry) -> tuple[int, float, float]:
         w = e.worst(key_eps) if key_eps is not None else None
         clean = e.summary["clean"].get("miou")
-        return (-(w if w is not None else -math.inf), -(clean if isinstance(clean, int | float) else -math.inf))
+        strength = PROTOCOL_ORDER.index(e.summary.get("protocol")) if e.summary.get("protocol") in PROTOCOL_ORDER else 9
+        return (
+            strength,
+            -(w if w is not None else -math.inf),
+            -(clean if isinstance(clean, int | float) else -math.inf),
+        )
 
     return sorted(entries, key=rank)
 
@@ -134,7 +145,7 @@ def render_leaderboard(entries: Sequence[LeaderboardEntry]) -> str:
         cells += [_cell(entry.worst(e)) for e in budgets]
         cells.append(_cell(entry.worst(largest, "accuracy")) if largest is not None else _cell(None))
         ppi, spi = cost.get("passes_per_image"), cost.get("seconds_per_image")
-        cells.append(_cell(ppi, "–" if ppi is None else f"{ppi:g}"))
+        cells.append(_cell(ppi, "–" if ppi is None else f"{ppi:.0f}"))
         cells.append(_cell(spi, "–" if spi is None else f"{spi:.2f}"))
         cells.append(_cell(len(failed) * 1000 - passed, check_text, cls="l"))
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -145,8 +156,8 @@ def render_leaderboard(entries: Sequence[LeaderboardEntry]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>segattack robustness leaderboard</title><style>{PAGE_CSS}{_CSS}</style></head><body>"
         f"<h1>Robustness leaderboard<small>{len(entries)} run{'s' if len(entries) != 1 else ''}; worst-case mIoU "
-        "and accuracy (percent) under each run's protocol at each L-inf eps (8-bit levels); click a column to "
-        "sort</small></h1>"
+        "and accuracy (percent) under each run's protocol at each L-inf eps (8-bit levels); ranked within each "
+        "protocol, the strongest first; click a column to sort</small></h1>"
         f'<div class="scroll"><table id="board"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
         "<p class=note>Worst case: per image the attack with the lowest accuracy (accuracy) and SEA's greedy choice "
         "for mIoU. Protocols differ in strength: compare runs of one protocol. Passes: forward and backward passes "
@@ -177,7 +188,7 @@ def leaderboard_markdown(entries: Sequence[LeaderboardEntry]) -> str:
         ppi = (s.get("cost") or {}).get("passes_per_image")
         cells = [str(n), f"`{entry.label}`", str(s.get("protocol", "–")), str(s["images"]["complete"]),
                  _md(s["clean"].get("miou")), *(_md(entry.worst(e)) for e in budgets),
-                 "–" if ppi is None else f"{ppi:g}", passed]  # fmt: skip
+                 "–" if ppi is None else f"{ppi:.0f}", passed]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
