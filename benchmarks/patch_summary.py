@@ -5,6 +5,8 @@ the held-out images, the fitted patch against a random patch of the same size an
 pixels kept, mIoU of agreement with the clean prediction), the fit's time; and, where the run drew rendered scenes,
 the fitted poster against the random poster in the same scene. With ``--figure``, the rendered scenes of one run
 (``--rendered-from``): hidden share and mIoU drop against the poster's distance, viewing angle and apparent size.
+With ``--scenes``, a picture of that run's patch drawn by the generator into scenes of the same seed the run used
+(billboards with the largest posters): the scene, the prediction with a random poster, with the fitted one.
 
 Run:  python benchmarks/patch_summary.py runs/p25/* --figure docs/images/patch-rendered.png \\
           --rendered-from runs/p25/d64-lr4
@@ -84,17 +86,64 @@ def figure(path: Path, out: Path) -> None:
     fig.savefig(out, dpi=100)
 
 
+def scenes(path: Path, out: Path, n: int = 3) -> None:
+    """The ``n`` rendered billboard scenes of run ``path`` with the largest visible poster: the scene with the fitted
+    poster, the prediction with a random poster of the same size and with the fitted one."""
+    import torch
+
+    from segattack.data.labels import colorize
+    from segattack.data.synthetic import render_with_poster
+    from segattack.patches.export import load_patch
+    from segattack.patches.run import RENDER_SEED, random_patch
+    from segattack.specs import load_model, parse_model_spec
+
+    config = json.loads((path / "config.json").read_text())["patch"]
+    rows = [r for r in _rows(path) if r.get("evaluation") == "rendered" and r.get("drawn_as") == "billboard"]
+    rows.sort(key=lambda r: -r["poster_pixels"])
+    picks = sorted({r["index"] for r in rows[:n]})
+    patch, _ = load_patch(path / "patch.npz")
+    model = load_model(parse_model_spec(config["model"]["model"]))
+    size = tuple(config["image_size"])
+    count = max(picks) + 1
+    fitted, _, info = render_with_poster(patch, count, size, seed=RENDER_SEED, placement="billboard")
+    rand, _, _ = render_with_poster(
+        random_patch(tuple(patch.shape), int(config["seed"])), count, size, seed=RENDER_SEED, placement="billboard"
+    )
+    fig, axes = plt.subplots(len(picks), 3, figsize=(13, 2.4 * len(picks)), squeeze=False)
+    with torch.no_grad():
+        for row, i in zip(axes, picks, strict=True):
+            pf = model.predict(fitted[i : i + 1].float() / 255)[0]
+            pr = model.predict(rand[i : i + 1].float() / 255)[0]
+            row[0].imshow(fitted[i].permute(1, 2, 0).numpy())
+            row[0].set_title(
+                f"scene {i}: fitted poster at {info[i].distance:.0f} m, {info[i].angle:.0f} deg", fontsize=8
+            )
+            row[1].imshow(colorize(pr.numpy()))
+            row[1].set_title("prediction with a random poster", fontsize=8)
+            row[2].imshow(colorize(pf.numpy()))
+            row[2].set_title("prediction with the fitted poster", fontsize=8)
+            for ax in row:
+                ax.axis("off")
+    fig.suptitle(f"{path.name}: the patch drawn into rendered scenes ({config['model']['model']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path)
     ap.add_argument("--figure", type=Path)
     ap.add_argument("--rendered-from", type=Path)
+    ap.add_argument("--scenes", type=Path, help="a picture of rendered billboard scenes of --rendered-from")
     args = ap.parse_args()
     runs = [describe(d) for d in args.dirs if (d / "summary.json").is_file()]
     print(table(runs))
     if args.figure:
         figure(args.rendered_from or args.dirs[0], args.figure)
         print(f"wrote {args.figure}")
+    if args.scenes:
+        scenes(args.rendered_from or args.dirs[0], args.scenes)
+        print(f"wrote {args.scenes}")
 
 
 if __name__ == "__main__":
