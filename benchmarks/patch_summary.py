@@ -41,22 +41,26 @@ def describe(path: Path) -> dict[str, Any]:
     s = json.loads((path / "summary.json").read_text())
     h, w = p["size"] if p["size"] else (None, None)
     ih, iw = p["image_size"]
-    place = p["placement"] + (f" {','.join(map(str, p['region']))}" if p["region"] else "")
+    names = p.get("label_names") or []
+    region = [names[c] if c < len(names) else str(c) for c in p["region"]]
+    place = "on " + ",".join(region) if region else p["placement"]
     place += f", tilt {p['tilt']:g}" if p["tilt"] else ""
     eot = "off" if not p["eot"] else "on" + (f" + {p['transforms']}" if p["transforms"] else "")
     return {"name": path.name, "model": p["model"]["model"].removeprefix("zoo:"),
             "patch": f"{h}x{w} ({100 * h * w / (ih * iw):.1f}%)" if h else "?", "place": place, "eot": eot,
-            "lr": f"{255 * p['lr']:g}", "steps": p["steps"], "summary": s}  # fmt: skip
+            "lr": f"{255 * p['lr']:g}", "steps": p["steps"], "summary": s,
+            "terms": f"{p['tv_weight']:g}, {p['nps_weight']:g}"}  # fmt: skip
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    heads = ["run", "model", "patch (share)", "placement", "EOT", "lr (levels)", "hidden: fitted", "hidden: random",
+    heads = ["run", "model", "patch (share)", "placement", "EOT", "lr (levels)", "TV, NPS weights", "hidden: fitted",
+             "hidden: random",
              "mIoU agreement: fitted", "mIoU agreement: random", "rendered: hidden", "rendered: mIoU"]  # fmt: skip
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for r in runs:
         held = r["summary"]["held_out"]
         rendered = ((r["summary"].get("rendered") or {}).get("rendered") or {}).get("all") or {}
-        cells = [r["name"], r["model"], r["patch"], r["place"], r["eot"], r["lr"],
+        cells = [r["name"], r["model"], r["patch"], r["place"], r["eot"], r["lr"], r["terms"],
                  _pct(held["fitted"]["hidden"]), _pct(held["random"]["hidden"]),
                  _pct(held["fitted"]["miou"]), _pct(held["random"]["miou"]),
                  _pct(rendered.get("hidden")), _pct(rendered.get("miou"))]  # fmt: skip
