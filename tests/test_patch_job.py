@@ -105,6 +105,7 @@ def test_run_patch_writes_its_files_and_measures_what_evaluate_measures(tmp_path
     page = (out / "report.html").read_text()
     assert page.index('id="headline"') < page.index("id=distance") and "fitted patch" in page and "random patch" in page
     assert "data:image/png;base64," in page and 'src="patch.png"' not in page  # self-contained
+    assert page.count('<img class="patch"') == 1 and "img.patch{width:256px" in page  # shown 256 px wide, any size
 
 
 # ------------------------------------------------------------------------------------------------ resume

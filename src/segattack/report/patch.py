@@ -20,6 +20,9 @@ from .. import rundir
 from ..errors import RunDirError
 from .page import PAGE_CSS, esc, img_tag
 
+#: The patch is shown 256 px wide whatever its pixel size, without smoothing (its pixels are what gets printed).
+_CSS = "img.patch{width:256px;height:auto;image-rendering:pixelated}"
+
 __all__ = ["render_patch_html", "write_patch_report", "read_patch_summary", "MEASURE_NAMES"]
 
 SUMMARY_FILE = "summary.json"
@@ -172,10 +175,11 @@ def render_patch_html(summary: Mapping[str, Any], out_dir: str | os.PathLike[str
                               ("examples.png", "held-out scenes: with the patch, clean prediction, prediction with "
                                                "the patch")):  # fmt: skip
             if (out / name).is_file():
-                figs += (
-                    f'<figure class="fig">{img_tag(out / name, caption)}'
-                    f"<figcaption>{esc(caption)}</figcaption></figure>"
-                )
+                tag = img_tag(out / name, caption)
+                if name == "patch.png":  # any pixel size (a print layout can be thousands): shown 256 px wide, sharp
+                    tag = tag.replace("<img ", '<img class="patch" ', 1)
+                figs += f'<figure class="fig">{tag}<figcaption>{esc(caption)}</figcaption></figure>'
+
     fitted, random = held["fitted"], held["random"]
     lede = (f"{fitted.get('images', 0)} held-out images the patch never saw; each measure compares the prediction "
             "with the patch to the clean prediction of the same image, the patch's own pixels left out. The random "
@@ -183,7 +187,7 @@ def render_patch_html(summary: Mapping[str, Any], out_dir: str | os.PathLike[str
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{PAGE_CSS}</style></head><body>"
+        f"<title>{esc(title)}</title><style>{PAGE_CSS}{_CSS}</style></head><body>"
         f"<h1>{esc(title)}<small>{esc(s.get('method', ''))}; {_mean(fitted.get('hidden'))} of the class hidden "
         f"with the fitted patch, {_mean(random.get('hidden'))} with a random one</small></h1>"
         f'<section class="headline"><p class="lede">{esc(lede)}</p>{_table(columns, "headline")}</section>'
