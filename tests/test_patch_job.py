@@ -224,7 +224,11 @@ def test_refusals_before_the_directory_is_made(tmp_path: Path) -> None:
         run_patch(model, streets(2), streets(1, size=(24, 48)), config(), out)
     with pytest.raises(InputError, match="aspect ratio"):
         run_patch(model, streets(2), streets(1, first=5), config(), out, print_size=PrintSize(20, 10, "cm"))
-    assert not out.exists()
+    with pytest.raises(InputError, match=r"at \(y, x\) = \(30, 60\) leaves the 32x64 image"):
+        run_patch(
+            model, streets(2), streets(1, first=5), config(placement="box", at=(30, 60)), out
+        )  # known once the data is read
+    assert not (out / "config.json").exists()
 
 
 # ------------------------------------------------------------------------------------------------ patch.png
@@ -324,7 +328,9 @@ def test_cli_refusals_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     share[share.index("--patch-size") : share.index("--patch-size") + 2] = ["--patch-share", "2"]
     assert "--patch-size/--patch-share: size as a share" in one_line_error(share, capsys)
     assert "--patch-size takes HxW" in one_line_error(patch_args(fresh, "--patch-size", "big"), capsys)
-    assert "--lr: lr must be a positive number" in one_line_error(patch_args(fresh, "--lr", "0"), capsys)
+    assert "--lr takes a positive learning rate in 8-bit levels" in one_line_error(
+        patch_args(fresh, "--lr", "0"), capsys
+    )
     assert "--tilt: tilt must lie in (-1, 1)" in one_line_error(patch_args(fresh, "--tilt", "30"), capsys)
     assert "--at takes Y,X" in one_line_error(patch_args(fresh, "--at", "3"), capsys)
     assert "--print-size: a print size is WIDTHxHEIGHT" in one_line_error(patch_args(fresh, "--print-size", "8cm"),

@@ -10,6 +10,7 @@ checkpoint), ``results.jsonl`` (per held-out image and evaluation), ``patch.npz`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -156,6 +157,9 @@ def _pair(text: str, option: str, sep: str, what: str) -> tuple[int, int]:
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     """The ``PatchConfig`` fields of the options that need no model."""
+    if not (args.lr > 0 and math.isfinite(args.lr)):  # said in the command line's units, levels
+        raise UserError(f"--lr takes a positive learning rate in 8-bit levels (default {DEFAULT_LR_LEVELS:g}), "
+                        f"got {args.lr:g}")  # fmt: skip
     fields: dict[str, Any] = {"goal": args.goal, "tilt": args.tilt, "lr": args.lr / 255, "batch_size": args.batch_size,
                               "tv_weight": args.tv_weight, "nps_weight": args.nps_weight,
                               "colours": str(Path(args.colours).expanduser().resolve()) if args.colours else None,

@@ -654,7 +654,10 @@ def run_patch(
 
     with frozen(model.net):
         job = _Job(model, fit_data, data, config, out, rendered=rendered, describe=about, progress=progress, dev=dev)
-        print_layout(config.make_placement().box_size(job.size), print_size, dpi)  # refused before the fit
+        placement = config.make_placement()
+        print_layout(placement.box_size(job.size), print_size, dpi)  # refused before the fit
+        if placement.kind != "region":
+            placement.boxes(job.size)  # a box or corners outside the image: refused before the directory is claimed
         run_info = {"device": str(dev), "examples": config.examples, "checkpoint_every": config.checkpoint_every,
                     "print_size": None if print_size is None else str(print_size), "dpi": dpi,
                     "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}  # fmt: skip
