@@ -525,6 +525,7 @@ def test_command_interrupted_keeps_its_rows_and_the_same_command_resumes(
         (["--attack-opt", "pgd.nosuch=3"], "has no option 'nosuch'"),
         (["--attack-opt", "dag.steps=3"], "which --attack does not list"),
         (["--batch-size", "0"], "--batch-size: batch_size must be a positive integer"),
+        (["--transfer-from", "zoo:nope"], "--transfer-from: unknown model 'nope'"),
     ],
 )
 def test_command_refusals_are_one_line(

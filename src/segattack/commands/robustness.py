@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import SegattackError, UserError
 from ._common import (
     add_data_args,
     add_eps_arg,
@@ -150,8 +150,11 @@ def _surrogate(spec: str | None, device: str) -> tuple[Any, str | None]:
 
     if spec is None:
         return None, None
-    ms = parse_model_spec(spec)
-    return load_model(ms, device=device), str(ms)
+    try:
+        ms = parse_model_spec(spec)
+        return load_model(ms, device=device), str(ms)
+    except SegattackError as err:  # the same loader as --model: say which option it was
+        raise UserError(f"--transfer-from: {err}") from err
 
 
 class _Bar:
