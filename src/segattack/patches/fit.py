@@ -63,10 +63,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..attacks._core import Model, as_model
-from ..errors import InputError, InputTypeError, UnreadableImageError
+from ..errors import InputError, InputTypeError
 from ..models import check_images
 from ..targets import class_id_tuple, hidden_mask, hide_class_target
-from ..universal.fit import forward, model_dtype_device
+from ..universal.fit import forward, model_dtype_device, read_items
 from .eot import PatchEOT, image_transform, patch_generator, transform_patch, transform_quad
 from .placement import Box, Placement, check_patch, paste, region_positions
 from .printability import check_colours, nps, total_variation
@@ -163,29 +163,8 @@ def load_images(images: Any, limit: int | None = None) -> tuple[Tensor, list[str
     if not hasattr(images, "__getitem__") or not hasattr(images, "__len__"):
         raise InputTypeError(f"images must be an (N, 3, H, W) tensor in [0, 1] or a segattack data set, got "
                              f"{type(images).__name__}")  # fmt: skip
-    n = len(images) if limit is None else min(limit, len(images))
-    ids_fn = getattr(images, "image_id", None)
-    out: list[Tensor] = []
-    ids: list[str] = []
-    skipped: list[tuple[str, str]] = []
-    for i in range(n):
-        image_id = str(ids_fn(i)) if callable(ids_fn) else f"image_{i}"
-        try:
-            item = images[i]
-        except UnreadableImageError as err:
-            log.warning("skipping %s: %s", image_id, err)
-            skipped.append((image_id, "unreadable"))
-            continue
-        img = _image01(item[0] if isinstance(item, tuple | list) else item, image_id)
-        if out and img.shape != out[0].shape:
-            first = f"{out[0].shape[-2]}x{out[0].shape[-1]}"
-            raise InputError(f"image {image_id!r} is {img.shape[-2]}x{img.shape[-1]} pixels but {ids[0]!r} is "
-                             f"{first}: one fit takes images of one size (resize the data)")  # fmt: skip
-        out.append(img.to(torch.float32) if out and out[0].dtype != img.dtype else img)
-        ids.append(image_id)
-    if not out:
-        raise InputError("the data set holds no readable image" if n else "the data set holds no images")
-    return torch.stack([o.to(out[0].dtype) for o in out]), ids, skipped
+    out, ids, skipped = read_items(images, limit, _image01, "one fit takes images of one size (resize the data)")
+    return torch.stack(out), ids, skipped
 
 
 def _number(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False) -> float:

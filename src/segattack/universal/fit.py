@@ -106,6 +106,18 @@ def load_images(dataset: Any, limit: int | None) -> tuple[Tensor, list[str], lis
             f"dataset must be a segattack data set (items (uint8 image (3, H, W), label)) or an (N, 3, H, W) tensor "
             f"in [0, 1], got {type(dataset).__name__}"
         )
+    size_hint = "one universal perturbation needs one image size; resize the data (on the command line: --size {hw})"
+    out, kept, skipped = read_items(dataset, limit, _image_levels, size_hint)
+    return torch.stack(out), kept, skipped
+
+
+def read_items(
+    dataset: Any, limit: int | None, convert: Callable[[Any, str], Tensor], size_hint: str
+) -> tuple[list[Tensor], list[str], list[tuple[str, str]]]:
+    """The images of a data set's items 0..limit-1, each through ``convert(image, image_id)``, one dtype for all
+    (float32 where they mix), their ids (``image_id(i)`` of the data set, else ``image_<i>``) and (id, "unreadable")
+    for the items that raised ``UnreadableImageError``. An image of another size than the first is refused with
+    ``size_hint`` (``{hw}``: the first image's HxW); no readable image at all is refused too."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     ids = getattr(dataset, "image_id", None)
     out: list[Tensor] = []
@@ -119,12 +131,12 @@ def load_images(dataset: Any, limit: int | None) -> tuple[Tensor, list[str], lis
             log.warning("skipping %s: %s", image_id, err)
             skipped.append((image_id, "unreadable"))
             continue
-        img = _image_levels(item[0] if isinstance(item, tuple | list) else item, image_id)
+        img = convert(item[0] if isinstance(item, tuple | list) else item, image_id)
         if out and tuple(img.shape) != tuple(out[0].shape):
             h, w = out[0].shape[-2:]
             raise InputError(
-                f"image {image_id!r} is {img.shape[-2]}x{img.shape[-1]} pixels but {kept[0]!r} is {h}x{w}: one "
-                f"universal perturbation needs one image size; resize the data (on the command line: --size {h}x{w})"
+                f"image {image_id!r} is {img.shape[-2]}x{img.shape[-1]} pixels but {kept[0]!r} is {h}x{w}: "
+                + size_hint.format(hw=f"{h}x{w}")
             )
         if out and img.dtype != out[0].dtype:
             out = [t.to(torch.float32) for t in out]
@@ -133,7 +145,7 @@ def load_images(dataset: Any, limit: int | None) -> tuple[Tensor, list[str], lis
         kept.append(image_id)
     if not out:
         raise InputError("the data set holds no readable image" if n else "the data set holds no images")
-    return torch.stack(out), kept, skipped
+    return out, kept, skipped
 
 
 def forward(model: Model, x: Tensor, *, check: bool) -> Tensor:
