@@ -58,12 +58,12 @@ from ..data.labels import label_names
 from ..errors import DataError, ModelTypeError, UnreadableImageError
 from ..experiment.config import ids_digest
 from ..experiment.reading import image_id_of
-from ..metrics import confusion_matrix, mean_iou, pixel_accuracy, summarize
+from ..metrics import summarize
 from ..models import PixelModel, frozen, model_fingerprint
 from ..targets import class_id_tuple
 from ..universal.fit import forward, model_dtype_device
 from .config import PatchConfig, PatchError
-from .evaluate import DISTANCE_EDGES, changed_by_distance, evaluate
+from .evaluate import DISTANCE_EDGES, evaluate
 from .export import (
     EXAMPLES_FILE,
     PATCH_FILE,
@@ -80,6 +80,7 @@ from .export import (
 )
 from .fit import PatchResult, PatchState, fit, place_batch
 from .printability import load_printable_colours
+from .rendered import RENDER_PLACEMENTS, RENDER_SEED, RENDERED, scene_rows
 
 __all__ = ["run_patch", "PatchRun", "PatchProgress", "KIND", "CONFIG_KEY", "EVALUATIONS", "MEASURES", "RENDER_SEED",
            "RENDER_PLACEMENTS", "FILES", "METHOD"]  # fmt: skip
@@ -96,16 +97,11 @@ FILES = (rundir.CONFIG_FILE, STATE_FILE, rundir.RESULTS_FILE, PATCH_FILE, PICTUR
          rundir.REPORT_FILE)  # fmt: skip
 #: The held-out evaluations and the rendered ones (module docstring).
 HELD_OUT = ("fitted", "random")
-RENDERED = ("rendered", "rendered-random")
 EVALUATIONS = HELD_OUT + RENDERED
 #: The per-image measures averaged in ``summary.json``.
 MEASURES = ("miou", "accuracy", "hidden", "kept")
-#: The generator's seed of the rendered scenes (``synthetic:N`` uses seed 0: other scenes).
-RENDER_SEED = 1
-RENDER_PLACEMENTS = ("building", "billboard")
 #: Configuration keys that change no row and no patch: a resume may change them.
 _FREE = ("examples", "checkpoint_every", "device", "written", "print_size", "dpi")
-_IGNORE = -1
 
 
 @dataclass(frozen=True)
@@ -405,24 +401,10 @@ class _Job:
                 if all((ev, placement, i) in have for ev in RENDERED):
                     continue
                 t0 = time.perf_counter()
-                clean = clean_set[i][0]
-                images = torch.stack([clean, rx[i], fx[i]]).to(self.dev, self.dtype) / 255
-                pred = forward(self.model, images, check=True).argmax(1).cpu()
-                k = max(self.model.num_classes or 0, len(self.names), int(pred.max()) + 1)
-                info = finfo[i]
-                visible = torch.from_numpy(info.visible.copy())
-                differs_f = (fx[i] != rx[i]).any(0) | visible | torch.from_numpy(rinfo[i].visible.copy())
-                differs_r = (rx[i] != clean).any(0) | torch.from_numpy(rinfo[i].visible.copy())
-                scene = {"index": i, "image_id": clean_set.image_id(i), "placement": placement,
-                         "drawn_as": info.placement, "distance": round(float(info.distance), 4),
-                         "angle": round(float(info.angle), 4), "visible_fraction": round(info.visible_fraction, 6),
-                         "poster_pixels": int(visible.sum())}  # fmt: skip
-                new = [
-                    {**scene, "evaluation": "rendered", "reference": "random poster",
-                     **_compare(pred[2], pred[1], differs_f, self.classes, k)},
-                    {**scene, "evaluation": "rendered-random", "reference": "no poster",
-                     **_compare(pred[1], pred[0], differs_r, self.classes, k)},
-                ]  # fmt: skip
+                new = scene_rows(self.model, clean_set[i][0], rx[i], fx[i], rinfo[i], finfo[i], self.classes,
+                                 len(self.names), self.dev, self.dtype)  # fmt: skip
+                scene = {"index": i, "image_id": clean_set.image_id(i), "placement": placement}
+                new = [{**scene, **r} for r in new]
                 dt = round((time.perf_counter() - t0) / 2, 6)
                 new = [
                     rundir.json_safe({**r, "time_s": dt}) for r in new if (r["evaluation"], placement, i) not in have
@@ -469,23 +451,6 @@ def _contiguous(indices: Sequence[int]) -> list[list[int]]:
         else:
             runs.append([i])
     return runs
-
-
-def _compare(pred: Tensor, ref: Tensor, excluded: Tensor, classes: tuple[int, ...], k: int) -> dict[str, Any]:
-    """``pred`` against ``ref`` (H, W) outside ``excluded``: mIoU and accuracy of agreement, the share of the class's
-    ``ref`` pixels no longer the class (hidden), the share of the other pixels unchanged (kept), by distance."""
-    out = ~excluded
-    truth = torch.where(excluded, torch.full_like(ref, _IGNORE), ref)
-    cm = confusion_matrix(pred, truth, num_classes=k, ignore_index=_IGNORE)
-    in_cls = torch.isin(ref, torch.tensor(classes)) & out
-    other = ~torch.isin(ref, torch.tensor(classes)) & out
-    n_cls, n_other = int(in_cls.sum()), int(other.sum())
-    hidden = float((in_cls & ~torch.isin(pred, torch.tensor(classes))).sum()) / n_cls if n_cls else math.nan
-    kept = float((other & (pred == ref)).sum()) / n_other if n_other else math.nan
-    by_dist = changed_by_distance(ref, pred, excluded, DISTANCE_EDGES)
-    return {"status": "ok" if n_cls else "absent", "miou": mean_iou(cm), "accuracy": pixel_accuracy(cm),
-            "hidden": hidden, "kept": kept, "class_pixels": n_cls,
-            "changed_by_distance": [float(v) for v in by_dist]}  # fmt: skip
 
 
 def random_patch(shape: Sequence[int], seed: int) -> Tensor:
