@@ -52,13 +52,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import __version__, rundir
+from .. import rundir
 from ..attacks._core import as_model, mix_seed
 from ..data.labels import label_names
 from ..errors import DataError, ModelTypeError, UnreadableImageError
 from ..experiment.config import ids_digest
 from ..experiment.reading import image_id_of
-from ..metrics import summarize
 from ..models import PixelModel, frozen, model_fingerprint
 from ..targets import class_id_tuple
 from ..universal.fit import forward, model_dtype_device
@@ -81,13 +80,13 @@ from .export import (
 from .fit import PatchResult, PatchState, fit, place_batch
 from .printability import load_printable_colours
 from .rendered import RENDER_PLACEMENTS, RENDER_SEED, RENDERED, scene_rows
+from .summary import HELD_OUT, MEASURES, METHOD, hide_names, summarise
 
 __all__ = ["run_patch", "PatchRun", "PatchProgress", "KIND", "CONFIG_KEY", "EVALUATIONS", "MEASURES", "RENDER_SEED",
            "RENDER_PLACEMENTS", "FILES", "METHOD"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-METHOD = "adversarial patch (Nesti, Rossolini, Nair, Biondi and Buttazzo, WACV 2022)"
 KIND = "patch"
 #: The key of the job's record in ``config.json``.
 CONFIG_KEY = "patch"
@@ -96,10 +95,7 @@ CONFIG_FORMAT = 1
 FILES = (rundir.CONFIG_FILE, STATE_FILE, rundir.RESULTS_FILE, PATCH_FILE, PICTURE_FILE, SUMMARY_FILE, EXAMPLES_FILE,
          rundir.REPORT_FILE)  # fmt: skip
 #: The held-out evaluations and the rendered ones (module docstring).
-HELD_OUT = ("fitted", "random")
 EVALUATIONS = HELD_OUT + RENDERED
-#: The per-image measures averaged in ``summary.json``.
-MEASURES = ("miou", "accuracy", "hidden", "kept")
 #: Configuration keys that change no row and no patch: a resume may change them.
 _FREE = ("examples", "checkpoint_every", "device", "written", "print_size", "dpi")
 
@@ -460,94 +456,6 @@ def random_patch(shape: Sequence[int], seed: int) -> Tensor:
     return torch.rand(tuple(shape), generator=g, dtype=torch.float32)
 
 
-def _stats(rows: Sequence[Mapping[str, Any]], evaluation: str) -> dict[str, Any]:
-    mine = [r for r in rows if r["evaluation"] == evaluation and r["status"] != "unreadable"]
-
-    def summary(values: Sequence[Any]) -> dict[str, Any]:
-        s = summarize([math.nan if v is None else float(v) for v in values])
-        return {"mean": rundir.json_safe(s.mean), "std": rundir.json_safe(s.std), "count": s.count}
-
-    out: dict[str, Any] = {m: summary([r.get(m) for r in mine]) for m in MEASURES}
-    bins = len(DISTANCE_EDGES) - 1
-    out["changed_by_distance"] = [summary([(r.get("changed_by_distance") or [None] * bins)[b] for r in mine])
-                                  for b in range(bins)]  # fmt: skip
-    out["images"] = len(mine)
-    out["status"] = {s: sum(r["status"] == s for r in rows if r["evaluation"] == evaluation)
-                     for s in ("ok", "absent", "no_place", "unreadable")}  # fmt: skip
-    return out
-
-
-def _summary(job: _Job, result: PatchResult, rows: Sequence[Mapping[str, Any]], layout: Mapping[str, Any],
-             describe: Mapping[str, Any], times: tuple[float, float]) -> dict[str, Any]:  # fmt: skip
-    c = job.config
-    rendered: dict[str, Any] = {}
-    if job.rendered:
-        for ev in RENDERED:
-            rendered[ev] = {"all": _stats(rows, ev)}
-            for p in RENDER_PLACEMENTS:
-                rendered[ev][p] = _stats([r for r in rows if r.get("placement") == p], ev)
-    hide = hide_names(job)
-    return {
-        "method": METHOD,
-        "goal": c.goal,
-        "hide": list(job.classes),
-        "hide_names": hide,
-        "units": "rates as fractions in [0, 1]; lr in [0, 1] units (x 255 for 8-bit levels); distances in pixels "
-        "(held-out) and metres (rendered scenes)",
-        "held_out": {ev: _stats(rows, ev) for ev in HELD_OUT},
-        "distance_edges": [rundir.json_safe(e) for e in DISTANCE_EDGES],
-        "rendered": rendered,
-        "rendered_scenes": job.rendered,
-        "render_seed": RENDER_SEED,
-        "patch": {
-            "height": int(result.patch.shape[-2]),
-            "width": int(result.patch.shape[-1]),
-            "placement": c.placement,
-            "size": c.size,
-            "tilt": c.tilt,
-            "region": list(c.region),
-            "at": c.at,
-        },  # fmt: skip
-        "print": {}
-        if not layout
-        else {"size": str(layout["size"]), "dpi": layout["dpi"], "pixels": list(layout["pixels"])},  # fmt: skip
-        "eot": None
-        if not c.eot
-        else {
-            k: getattr(c, k)
-            for k in (
-                "shift",
-                "scale_min",
-                "scale_max",
-                "rotation",
-                "perspective",
-                "brightness",
-                "contrast",
-                "noise",
-                "transforms",
-            )
-        },  # fmt: skip
-        "steps": c.steps,
-        "lr": c.lr,
-        "batch_size": c.batch_size,
-        "weights": {"adv": c.adv_weight, "tv": c.tv_weight, "nps": c.nps_weight},
-        "colours": c.colours,
-        "seed": c.seed,
-        "fit": {
-            **dict(describe.get("fit", {})),
-            "images": len(result.image_ids),
-            "skipped": [list(s) for s in result.skipped],
-            "loss_first": rundir.json_safe(result.loss[0]) if result.loss else None,
-            "loss_last": rundir.json_safe(result.loss[-1]) if result.loss else None,
-        },  # fmt: skip
-        "data": dict(describe.get("data", {})),
-        "model": dict(describe.get("model", {})),
-        "device": str(job.dev),
-        "time_s": {"fit": round(times[0], 3), "measure": round(times[1], 3)},
-        "versions": {"segattack": __version__, "torch": torch.__version__},
-    }
-
-
 def _prepare(model: Any, config: Any, out_dir: Any, device: Any, rendered: Any) -> tuple[PixelModel, Path,
                                                                                            torch.device]:  # fmt: skip
     """The arguments' checks, before the directory is touched or an image read."""
@@ -644,7 +552,7 @@ def run_patch(
             eval_s = time.perf_counter() - t1
             rows.sort(key=lambda r: (EVALUATIONS.index(r["evaluation"]) // 2, str(r.get("placement") or ""),
                                      int(r["index"]), EVALUATIONS.index(r["evaluation"])))  # fmt: skip
-            summary = _summary(job, result, rows, layout, about, (fit_s, eval_s))
+            summary = summarise(job, result, rows, layout, about, (fit_s, eval_s))
             rundir.write_json(out / SUMMARY_FILE, summary)
             written = [rundir.CONFIG_FILE, STATE_FILE, rundir.RESULTS_FILE, PATCH_FILE, PICTURE_FILE, SUMMARY_FILE]
             if config.examples and (computed or fit_from < config.steps or not (out / EXAMPLES_FILE).exists()):
@@ -658,7 +566,3 @@ def run_patch(
             write_patch_report(out)
             written.append(rundir.REPORT_FILE)
     return PatchRun(out, result, summary, tuple(rows), computed, resumed, fit_from, tuple(written), fit_s, eval_s)
-
-
-def hide_names(job: _Job) -> list[str]:
-    return [job.names[i] if 0 <= i < len(job.names) else str(i) for i in job.classes]
