@@ -100,7 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="Adam steps, each one batch of fit images (default: 200, Nesti et al.'s)")  # fmt: skip
     e.add_argument("--lr", type=float, default=DEFAULT_LR_LEVELS, metavar="LEVELS",
                    help=f"Adam's learning rate in 8-bit levels (default: {DEFAULT_LR_LEVELS:g}; Nesti et al.'s 0.5 "
-                   "moved the patch too little in 200 steps on the embedded default, see docs/patches.md)")  # fmt: skip
+                   "moved the patch too little in 200 steps on the default; see the patches guide)")  # fmt: skip
     e.add_argument("--batch-size", type=int, default=10, metavar="N",
                    help="fit images per step, and images per pass when measuring (default: 10, Nesti et "
                    "al.'s)")  # fmt: skip

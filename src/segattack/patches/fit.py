@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 NESTI_LR = 0.5 / 255
 #: The default learning rate, 4 levels: Nesti et al.'s 0.5 levels moved the patch too little in 200 steps on the
 #: embedded default (2026-12-06, a 64x64 patch on 256x512 scenes, 100 fit and 50 held-out scenes: 9.0% of the person
-#: pixels hidden against 8.3% for a random patch; 4 levels: 15.3%; docs/patches.md has the commands).
+#: pixels hidden against 8.3% for a random patch; 4 levels: 15.3%; docs/guides/patches.md has the commands).
 DEFAULT_LR = 4 / 255
 #: Nesti et al.'s iterations on Cityscapes.
 DEFAULT_STEPS = 200
