@@ -162,9 +162,11 @@ class PixelModel(nn.Module):
 
     Args:
         net: any ``nn.Module`` taking normalised (B, C, H, W) images.
-        mean, std: per-channel normalisation applied inside, in [0, 1] units: ``(x - mean) / std``, given in the
-            channel order the network takes (B, G, R with ``bgr=True``). A network that normalises in 0-255 units,
-            ``(x255 - m255) / s255``, takes ``mean = m255 / 255`` and ``std = s255 / 255`` (a std above 1 is legal).
+        mean: per-channel mean of the normalisation applied inside, in [0, 1] units: ``(x - mean) / std``, given in
+            the channel order the network takes (B, G, R with ``bgr=True``). A network that normalises in 0-255
+            units, ``(x255 - m255) / s255``, takes ``mean = m255 / 255`` and ``std = s255 / 255``.
+        std: per-channel standard deviation of that normalisation, in the same units and order (a std above 1 is
+            legal).
         num_classes: if given, the number of output channels is checked on every call (``None`` with
             ``class_names``: their number).
         bgr: for networks trained on OpenCV-read (B, G, R) images: the channels of the RGB input are flipped first,

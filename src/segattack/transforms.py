@@ -18,12 +18,13 @@ Every transform maps (B, C, H, W) float images in [0, 1] to the same shape, dtyp
 differentiable as they are (the 8-bit rounding by straight-through), JPEG by BPDA (Athalye, Carlini and Wagner 2018,
 "Obfuscated Gradients Give a False Sense of Security"): forward the real JPEG, backward the identity.
 
->>> import torch
->>> [t.name for t in parse_transforms("jpeg:75, resize:0.5,blur:1.0,noise:2,identity")]
-['jpeg:75', 'resize:0.5', 'blur:1', 'noise:2', 'identity']
->>> x = torch.full((1, 3, 8, 8), 128 / 255)
->>> bool((Transform("blur", 1.0)(x) == x).all())
-True
+Examples:
+    >>> import torch
+    >>> [t.name for t in parse_transforms("jpeg:75, resize:0.5,blur:1.0,noise:2,identity")]
+    ['jpeg:75', 'resize:0.5', 'blur:1', 'noise:2', 'identity']
+    >>> x = torch.full((1, 3, 8, 8), 128 / 255)
+    >>> bool((Transform("blur", 1.0)(x) == x).all())
+    True
 """
 
 from __future__ import annotations

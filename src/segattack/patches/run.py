@@ -499,16 +499,19 @@ def run_patch(
     Args:
         model: a ``PixelModel`` (images in [0, 1] -> logits at input size; an ``nn.Module`` is wrapped); its
             state is not changed.
-        fit_data, data: data sets (items ``(uint8 image (3, H, W), label)`` with ``image_id(i)``), all images of
-            one size. Unreadable images are left out of the fit and get rows with status "unreadable".
+        fit_data: the data set the patch is fitted on (items ``(uint8 image (3, H, W), label)`` with
+            ``image_id(i)``), all images of one size. Unreadable images are left out of the fit.
+        data: the held-out data set the patch is measured on, of the same kind; unreadable images get rows with
+            status "unreadable".
         config: what to do (``PatchConfig``, the learning rate in [0, 1] units), checked once when it was made.
         out_dir: the job's directory (created). The run holds its lock from the first check to the last file; a
             directory of another job, or of another configuration, is refused (``overwrite``: replace what earlier
             patch runs wrote there, and only that). An interrupted run (Ctrl-C, a crash) keeps its fit checkpoint
             and every row it appended; the same call resumes it and recomputes nothing that was finished.
         rendered: scenes per placement drawn with the patch by the embedded generator (module docstring); 0: none.
-        print_size, dpi: the physical size and resolution written into ``patch.png`` (``export.print_layout``);
-            they change no result and may differ on a resume.
+        print_size: the physical size written into ``patch.png`` (``export.print_layout``); it changes no result
+            and may differ on a resume.
+        dpi: the resolution written into ``patch.png``, likewise.
         device: where to run (default: the model's device).
         describe: what to record about the data and model: ``{"fit": {...}, "data": {...}, "model": {...}}``
             (the command line puts its specs here); compared on resume like the rest.

@@ -11,9 +11,10 @@ leaderboard of several.
 
 The page is ``segattack.report.robustness``, the leaderboard ``segattack.report.leaderboard``.
 
->>> from segattack.robustness import RobustnessConfig
->>> [p.kind for p in RobustnessConfig(eps=(4,), protocol="custom", attacks=("pgd",)).plan]
-['white-box', 'transfer', 'large-eps', 'noise']
+Examples:
+    >>> from segattack.robustness import RobustnessConfig
+    >>> [p.kind for p in RobustnessConfig(eps=(4,), protocol="custom", attacks=("pgd",)).plan]
+    ['white-box', 'transfer', 'large-eps', 'noise']
 """
 
 from .checks import MaskingChecks, masking_checks, noise_images, pixel_accuracy_of

@@ -417,9 +417,10 @@ def train(
 
     Args:
         config: the run (see ``TrainConfig``).
-        train_data, val_data: map-style datasets of (image (3, H, W) uint8 or float in [0, 1], label (H, W) train
-            ids with 255 = ignore); default: synthetic street scenes (``config.data``). The first
-            ``config.train_images`` / ``config.val_images`` items are used.
+        train_data: a map-style dataset of (image (3, H, W) uint8 or float in [0, 1], label (H, W) train ids with
+            255 = ignore); default: synthetic street scenes (``config.data``). Its first ``config.train_images``
+            items are used.
+        val_data: the validation dataset, of the same kind; its first ``config.val_images`` items are used.
         overwrite: if ``out_dir`` holds a run with a different configuration, discard it instead of raising
             ``ConfigMismatchError``.
         progress: show a tqdm progress bar (None: only on a terminal).

@@ -235,8 +235,10 @@ def run_universal(
 
     Args:
         model: a ``PixelModel`` (images in [0, 1] -> logits at input size); its state is not changed.
-        fit_data, eval_data: data sets (items ``(uint8 image (3, H, W), label)`` with ``image_id(i)``), all images
-            of one size. Unreadable held-out images get a row with status "unreadable".
+        fit_data: the data set the perturbation is fitted on (items ``(uint8 image (3, H, W), label)`` with
+            ``image_id(i)``), all images of one size.
+        eval_data: the held-out data set it is measured on, of the same kind. Unreadable held-out images get a row
+            with status "unreadable".
         config: what to do (``UniversalConfig``, eps in 8-bit levels), checked once when it was made.
         out_dir: the job's directory (created). The job holds its lock from the first image to the last file; a
             directory of another kind is refused before any work. There is no resume: a rerun fits again and

@@ -182,8 +182,8 @@ def load(
 
     Raises:
         ConfigError: not a model name, or an unknown one (the message lists the available ones).
-        ModelError: a malformed card, a checksum mismatch, corrupt weights or weights that do not fit.
-        Both are ``ValueError``s.
+        ModelError: a malformed card, a checksum mismatch, corrupt weights or weights that do not fit (both
+            are ``ValueError``s).
     """
     check_model_name(name)
     return load_card(find_card(name, weights_dir=weights_dir), device=device)
