@@ -93,8 +93,9 @@ def paper_steps(eps_levels: float) -> int:
     Rounding rule: the ceiling, so an attack never runs fewer iterations than the formula asks for, and every budget
     gets at least one iteration beyond the first moment its boundary can be reached (eps=10 -> 13, eps=1 -> 2).
 
-    >>> [paper_steps(e) for e in (1, 2, 4, 10, 16, 20)]
-    [2, 3, 5, 13, 20, 24]
+    Examples:
+        >>> [paper_steps(e) for e in (1, 2, 4, 10, 16, 20)]
+        [2, 3, 5, 13, 20, 24]
     """
     if not eps_levels > 0:
         raise InputError(f"eps must be positive, got {eps_levels} levels")

@@ -96,7 +96,8 @@ def worst_case(
             attacks as values (callables, ``functools.partial`` binding their options).
         seed: the members' random draws: member i of image j draws from seeds derived from (seed j, i), so members
             are independent and an image's result does not depend on its batch (None: torch's global RNG).
-        steps, step_size: passed to every member when given; else each member's own defaults.
+        steps: passed to every member when given; else each member's own default.
+        step_size: likewise.
 
     Cost: the members' passes plus one forward pass per member (to measure its success).
     """

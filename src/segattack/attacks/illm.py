@@ -211,7 +211,8 @@ def illm_sweep(
     Args:
         eps: K budgets in [0, 1] units, any order (e.g. ``[1/255, 2/255, 4/255, 10/255]``).
         steps: None (the paper's rule per budget), one int for all, or one int per budget.
-        Other arguments as in ``illm``.
+
+    The other arguments are those of ``illm``.
 
     Returns:
         (K, B, C, H, W) adversarial images, in the order of ``eps``.

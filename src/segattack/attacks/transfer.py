@@ -190,7 +190,8 @@ def transfer(
         white_box: the attack run on the surrogate: a registered name, optionally with ``:LOSS`` (``"pgd:js"``),
             or a callable attack (``functools.partial`` binding its options); default ``"apgd"``. (Not called
             ``attack``: the registry's ``cost``, ``plan`` and ``sweep`` take the attack itself by that name.)
-        steps, step_size: passed to ``white_box`` when given (its own defaults otherwise).
+        steps: passed to ``white_box`` when given (its own default otherwise).
+        step_size: likewise.
         seed: passed to ``white_box`` as it is (``_core.SeedOption``) when it draws random numbers.
 
     Returns (B, C, H, W) in [0, 1], within ``eps``, zero perturbation outside ``mask``.
