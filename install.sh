@@ -3,9 +3,9 @@
 #   ./install.sh          the library and the `segattack` command
 #   ./install.sh docs     plus MkDocs, its Material theme and mkdocstrings: `mkdocs serve` shows the documentation site
 #   ./install.sh test     plus the test tools (pytest, hypothesis, ruff, mypy), the documentation tools, adv-lib
-#                         (without its dependencies: the reference of the minimal-norm attack's test) and, where it is missing and this
-#                         script runs as root on a system with apt-get, Debian's `chromium` (the report test opens
-#                         report.html in headless Chromium; without it that test is skipped)
+#                         (without its dependencies: the reference of the minimal-norm attack's test) and, where
+#                         it is missing and this script runs as root on a system with apt-get, Debian's `chromium`
+#                         (the report test opens report.html in headless Chromium; without it that test is skipped)
 # An installed torch is kept as it is. Without one, torch 2.13.0 is installed first: on the project's
 # build machines pip finds the CPU build on local disk; elsewhere install the torch build you want first.
 set -euo pipefail
