@@ -8,6 +8,9 @@ import pytest
 import torch
 
 import segattack as sa
+from segattack.cli import main
+from segattack.errors import ConfigError
+from segattack.train import TrainConfig, check_init
 from segattack.zoo import FCN8s, available, bilinear_kernel, load, save_model, sha256_file
 
 #: FCN8s-VGG16 of Long et al. (21 classes), counted layer by layer from the voc-fcn8s net: VGG16 convs 14,714,688 +
@@ -257,3 +260,40 @@ def test_shipped_models_load() -> None:
     for name in available():
         model = load(name)
         assert model.predict(torch.rand(1, 3, 32, 64)).shape == (1, 32, 64)
+
+
+@pytest.mark.parametrize("name", sorted(sa.zoo.RETIRED_MODELS))
+def test_a_retired_model_is_refused_naming_the_page_that_reproduces_it(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stages of the default's training history left the package on 2026-12-06: their names are refused with
+    one line that says so and names the documentation page whose commands retrain them, not as unknown models."""
+    root = Path(__file__).resolve().parents[1]
+    page = sa.zoo.RETIRED_MODELS[name]
+    assert (root / page).is_file() and (root / "docs" / "zoo-history" / f"{name}.md").is_file()
+    assert f"`{name}`" in (root / page).read_text(encoding="utf-8")
+    assert name not in available() and not (sa.zoo.WEIGHTS_DIR / f"{name}.safetensors").exists()
+    with pytest.raises(ConfigError) as info:
+        load(name)
+    message = str(info.value)
+    assert "\n" not in message and f"{name!r} was retired from the package" in message and page in message
+    assert f"zoo:runs/<dir>/export/{name}.json" in message and sa.zoo.DEFAULT_MODEL in message
+    capsys.readouterr()
+    assert main(["eval", "--model", f"zoo:{name}", "--data", "synthetic:1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "retired" in err and page in err and "Traceback" not in err
+
+
+def test_the_default_cards_retired_init_is_refused_by_train_and_unknown_elsewhere(tmp_path: Path) -> None:
+    """The default's card records ``--init zoo:fcn2s-synth-w8-r16`` for its first run: ``train`` refuses it with the
+    same line, and the card says where that init is reproduced. Only the shipped zoo knows the retired names: a
+    folder of exports without one says "unknown model"."""
+    card = sa.zoo.find_card(sa.zoo.DEFAULT_MODEL)
+    assert "--init zoo:fcn2s-synth-w8-r16 " in card.extra["commands_before"][0]
+    assert card.extra["retired_init"]["reproduced_by"] == sa.zoo.RETIRED_MODELS["fcn2s-synth-w8-r16"]
+    config = TrainConfig(out_dir=str(tmp_path / "run"), init="zoo:fcn2s-synth-w8-r16", dropout=0.1, output_stride=2,
+                         refine=32, refine2=24)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"init zoo:fcn2s-synth-w8-r16: .*retired.*docs/zoo-history/index\.md"):
+        check_init(config)
+    with pytest.raises(ConfigError, match="unknown model 'fcn8s-synth-w8'"):
+        load("fcn8s-synth-w8", weights_dir=tmp_path)

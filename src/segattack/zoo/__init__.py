@@ -14,6 +14,7 @@ from .card import ModelCard, check_model_name
 from .deeplabv3 import DeepLabV3
 from .fcn8s import FCN8s, bilinear_kernel
 from .registry import (
+    RETIRED_MODELS,
     WEIGHTS_DIR,
     available,
     find_card,
@@ -39,6 +40,7 @@ __all__ = [
     "SegFormer",
     "bilinear_kernel",
     "ARCHITECTURES",
+    "RETIRED_MODELS",
     "WEIGHTS_DIR",
     "ModelCard",
     "available",

@@ -46,14 +46,22 @@ from .architectures import ARCHITECTURES
 from .card import CARD_FORMAT, CORE_FIELDS, ModelCard, check_model_name
 
 __all__ = [
-    "ARCHITECTURES", "WEIGHTS_DIR", "available", "find_card", "load", "load_card", "read_safetensors",
-    "save_model", "sha256_file",
+    "ARCHITECTURES", "RETIRED_MODELS", "WEIGHTS_DIR", "available", "find_card", "load", "load_card",
+    "read_safetensors", "save_model", "sha256_file",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 #: Where the shipped weights and their model cards live.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+#: Models the package shipped once and no longer does (the stages of the default's training history, retired on
+#: 2026-12-06 for a lean install): name -> the documentation page whose chain of training commands reproduces them
+#: (their cards are beside it). ``zoo:NAME`` is refused with one line saying so, not as an unknown model.
+RETIRED_MODELS: dict[str, str] = dict.fromkeys(
+    ("fcn8s-synth-w8", "fcn8s-synth-w8-ft", "fcn4s-synth-w8", "fcn4s-synth-w8-r16-lv", "fcn2s-synth-w8-r16"),
+    "docs/zoo-history/index.md",
+)
 
 
 def _weights_dir(weights_dir: str | os.PathLike[str] | None) -> Path:
@@ -104,7 +112,8 @@ def available(*, weights_dir: str | os.PathLike[str] | None = None) -> dict[str,
 def find_card(target: str, *, weights_dir: str | os.PathLike[str] | None = None) -> ModelCard:
     """The checked model card of ``target``: ``PATH/NAME.json`` (an exported model) or a model name ``NAME`` in
     ``weights_dir`` (default: the shipped models). ``ConfigError`` for a name that is not there (the message lists
-    the available ones) or a card file that does not exist; ``ModelError`` for a card that is not valid."""
+    the available ones), a retired one (``RETIRED_MODELS``: the message names the page that reproduces it) or a card
+    file that does not exist; ``ModelError`` for a card that is not valid."""
     if target.endswith(".json"):
         path = Path(target).expanduser()
         if not path.is_file():
@@ -116,6 +125,13 @@ def find_card(target: str, *, weights_dir: str | os.PathLike[str] | None = None)
     if not path.is_file():
         names = sorted(available(weights_dir=root))
         listing = ", ".join(names) if names else "none (no model cards in that directory)"
+        if weights_dir is None and target in RETIRED_MODELS:
+            page = RETIRED_MODELS[target]
+            raise ConfigError(
+                f"model {target!r} was retired from the package on 2026-12-06 (its weights are no longer shipped): "
+                f"reproduce it with the training commands in {page} of the segattack repository and load the "
+                f"export as zoo:runs/<dir>/export/{target}.json, or use a shipped model: {listing}"
+            )
         raise ConfigError(f"unknown model {target!r} in {root}; available models: {listing}")
     return ModelCard.read(path)
 
