@@ -140,7 +140,7 @@ def test_bgr_flag_reaches_pixel_model(
     err = one_line_error(run_args(pngs, out, "--mean", "0.1,0.2,0.3", "--std", "1,1,1", model=BARE), capsys)
     assert "different configuration" in err
     monkeypatch.undo()
-    assert "--bgr" in one_line_error(run_args(pngs, tmp_path / "z", "--bgr", model="zoo:fcn8s-synth-w8"), capsys)
+    assert "--bgr" in one_line_error(run_args(pngs, tmp_path / "z", "--bgr", model="zoo:fcn2s-synth-w8-r32"), capsys)
     assert "--bgr" in one_line_error(run_args(pngs, tmp_path / "z", "--bgr"), capsys)  # a ready PixelModel
 
 
@@ -227,7 +227,7 @@ def test_class_names_user_errors(pngs: Path, tmp_path: Path, capsys: pytest.Capt
     few.write_text("road\nperson\n")
     e = err("--class-names", str(few), "--num-classes", "19")
     assert "lists 2 names" in e and "19 classes" in e
-    e = err("--class-names", str(few), model="zoo:fcn8s-synth-w8")
+    e = err("--class-names", str(few), model="zoo:fcn2s-synth-w8-r32")
     assert "lists 2 names" in e and "19 classes" in e
     e = err("--class-names", str(few))  # tiny_fcn returns 19 classes for the 2 names: found by the first call
     assert "19 classes" in e and "num_classes=2" in e

@@ -39,13 +39,20 @@ def _hide_at_eps10(model: sa.PixelModel, images: torch.Tensor) -> tuple[torch.Te
 def test_bf16_keeps_hidden_and_kept_within_one_point(shipped: sa.PixelModel, scenes: torch.Tensor) -> None:
     """The issue's tolerance: on CPU with bf16, hidden and kept at eps 10 within 1 percentage point of float32.
 
-    Measured on ``fcn4s-synth-w8``, where it holds on these 3 scenes. On the default ``fcn4s-synth-w8-r16-lv`` it does
-    not: one scene of the 3 ends the 13 float32 steps at about 70% hidden and the bf16 run at 100% (mean 90.1% against
-    100.0%; 98.6% against 99.9% over 8 scenes), a single image flipping, which the README states."""
-    fp32 = sa.zoo.load("fcn4s-synth-w8")
-    bf16 = sa.zoo.load("fcn4s-synth-w8").set_fast_path(amp="bf16")
-    adv32, rows32 = _hide_at_eps10(fp32, scenes)
-    adv16, rows16 = _hide_at_eps10(bf16, scenes)
+    Measured on the default ``fcn2s-synth-w8-r32`` on 2026-12-06 (this test's attack, these 3 scenes): with one
+    thread, hidden 98.82% in float32 against 98.86% in bf16 and kept 98.76% against 98.44%; with two threads 98.83%
+    against 99.73% and 98.51% against 98.45%, the per-scene figures moving by up to 2.8 points (a single image
+    flipping, which the README states). bf16 sums in another order with another number of threads, so the test runs
+    on one, where the margin is widest. (Until 2026-12-06 it ran on ``fcn4s-synth-w8``, retired from the package.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32 = shipped
+        bf16 = sa.zoo.load(sa.zoo.DEFAULT_MODEL).set_fast_path(amp="bf16")
+        adv32, rows32 = _hide_at_eps10(fp32, scenes)
+        adv16, rows16 = _hide_at_eps10(bf16, scenes)
+    finally:
+        torch.set_num_threads(threads)
     assert all(r["class_pixels"] > 0 for r in rows32)  # every scene has persons to hide
     for key in ("fooled", "preserved"):
         m32 = sum(r[key] for r in rows32) / len(rows32)

@@ -261,7 +261,8 @@ def test_the_library_loads_an_init_model_without_the_command_line_layer(tmp_path
     code = (
         "import sys\n"
         "from segattack.train import TrainConfig, check_init\n"
-        f"check_init(TrainConfig(out_dir={str(tmp_path)!r}, init='zoo:fcn8s-synth-w8', dropout=0.1))\n"
+        f"check_init(TrainConfig(out_dir={str(tmp_path)!r}, init='zoo:fcn2s-synth-w8-r32', dropout=0.1, "
+        "output_stride=2, refine=32, refine2=24))\n"
         "print(sorted(m for m in sys.modules if m.startswith(('segattack.specs', 'segattack.commands', "
         "'segattack.cli'))))\n"
     )

@@ -360,7 +360,7 @@ CONFIG = {
         "attacks": [{"name": "illm", "options": {}}], "passes": {"illm": [3, 5, 13]}, "reference": None,
         "sweeps": {"illm": {"shared": True, "forward": 15, "backward": 15}},
         "modes": ["full", "posthoc"], "images": 5, "figure1_eps": 10, "data": "synthetic:5", "size": [96, 300],
-        "model": "zoo:fcn8s-synth-w8", "weights": None, "model_sha256": "b88ed888867c75e3", "num_classes": 19,
+        "model": "zoo:fcn2s-synth-w8-r32", "weights": None, "model_sha256": "b88ed888867c75e3", "num_classes": 19,
     },
     "run": {
         "batch_size": 4, "device": "cpu", "seed": 0, "written": "2026-01-01T00:00:00+0000",
@@ -491,7 +491,7 @@ def test_report_page_structure(run_dir: Path) -> None:
     assert "eps = 10" in head and ">77.5%<" in head and ">46.5%<" in head and ">97.3%<" in head
     assert "<b>4</b> images with person pixels, of 5" in head and "1 without person" in head
     facts = page[positions[1] : positions[2]]
-    assert "zoo:fcn8s-synth-w8" in facts and "synthetic:5" in facts and "96×300" in facts
+    assert "zoo:fcn2s-synth-w8-r32" in facts and "synthetic:5" in facts and "96×300" in facts
     assert "<b>2.5 s</b> for 4 images" in facts  # 0.5 + 0.75 + 0.5 + 0.75: once per image, not per row
     assert "<b>illm</b> 3 / 5 / 13 at eps 2 / 4 / 10, 15 in all" in facts and "device <b>cpu</b>" in facts
     assert "torch 2.13.0+cpu" in facts

@@ -332,7 +332,7 @@ def compare_sentences(
     class_names: Sequence[str] = ("person",),
 ) -> list[str]:
     """One sentence per model, e.g. ``"deeplabv3-synth: clean mIoU 71.2%; at eps 10 hides 93.1 ± 4.0% of person
-    pixels while keeping 97.9% of the background; its examples transfer to fcn8s-synth-w8 hiding 20.4%."``"""
+    pixels while keeping 97.9% of the background; its examples transfer to fcn2s-synth-w8-r32 hiding 20.4%."``"""
     cls = class_phrase(class_names)
     out = []
     for a in models:
