@@ -1,0 +1,73 @@
+"""Robustness of the zoo's adversarially trained model against the default one, under an untargeted attack.
+
+Clean figures come from ``sa.evaluate``; the robust ones attack every batch against its ground truth and pool the
+confusion matrices over the data set, as ``segattack eval`` and the robustness job do (mIoU over the classes present,
+pixel accuracy over all counted pixels). This is a quick look at one attack; ``segattack robustness`` (Python:
+``segattack.robustness.run_robustness``) runs a whole protocol with its sanity checks into a directory.
+
+    python examples/evaluate_robustness.py --images 4 --eps 4 --attack apgd --steps 20
+"""
+
+import argparse
+
+import torch
+
+import segattack as sa
+
+CLASSES = 19  # Cityscapes train ids
+
+
+def size(text: str) -> tuple[int, int]:
+    """'256x512' -> (256, 512): height x width in pixels."""
+    h, x, w = text.lower().partition("x")
+    if not (x and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH in pixels, e.g. 256x512, got {text!r}")
+    return int(h), int(w)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=4, help="synthetic validation scenes (default 4)")
+    parser.add_argument("--size", type=size, default=(256, 512), help="HEIGHTxWIDTH (default 256x512)")
+    parser.add_argument("--eps", type=int, default=4, help="budget in 8-bit levels (default 4, as in training)")
+    parser.add_argument("--attack", default="apgd", help="a registered untargeted attack (default apgd)")
+    parser.add_argument("--steps", type=int, default=20, help="attack steps (default 20)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images attacked at once (default 4)")
+    args = parser.parse_args()
+    if min(args.images, args.eps, args.steps, args.batch_size) < 1:
+        parser.error("--images, --eps, --steps and --batch-size must be at least 1")
+    try:
+        info = sa.attacks.info(args.attack)  # an unknown name raises a ValueError listing the available attacks
+    except ValueError as err:
+        parser.error(str(err))
+    if info.only == "targeted":
+        parser.error(f"attack {args.attack!r} is targeted only; robustness is measured untargeted (e.g. apgd, pgd)")
+
+    scenes = sa.data.SyntheticStreets(split="val", size=args.size, length=args.images)
+    print(
+        f"images: {len(scenes)} at {args.size[0]}x{args.size[1]}; {args.attack}, {args.steps} steps, eps {args.eps}/255"
+    )
+    print(f"{'model':<24} {'clean mIoU %':>12} {'clean acc %':>11} {'robust mIoU %':>13} {'robust acc %':>12}")
+    for name in (sa.zoo.DEFAULT_MODEL, sa.zoo.ROBUST_MODEL):
+        model = sa.zoo.load(name)
+        clean = sa.evaluate(model, scenes, num_classes=CLASSES)  # an EvalResult: .miou, .pixel_accuracy, .iou
+
+        confusion = torch.zeros(CLASSES, CLASSES, dtype=torch.int64)
+        for start in range(0, len(scenes), args.batch_size):
+            batch = [scenes[i] for i in range(start, min(start + args.batch_size, len(scenes)))]
+            images = torch.stack([image for image, _ in batch]).float() / 255
+            labels = torch.stack([label for _, label in batch])  # ground truth (255 = ignored)
+            seeds = list(range(start, start + len(batch)))  # one per image: results do not depend on --batch-size
+            options = {"seed": seeds} if info.seeded else {}
+            adv = info.fn(model, images, labels, eps=args.eps / 255, targeted=False, steps=args.steps, **options)
+            confusion += sa.confusion_matrix(model.predict(adv), labels, num_classes=CLASSES)
+
+        robust_miou, robust_acc = sa.mean_iou(confusion), sa.pixel_accuracy(confusion)
+        print(
+            f"{name:<24} {100 * clean.miou:>12.1f} {100 * clean.pixel_accuracy:>11.1f} "
+            f"{100 * robust_miou:>13.1f} {100 * robust_acc:>12.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
