@@ -469,7 +469,8 @@ def add_data_args(p: argparse.ArgumentParser, *, default: str = DEFAULT_DATA) ->
         metavar="DIR",
         default=None,
         help="with folder:PATH, a folder of ground-truth PNGs (Cityscapes train ids, 255 = ignore) named like the "
-        "images; only `eval` uses ground truth, attacks take their targets from the prediction",
+        "images, for clean mIoU and the untargeted goal; the paper's hiding attack takes its targets from the "
+        "prediction",
     )
 
 

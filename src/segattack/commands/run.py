@@ -93,6 +93,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=None,
         help="draw Figure 1 for these image ids instead (as in results.jsonl, e.g. val_000012)",
     )
+    o.add_argument("--seed", type=int, default=0, help="seed of every random draw (the random starts of pgd, segpgd, "
+                   "cospgd and apgd, EOT, the noise transform), derived per image so that an image's rows do not "
+                   "depend on its batch or a resume; a resume takes the seed its rows were made with (default: 0)")
     o.add_argument("--overwrite", action="store_true", help="replace the results of a different configuration in --out")
     o.add_argument(
         "--no-memory-check",
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         save_images=args.save_images,
         label_names=names,
+        seed=args.seed,
     )
     options = build_options(check_memory=args.check_memory, read_workers=args.read_workers)
     run_and_report(model, data, config, out=args.out, describe=describe, device=args.device,

@@ -382,12 +382,13 @@ def sweep_record(spec: AttackSpec, eps_levels: Sequence[float]) -> dict[str, Any
 
 
 def check_config_file(
-    out: Path, experiment: Mapping[str, Any], overwrite: bool
+    out: Path, experiment: Mapping[str, Any], overwrite: bool, *, seed: int = 0
 ) -> tuple[set[str], dict[str, dict[str, Any]]]:
-    """Refuse a different configuration in ``out``; return the attacks of this run whose earlier rows can be kept
-    (the same name and options as before), and the descriptions of the earlier runs' other attacks (those of
-    ``config.json``'s ``attacks`` and ``kept_attacks``), whose finished rows stay in ``results.jsonl``: running
-    fewer attacks never deletes finished work, and running them again later resumes them."""
+    """Refuse a different configuration in ``out``, or another ``seed`` than its rows were made with; return the
+    attacks of this run whose earlier rows can be kept (the same name and options as before), and the descriptions
+    of the earlier runs' other attacks (those of ``config.json``'s ``attacks`` and ``kept_attacks``), whose finished
+    rows stay in ``results.jsonl``: running fewer attacks never deletes finished work, and running them again later
+    resumes them."""
     rundir.check_kind(out, "run")  # a universal or compare directory is never taken over, not even by --overwrite
     path = out / CONFIG_FILE
     has_results = (out / RESULTS_FILE).exists()
@@ -420,6 +421,13 @@ def check_config_file(
             f"{out} holds results of a different configuration ({_diff(old, experiment, _PER_ATTACK)}); replace "
             "them with "
             "--overwrite (overwrite=True) or choose another output directory"
+        )
+    earlier_seed = read_config(out).get("run", {}).get("seed", 0)
+    if has_results and earlier_seed != seed:
+        raise ExperimentError(
+            f"{out} holds results made with seed {earlier_seed} (random starts, EOT and noise draws), this run has "
+            f"seed {seed}; run with --seed {earlier_seed} to resume, or replace them with --overwrite "
+            "(overwrite=True), or choose another output directory"
         )
     listed = [*(old.get("kept_attacks") or []), *old.get("attacks", [{"name": DEFAULT_ATTACK, "options": {}}])]
     before = {a["name"]: a for a in listed if isinstance(a, Mapping) and isinstance(a.get("name"), str)}

@@ -261,7 +261,7 @@ class _Run:
         """Check and write the configuration, prepare results.jsonl: the attacks done per image, the rows kept
         (those of attacks this run does not run included: finished work is never deleted)."""
         out, c = self.out, self.config
-        reusable, earlier = check_config_file(out, self.experiment, overwrite)
+        reusable, earlier = check_config_file(out, self.experiment, overwrite, seed=c.seed)
         names = [a.name for a in c.attacks]
         rundir.record_outputs(out, rundir.run_files(self.ids, attacks=names, eps_levels=list(c.eps),
                                                     modes=c.modes or (), save_images=c.save_images),
