@@ -8,6 +8,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
@@ -51,3 +53,23 @@ def test_every_page_of_the_navigation_exists() -> None:
     assert len(nav) > 20
     missing = [page for page in nav if not (ROOT / "docs" / page).exists()]
     assert not missing, f"mkdocs.yml's nav names missing pages {missing}"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_readme_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python block runs as written, on two tiny synthetic scenes (``images``, ``labels`` and
+    ``dataset`` are the only names it leaves to the reader)."""
+    import torch
+
+    import segattack as sa
+
+    block = re.search(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert block is not None, "README.md has a Python block"
+    dataset = sa.data.SyntheticStreets(split="val", size=(32, 64), length=2, seed=0)
+    images = torch.stack([dataset[i][0] for i in range(2)]).float() / 255
+    labels = torch.stack([dataset[i][1] for i in range(2)])
+    monkeypatch.chdir(tmp_path)
+    scope = {"images": images, "labels": labels, "dataset": dataset}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    assert scope["adv"].shape == images.shape and (scope["adv"] - images).abs().max() <= 10 / 255 + 1e-6
+    assert (tmp_path / "runs" / "x" / "results.jsonl").exists()
