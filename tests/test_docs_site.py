@@ -73,3 +73,15 @@ def test_the_readme_python_api_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     exec(compile(block.group(1), "README.md", "exec"), scope)
     assert scope["adv"].shape == images.shape and (scope["adv"] - images).abs().max() <= 10 / 255 + 1e-6
     assert (tmp_path / "runs" / "x" / "results.jsonl").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_tutorial_python_block_runs() -> None:
+    """The tutorial's Python block runs as written (four scenes at 256x512, the paper's attack at eps 10) and
+    hides most person pixels, as the page says."""
+    block = re.search(r"```python\n(import segattack as sa\n.*?)```", (ROOT / "docs" / "tutorial.md").read_text(),
+                      flags=re.S)  # fmt: skip
+    assert block is not None, "docs/tutorial.md has its Python block"
+    scope: dict = {}
+    exec(compile(block.group(1), "docs/tutorial.md", "exec"), scope)
+    assert scope["sa"].summarize(scope["m"].fooled).mean > 0.9
