@@ -1,16 +1,15 @@
 """Robustness of the zoo's adversarially trained model against the default one, under an untargeted attack.
 
-Clean figures come from ``sa.evaluate``; the robust ones attack every batch against its ground truth and pool the
-confusion matrices over the data set, as ``segattack eval`` and the robustness job do (mIoU over the classes present,
-pixel accuracy over all counted pixels). This is a quick look at one attack; ``segattack robustness`` (Python:
-``segattack.robustness.run_robustness``) runs a whole protocol with its sanity checks into a directory.
+Clean figures come from ``sa.evaluate``, the robust ones from ``sa.evaluate(..., attack=, eps=)``, which attacks every
+batch against its ground truth and pools the confusion matrices over the data set, as ``segattack eval`` and the
+robustness job do (mIoU over the classes present, pixel accuracy over all counted pixels). This is a quick look at
+one attack; ``segattack robustness`` (Python: ``segattack.robustness.run_robustness``) runs a whole protocol with its
+sanity checks into a directory.
 
     python examples/evaluate_robustness.py --images 4 --eps 4 --attack apgd --steps 20
 """
 
 import argparse
-
-import torch
 
 import segattack as sa
 
@@ -51,18 +50,11 @@ def main() -> None:
     for name in (sa.zoo.DEFAULT_MODEL, sa.zoo.ROBUST_MODEL):
         model = sa.zoo.load(name)
         clean = sa.evaluate(model, scenes, num_classes=CLASSES)  # an EvalResult: .miou, .pixel_accuracy, .iou
-
-        confusion = torch.zeros(CLASSES, CLASSES, dtype=torch.int64)
-        for start in range(0, len(scenes), args.batch_size):
-            batch = [scenes[i] for i in range(start, min(start + args.batch_size, len(scenes)))]
-            images = torch.stack([image for image, _ in batch]).float() / 255
-            labels = torch.stack([label for _, label in batch])  # ground truth (255 = ignored)
-            seeds = list(range(start, start + len(batch)))  # one per image: results do not depend on --batch-size
-            options = {"seed": seeds} if info.seeded else {}
-            adv = info.fn(model, images, labels, eps=args.eps / 255, targeted=False, steps=args.steps, **options)
-            confusion += sa.confusion_matrix(model.predict(adv), labels, num_classes=CLASSES)
-
-        robust_miou, robust_acc = sa.mean_iou(confusion), sa.pixel_accuracy(confusion)
+        robust = sa.evaluate(  # every batch attacked against its ground truth first, one seed per image
+            model, scenes, num_classes=CLASSES, batch_size=args.batch_size,
+            attack=args.attack, eps=args.eps / 255, attack_options={"steps": args.steps},
+        )  # fmt: skip
+        robust_miou, robust_acc = robust.miou, robust.pixel_accuracy
         print(
             f"{name:<24} {100 * clean.miou:>12.1f} {100 * clean.pixel_accuracy:>11.1f} "
             f"{100 * robust_miou:>13.1f} {100 * robust_acc:>12.1f}"
