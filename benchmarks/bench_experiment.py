@@ -52,7 +52,7 @@ import segattack.experiment.loop as experiment_loop
 from segattack.commands._common import DEFAULT_EPS
 from segattack.commands.demo import DEMO_BATCH
 from segattack.experiment import ExperimentConfig, RunOptions
-from segattack.memory import tune_allocator
+from segattack.allocator import tune_allocator
 
 PERSON = 11
 
@@ -294,7 +294,7 @@ def main() -> None:
                    "threads), for the ratio of wall times")  # fmt: skip
     p.add_argument("--skip-efficiency", action="store_true", help="only the --distributed measurement")
     p.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
-                   help="glibc's malloc tuned as the command line does (memory.tune_allocator)")  # fmt: skip
+                   help="glibc's malloc tuned as the command line does (allocator.tune_allocator)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="OUT")
     args = p.parse_args()
     if args.calibrate_every is None:

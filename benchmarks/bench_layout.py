@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import segattack as sa
-from segattack.memory import tune_allocator
+from segattack.allocator import tune_allocator
 
 
 def step(model: sa.PixelModel, x: torch.Tensor, target: torch.Tensor) -> None:

@@ -30,7 +30,7 @@ from PIL import Image
 import segattack as sa
 import segattack.experiment as experiment_mod
 from segattack.experiment import ExperimentConfig, RunOptions, run_experiment
-from segattack.memory import tune_allocator
+from segattack.allocator import tune_allocator
 
 PERSON = 11
 

@@ -1,4 +1,4 @@
-"""``memory.tune_allocator``: glibc's malloc keeps freed CPU tensors in the heap (what it changes is measured in
+"""``allocator.tune_allocator``: glibc's malloc keeps freed CPU tensors in the heap (what it changes is measured in
 ``benchmarks/bench_experiment.py --no-tune-allocator``; here only that it takes effect once and is safe to repeat)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 SCRIPT = """
-import os, segattack.memory as m
+import os, segattack.allocator as m
 assert m.tune_allocator() is True and m.tune_allocator() is True
 print("ok")
 """

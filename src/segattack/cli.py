@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 2
         _check_output_options(args)
-        from .memory import tune_allocator
+        from .allocator import tune_allocator
 
         tune_allocator()
         return int(args.func(args) or 0)
