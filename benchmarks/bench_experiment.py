@@ -49,10 +49,10 @@ import segattack as sa
 import segattack.experiment as experiment_mod
 import segattack.experiment.figure1 as experiment_figure1
 import segattack.experiment.loop as experiment_loop
+from segattack.allocator import tune_allocator
 from segattack.commands._common import DEFAULT_EPS
 from segattack.commands.demo import DEMO_BATCH
 from segattack.experiment import ExperimentConfig, RunOptions
-from segattack.allocator import tune_allocator
 
 PERSON = 11
 

@@ -29,8 +29,8 @@ from PIL import Image
 
 import segattack as sa
 import segattack.experiment as experiment_mod
-from segattack.experiment import ExperimentConfig, RunOptions, run_experiment
 from segattack.allocator import tune_allocator
+from segattack.experiment import ExperimentConfig, RunOptions, run_experiment
 
 PERSON = 11
 
