@@ -7,6 +7,9 @@ the model, the data and the run's cost, Figure 2, the attacks compared (with sev
 transforms (where the run measured it), the summary table per eps and mode, Figure 1, the gallery of per-image
 thumbnails (worst first) and the configuration. Everything is inline (images as ``data:`` URIs, CSS in a
 ``<style>``, no script, no font or file from elsewhere), and the layout follows the width of the screen.
+
+The sections themselves (headline, facts, tables) are drawn by ``segattack.report.sections``; this module assembles
+them with the figures and their captions.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import math
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunDirError
-from ..formatting import duration, num
 from ..rundir import (
     FIGURE1_PREFIX,
     FIGURE_STEMS,
@@ -41,15 +42,13 @@ from ..rundir import (
 )
 from .figures import attacks_figure, figure1, figure2, survival_figure
 from .gallery import GALLERY_CSS, GalleryItem, gallery_html, read_gallery
-from .page import PAGE_CSS, esc, img_tag
+from .page import PAGE_CSS, img_tag
+from .sections import MODE_SHORT, facts, headline_hide, headline_untargeted, summary_table, survival_table
 from .summary import (
     MODE_TITLES,
     NO_TRANSFORM,
-    WORST,
     attack_sentences,
-    attack_time,
     class_phrase,
-    headline,
     plural,
     sentences,
     summarize_results,
@@ -90,325 +89,6 @@ class Report:
         self.survival_sentences = survival_sentences or []
         #: what was dropped from results.jsonl as invalid or duplicate (``RowCheck.message``), None if nothing
         self.dropped_rows = dropped_rows
-
-
-def _cell(v: Any, pct: bool = False) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "–"
-        return f"{100 * v:.1f}" if pct else f"{v:.2f}"
-    return html.escape(str(v))
-
-
-def _pm(mean: Any, std: Any) -> str:
-    """``97.9 <small>± 4.8</small>`` (percent), ``–`` for NaN."""
-    if not isinstance(mean, float | int) or math.isnan(mean):
-        return "–"
-    s = "" if not isinstance(std, float | int) or math.isnan(std) else f" <small>± {100 * std:.1f}</small>"
-    return f"{100 * mean:.1f}{s}"
-
-
-def _levels(eps: Any) -> str:
-    e = num(eps)
-    return esc(eps) if math.isnan(e) else f"{e:g}"
-
-
-_MODE_SHORT = {"full": "whole image", "posthoc": "restricted post hoc", "during": "restricted during"}
-
-
-def _stat(value: Any, std: Any, label: str, cls: str = "") -> str:
-    v = num(value)
-    if math.isnan(v):
-        return ""
-    s = num(std)
-    pm = "" if math.isnan(s) else f'<span class="pm">± {100 * s:.1f}</span>'
-    return (
-        f'<div class="stat {cls}"><span class="v">{100 * v:.1f}%</span>{pm}'
-        f'<span class="k">{html.escape(label)}</span></div>'
-    )
-
-
-def _vanish_stat(r: Mapping[str, Any], who: str) -> str:
-    """The pooled share of instances that vanish entirely, with the counts (``""`` without instance counts)."""
-    n = num(r.get("instances"))
-    if math.isnan(n) or n <= 0:
-        return ""
-    h = num(r.get("instances_hidden"))
-    gt = num(r.get("gt_instances"))
-    extra = ""
-    if not math.isnan(gt) and gt > 0:
-        extra = f"; ground truth {100 * num(r.get('gt_instances_hidden')) / gt:.1f}% of {int(gt)}"
-    return (
-        f'<div class="stat vanish"><span class="v">{100 * h / n:.1f}%</span><span class="pm">{int(h)} of {int(n)}'
-        f'</span><span class="k">of {html.escape(who)} vanish entirely{html.escape(extra)}</span></div>'
-    )
-
-
-def _headline_hide(
-    summary: Sequence[Mapping[str, Any]], cls: str, lines: Sequence[str], who: str = "persons", threshold: Any = 0.95
-) -> str:
-    head = headline(summary, goal="hide")
-    rows: Mapping[str, Mapping[str, Any]] = head.get("rows", {})
-    if not rows or not any(r.get("fooled_count") for r in rows.values()):
-        text = lines[0] if lines else f"no image with {cls} pixels was attacked"
-        return f'<section class="headline"><p class="none">{html.escape(text[:1].upper() + text[1:])}.</p></section>'
-    eps = _levels(head["eps"])
-    by = "" if len({r.get("attack") for r in summary}) <= 1 else f", attack <b>{esc(head['attack'])}</b>"
-    parts = [
-        '<section class="headline" id="headline">',
-        f'<p class="lede">At <b>eps = {eps}</b> ({eps}/255 in L-inf){by}:</p><div class="modes">',
-    ]
-    for mode, r in rows.items():
-        title = {"full": "whole image", "posthoc": f"restricted to {cls} pixels (post hoc)"}.get(
-            mode, f"restricted to {cls} pixels during the attack"
-        )
-        if not r.get("fooled_count"):
-            parts.append(f'<div class="mode"><h3>{html.escape(title)}</h3><p>no image with {esc(cls)} pixels</p>')
-            parts.append("</div>")
-            continue
-        parts.append(
-            f'<div class="mode"><h3>{html.escape(title)}</h3><div class="stats">'
-            + _stat(r["fooled_mean"], r["fooled_std"], f"of {cls} pixels hidden", "hidden")
-            + _stat(r["preserved_mean"], r["preserved_std"], "of background kept", "kept")
-            + _vanish_stat(r, who)
-            + "</div></div>"
-        )
-    parts.append("</div>")
-    first = next(iter(rows.values()))
-    n_ok = int(first.get("fooled_count") or 0)
-    apart = [
-        f"{first.get(k, 0)} {what}"
-        for k, what in (("absent", f"without {cls}"), ("all_hidden", f"all {cls}"), ("unreadable", "unreadable"))
-        if first.get(k)
-    ]
-    tail = f" ({', '.join(apart)}: counted apart)" if apart else ""
-    parts.append(
-        f'<p class="count"><b>{n_ok}</b> image{"s" if n_ok != 1 else ""} with {esc(cls)} pixels, of '
-        f"{first.get('images', n_ok)}{html.escape(tail)}; mean ± population std over images.</p>"
-    )
-    parts.append(
-        '<p class="def"><b>hidden</b>: share of the pixels the model predicts as '
-        f"{esc(cls)} on the clean image that it no longer predicts as {esc(cls)} on the adversarial one. "
-        "<b>kept</b>: share of the other pixels whose prediction is unchanged. "
-        f"<b>vanish entirely</b>: {esc(who)} (connected regions of {esc(cls)} in the clean prediction, "
-        f"8-connected) of which at least {100 * num(threshold):g}% of the pixels are hidden, pooled over the images "
-        "(all hidden / all found). eps is the L-inf budget in 8-bit levels. Reproduction of Fischer, Kumar, "
-        "Metzen and Brox (2017), <i>Adversarial Examples for Semantic Image Segmentation</i>.</p></section>"
-    )
-    return "".join(parts)
-
-
-def _headline_untargeted(summary: Sequence[Mapping[str, Any]], against: str) -> str:
-    head = headline(summary, goal="untargeted")
-    row = head.get("rows", {}).get("full")
-    if row is None or not row.get("accuracy_count"):
-        return '<section class="headline"><p class="none">No image was attacked.</p></section>'
-    eps = _levels(head["eps"])
-    who = "the worst of all attacks, per image" if head["attack"] == WORST else f"attack {head['attack']}"
-    stats = (
-        _stat(row["miou"], math.nan, "mIoU under attack", "hidden")
-        + _stat(row["clean_miou"], math.nan, "mIoU of the clean model", "kept")
-        + _stat(row["accuracy_mean"], row["accuracy_std"], "pixel accuracy under attack", "hidden")
-        + _stat(row["clean_accuracy_mean"], row["clean_accuracy_std"], "clean pixel accuracy", "kept")
-    )
-    n = int(row["accuracy_count"])
-    return (
-        f'<section class="headline" id="headline"><p class="lede">At <b>eps = {eps}</b> ({eps}/255 in L-inf), '
-        f'{html.escape(who)}:</p><div class="stats">{stats}</div><p class="count"><b>{n}</b> '
-        f"image{'s' if n != 1 else ''}, against {html.escape(against)}; accuracy: mean ± population std over "
-        "images.</p>"
-        '<p class="def">Untargeted attacks: each tries to change the prediction away from the labels. eps is the '
-        f"L-inf budget in 8-bit levels; <b>accuracy</b> = share of the labelled pixels predicted as {against}; "
-        "<b>mIoU</b> from the confusion matrices summed over the data set (the Cityscapes rule). <b>worst of "
-        "all</b>: per image, the attack with the lowest accuracy.</p></section>"
-    )
-
-
-def _passes(exp: Mapping[str, Any]) -> str:
-    passes = exp.get("passes")
-    eps = exp.get("eps_levels") or []
-    if not isinstance(passes, Mapping) or not passes:
-        return ""
-    recorded = exp.get("sweeps")
-    sweeps: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
-    out = []
-    for name, per_eps in passes.items():
-        if not isinstance(per_eps, list):
-            continue
-        text = f"<b>{esc(name)}</b> " + " / ".join(esc(p) for p in per_eps)
-        if len(eps) == len(per_eps) and len(eps) > 1:
-            text += " at eps " + " / ".join(_levels(e) for e in eps)
-        elif len(eps) == 1:
-            text += f" at eps {_levels(eps[0])}"
-        total = _sweep_total(sweeps.get(name), eps)
-        if total:
-            text += f", {html.escape(total)}"
-        out.append(text)
-    if not out:
-        return ""
-    during = ""
-    if "during" in exp.get("modes", []):
-        during = " The restriction during the attack runs each attack once more."
-    return "Passes per image (forward+backward): " + "; ".join(out) + "." + during
-
-
-def _sweep_total(sweep: Any, eps: Sequence[Any]) -> str:
-    """``15 in all: the budgets share a prefix`` where the attack's sweep shares one (``illm``); else ``""``. From
-    the run's ``config.json`` (``sweeps``, written by the experiment); a run written without it says nothing here."""
-    if not isinstance(sweep, Mapping) or not sweep.get("shared") or len(eps) < 2:
-        return ""
-    forward = sweep.get("forward")
-    return f"{forward} in all (the budgets share a prefix)" if isinstance(forward, int) else ""
-
-
-def _facts(config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], cls: str) -> str:
-    exp: Mapping[str, Any] = config.get("experiment", {})
-    run: Mapping[str, Any] = config.get("run", {}) or {}
-    items: list[tuple[str, str]] = []
-    model = exp.get("model")
-    sha = exp.get("model_sha256")
-    model_txt = f"<code>{esc(model)}</code>" if model else "given from Python"
-    if exp.get("weights"):
-        model_txt += f", weights <code>{esc(exp['weights'])}</code>"
-    if sha:
-        model_txt += f' <span class="sub">(sha256 {esc(str(sha)[:12])}…)</span>'
-    items.append(("Model", model_txt))
-    data = exp.get("data")
-    data_txt = f"<code>{esc(data)}</code>, " if data else ""
-    n = exp.get("images")
-    data_txt += f"{esc(n)} images" if n is not None else "images"
-    size = exp.get("size")
-    if isinstance(size, list) and len(size) == 2:
-        data_txt += f" at {esc(size[0])}×{esc(size[1])}"
-    if exp.get("goal") != "untargeted":
-        ids = exp.get("class_ids", [])
-        data_txt += f"; hiding <b>{esc(cls)}</b>" + (f" (train id {', '.join(esc(i) for i in ids)})" if ids else "")
-    items.append(("Data", data_txt))
-    attacks = [a for a in exp.get("attacks", []) if isinstance(a, Mapping)]
-    if attacks:
-        descr = []
-        for a in attacks:
-            opts = ", ".join(f"{esc(k)}={esc(v)}" for k, v in (a.get("options") or {}).items())
-            descr.append(f"<b>{esc(a.get('name'))}</b>" + (f" ({opts})" if opts else ""))
-        eps = exp.get("eps_levels") or []
-        modes = ", ".join(_MODE_SHORT.get(m, m) for m in exp.get("modes", []))
-        items.append(("Attack", ", ".join(descr) + f"; eps {', '.join(_levels(e) for e in eps)} levels" + f"; {modes}"))
-    seconds, attacked = attack_time(rows)
-    cost = []
-    if attacked:
-        cost.append(
-            f"<b>{duration(seconds)}</b> for {attacked} image{'s' if attacked != 1 else ''} "
-            f"({duration(seconds / attacked)} per image, every eps and mode; the rows' <code>time_s</code> summed, "
-            "loading the model not counted)"
-        )
-    passes = _passes(exp)
-    if passes:
-        cost.append(passes)
-    if cost:
-        items.append(("Cost", "<br>".join(cost)))
-    if run:
-        bits = []
-        if run.get("device"):
-            bits.append(f"device <b>{esc(run['device'])}</b>")
-        if run.get("batch_size") is not None:
-            bits.append(f"batch {esc(run['batch_size'])}")
-        if run.get("seed") is not None:
-            bits.append(f"seed {esc(run['seed'])}")
-        versions = run.get("versions") or {}
-        if isinstance(versions, Mapping) and versions:
-            bits.append(" ".join(f"{esc(k)} {esc(v)}" for k, v in versions.items()))
-        if run.get("written"):
-            bits.append(f'<span class="sub">written {esc(run["written"])}</span>')
-        if bits:
-            items.append(("Run", " · ".join(bits)))
-    return '<dl class="facts">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
-
-
-def _table(summary: Sequence[Mapping[str, Any]], untargeted: bool) -> str:
-    several = len({r.get("attack") for r in summary}) > 1
-    if untargeted:
-        heads = ["attack", "eps", "images", "mIoU %", "clean mIoU %", "accuracy %", "PSNR&nbsp;dB", "max L&#8209;inf"]
-    else:
-        heads = [
-            "eps", "mode", "hidden %", "kept %", "vanish %", "target hit %", "images", "with class", "absent",
-            "all hidden", "unreadable", "PSNR&nbsp;dB", "SSIM", "max L&#8209;inf",
-        ]  # fmt: skip
-        if several:
-            heads.insert(0, "attack")
-    left = {"attack", "mode"}
-    out = ['<div class="scroll"><table><thead><tr>']
-    out.append("".join(f'<th class="l">{h}</th>' if h in left else f"<th>{h}</th>" for h in heads))
-    out.append("</tr></thead><tbody>")
-    prev: tuple[Any, Any] | None = None
-    for r in summary:
-        key = (r.get("attack"), None if untargeted else r["eps"])
-        group = ' class="group"' if prev is not None and key != prev else ""
-        prev = key
-        if untargeted:
-            cells = [
-                f'<td class="l">{esc(r.get("attack", ""))}</td>', f"<td>{_cell(r['eps'])}</td>",
-                f"<td>{_cell(r['images'])}</td>", f"<td>{_cell(r['miou'], True)}</td>",
-                f"<td>{_cell(r['clean_miou'], True)}</td>", f"<td>{_pm(r['accuracy_mean'], r['accuracy_std'])}</td>",
-                f"<td>{_cell(r['psnr_mean'])}</td>", f"<td>{_cell(r['linf_max'])}</td>",
-            ]  # fmt: skip
-        else:
-            cells = [
-                f"<td>{_cell(r['eps'])}</td>", f'<td class="l">{esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>',
-                f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td>",
-                f"<td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>", f"<td>{_vanish_cell(r)}</td>",
-                f"<td>{_cell(r['target_hit_mean'], True)}</td>", f"<td>{_cell(r['images'])}</td>",
-                f"<td>{_cell(r['ok'])}</td>", f"<td>{_cell(r['absent'])}</td>", f"<td>{_cell(r['all_hidden'])}</td>",
-                f"<td>{_cell(r['unreadable'])}</td>", f"<td>{_cell(r['psnr_mean'])}</td>",
-                f"<td>{_ssim_cell(r.get('ssim_mean'))}</td>", f"<td>{_cell(r['linf_max'])}</td>",
-            ]  # fmt: skip
-            if several:
-                cells.insert(0, f'<td class="l">{esc(r.get("attack", ""))}</td>')
-        out.append(f"<tr{group}>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table></div>")
-    return "".join(out)
-
-
-def _vanish_cell(r: Mapping[str, Any]) -> str:
-    """``30.0 <small>12/40</small>``: the pooled share of instances that vanish, ``–`` without instances."""
-    n = num(r.get("instances"))
-    if math.isnan(n) or n <= 0:
-        return "–"
-    h = num(r.get("instances_hidden"))
-    return f"{100 * h / n:.1f} <small>{int(h)}/{int(n)}</small>"
-
-
-def _ssim_cell(v: Any) -> str:
-    x = num(v)
-    return "–" if math.isnan(x) else f"{x:.4f}"
-
-
-def _survival_table(survival: Sequence[Mapping[str, Any]]) -> str:
-    """Survival at the eps nearest 10: per transform and mode, hidden, kept and vanish (first attack)."""
-    if not survival:
-        return ""
-    first = survival[0]["attack"]
-    rows = [r for r in survival if r["attack"] == first]
-    eps = sorted({r["eps"] for r in rows}, key=float)
-    e10 = min(eps, key=lambda e: (abs(float(e) - 10), -float(e)))
-    out = ['<div class="scroll"><table><thead><tr><th class="l">transform</th><th class="l">mode</th>'
-           "<th>hidden %</th><th>kept %</th><th>vanish %</th><th>images</th><th>PSNR&nbsp;dB</th><th>SSIM</th>"
-           "</tr></thead><tbody>"]  # fmt: skip
-    prev = None
-    for r in rows:
-        if r["eps"] != e10:
-            continue
-        group = ' class="group"' if prev is not None and r["transform"] != prev else ""
-        prev = r["transform"]
-        out.append(
-            f'<tr{group}><td class="l">{esc(r["transform"])}</td>'
-            f'<td class="l">{esc(_MODE_SHORT.get(r["mode"], r["mode"]))}</td>'
-            f"<td>{_pm(r['fooled_mean'], r['fooled_std'])}</td><td>{_pm(r['preserved_mean'], r['preserved_std'])}</td>"
-            f"<td>{_vanish_cell(r)}</td><td>{_cell(r['fooled_count'])}</td><td>{_cell(r['psnr_mean'])}</td>"
-            f"<td>{_ssim_cell(r.get('ssim_mean'))}</td></tr>"
-        )
-    out.append("</tbody></table></div>")
-    by = "" if len({r["attack"] for r in survival}) < 2 else f", attack {esc(first)}"
-    return f"<p>At <b>eps = {_levels(e10)}</b>{by}:</p>" + "".join(out)
 
 
 def render_html(
@@ -462,10 +142,10 @@ def render_html(
         f"<title>segattack report: {title}</title><style>{PAGE_CSS}{GALLERY_CSS}</style></head><body>",
         f"<h1>{title}<small>adversarial examples for semantic segmentation · segattack report</small></h1>",
         "<nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t, show in sections if show) + "</nav>",
-        _headline_untargeted(summary, against)
+        headline_untargeted(summary, against)
         if untargeted
-        else _headline_hide(summary, cls, lines, plural(names), exp.get("instance_threshold", 0.95)),
-        _facts(config, rows, cls),
+        else headline_hide(summary, cls, lines, plural(names), exp.get("instance_threshold", 0.95)),
+        facts(config, rows, cls),
     ]
     if show_fig2 and figure2_png is not None:
         parts.append(
@@ -496,14 +176,14 @@ def render_html(
                 "T(clean), so a transform that changes the clean prediction too is not counted as the attack's "
                 "failure.</figcaption></figure>"
             )
-        parts.append(_survival_table(survival))
+        parts.append(survival_table(survival))
         parts.append(
             '<p class="note"><b>jpeg:Q</b>: JPEG at quality Q; <b>resize:F</b>: down by F and back up; <b>blur:S</b>: '
             "Gaussian blur, sigma S px; <b>noise:N</b>: Gaussian noise of std N levels (the same draw on the clean "
             "and the adversarial image). PSNR and SSIM: T(adversarial) against T(clean).</p>"
         )
     parts.append('<h2 id="summary">Summary per eps and mode</h2>')
-    parts.append(_table(summary, untargeted))
+    parts.append(summary_table(summary, untargeted))
     modes = exp.get("modes", [])
     if untargeted:
         parts.append(
@@ -515,7 +195,7 @@ def render_html(
         parts.append(
             '<p class="note">'
             + "".join(
-                f"<b>{html.escape(_MODE_SHORT.get(m, m))}</b>: {html.escape(MODE_TITLES[m])}<br>"
+                f"<b>{html.escape(MODE_SHORT.get(m, m))}</b>: {html.escape(MODE_TITLES[m])}<br>"
                 for m in modes
                 if m in MODE_TITLES
             )
