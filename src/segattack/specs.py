@@ -42,7 +42,6 @@ import contextlib
 import importlib
 import os
 import pickle
-import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -87,6 +86,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class SpecError(UserError):
     """A data or model specification that cannot be honoured; the message is meant for the user."""
+
+
+def first_line(err: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (its type's name where it has none), cut to ``limit`` characters
+    (``None``: not cut), for a one-line ``SpecError`` about a failure in someone else's code."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -319,7 +325,12 @@ def load_model_info(
     elif ms.kind == "hf":
         if weights is not None:
             raise SpecError(f"--weights applies to module:callable models; {ms} loads its own weights")
-        model, info = _load_hf(ms.target, mean=mean, std=std, num_classes=num_classes, bgr=bgr)
+        from .hf import load_hf  # here, not at the top: segattack.hf imports SpecError from this module
+
+        loaded = load_hf(ms.target, mean=mean, std=std, num_classes=num_classes)
+        model = PixelModel(loaded.net, mean=loaded.mean, std=loaded.std, num_classes=loaded.num_classes, bgr=bgr,
+                           class_names=loaded.class_names)  # fmt: skip
+        info = loaded.info
     else:
         model = _load_callable(ms, weights=weights, mean=mean, std=std, bgr=bgr,
                                num_classes=num_classes if num_classes is not None or class_names is None
@@ -380,198 +391,11 @@ def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
         raise SpecError(str(err)) from err
 
 
-# -- Hugging Face transformers ---------------------------------------------------------------------------------------
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
-
-
-def _first_line(err: BaseException, limit: int = 300) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _hf_source(target: str) -> tuple[str, bool]:
-    """(what ``from_pretrained`` gets, whether it is a local directory); SpecError for a path that is not one."""
-    path = Path(target).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise SpecError(
-                f"--model hf:{target}: {target!r} is a file; give the directory that save_pretrained wrote "
-                "(config.json, the weights, preprocessor_config.json)"
-            )
-        if not (path / "config.json").is_file():
-            raise SpecError(
-                f"--model hf:{target}: directory {target!r} holds no config.json; save the model there with "
-                "model.save_pretrained(DIR) and its image processor with processor.save_pretrained(DIR)"
-            )
-        return str(path), True
-    looks_local = (
-        target.startswith((".", "/", "~", os.sep))
-        or target.endswith(("/", os.sep))
-        or (os.sep != "/" and os.sep in target)
-    )
-    if looks_local or not _HUB_ID.match(target):
-        raise SpecError(
-            f"--model hf:{target}: directory {target!r} does not exist (and it is no Hugging Face hub id, ORG/NAME)"
-        )
-    return target, False
-
-
-def _triple(value: Any, channels: int, what: str, spec: str) -> tuple[float, ...]:
-    values = [float(value)] * channels if isinstance(value, int | float) else [float(v) for v in value]
-    if len(values) != channels:
-        raise SpecError(f"{spec}: the image processor's {what} has {len(values)} values for {channels} channels")
-    return tuple(values)
-
-
 def _hf_normalisation(proc: Any, channels: int, spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The image processor's preprocessing as ``PixelModel``'s mean/std in [0, 1] units.
+    """``segattack.hf.normalisation``, under the name it had here before the hf: loader moved to ``segattack.hf``."""
+    from .hf import normalisation  # here, not at the top: segattack.hf imports SpecError from this module
 
-    The processor feeds the network ``(x255 * r - m) / s`` (r = ``rescale_factor`` if ``do_rescale``, else 1; m, s
-    = ``image_mean``/``image_std`` if ``do_normalize``, else 0 and 1). With x255 = 255 x and c = 255 r that is
-    ``(x - m / c) / (s / c)``: mean m / c, std s / c (for the usual r = 1/255, the processor's own values)."""
-    factor = float(getattr(proc, "rescale_factor", 1 / 255)) if getattr(proc, "do_rescale", True) else 1.0
-    scale = 255.0 * factor
-    if not scale > 0:
-        raise SpecError(f"{spec}: the image processor's rescale_factor {factor} is not positive")
-    if getattr(proc, "do_normalize", False):
-        m = getattr(proc, "image_mean", None)
-        sd = getattr(proc, "image_std", None)
-        if m is None or sd is None:
-            raise SpecError(f"{spec}: the image processor normalises but gives no image_mean/image_std; pass --mean "
-                            "and --std (in [0, 1] units)")  # fmt: skip
-        m3, s3 = _triple(m, channels, "image_mean", spec), _triple(sd, channels, "image_std", spec)
-    else:
-        m3, s3 = (0.0,) * channels, (1.0,) * channels
-    mean = tuple(v / scale for v in m3)
-    std = tuple(v / scale for v in s3)
-    if any(not 0 <= v <= 1 for v in mean) or any(not v > 0 for v in std):
-        raise SpecError(
-            f"{spec}: the image processor's normalisation is mean {tuple(round(v, 4) for v in mean)}, std "
-            f"{tuple(round(v, 4) for v in std)} in [0, 1] units, which PixelModel cannot take (a mean in [0, 1], a "
-            "positive std); pass --mean and --std"
-        )
-    return mean, std
-
-
-def _hf_size(proc: Any) -> str | None:
-    """The processor's resize size as text (``512x1024``, ``shortest_edge 512``), or ``None`` without one."""
-    if getattr(proc, "do_resize", True) is False:
-        return "none (the processor does not resize)"
-    size = getattr(proc, "size", None)
-    if size is None:
-        return None
-    if isinstance(size, int | float):
-        return str(size)
-    try:
-        items = {str(k): v for k, v in dict(size).items() if v is not None}
-    except (TypeError, ValueError):
-        keys = ("height", "width", "shortest_edge", "longest_edge")
-        items = {k: getattr(size, k) for k in keys if getattr(size, k, None) is not None}
-    if "height" in items and "width" in items:
-        return f"{items['height']}x{items['width']}"
-    return ", ".join(f"{k} {v}" for k, v in items.items()) or None
-
-
-def _hf_names(config: Any, k: int) -> tuple[str, ...] | None:
-    """``config.id2label`` as one name per class, or None where it holds transformers' placeholders (LABEL_0...)."""
-    id2label = getattr(config, "id2label", None) or {}
-    names = [id2label.get(i, id2label.get(str(i))) for i in range(k)]
-    if any(not isinstance(n, str) or not n.strip() for n in names):
-        return None
-    if all(n == f"LABEL_{i}" for i, n in enumerate(names)):
-        return None
-    return tuple(str(n) for n in names)
-
-
-def _not_segmentation(spec: str, model_type: str | None) -> str:
-    return (
-        f"--model {spec} is a {model_type or '?'!r} model, which AutoModelForSemanticSegmentation cannot load (it is "
-        "not a semantic-segmentation model, as SegFormer, BEiT, DPT, MobileViT or UperNet are)"
-    )
-
-
-def _load_hf(
-    target: str,
-    *,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    num_classes: int | None,
-    bgr: bool,
-) -> tuple[PixelModel, dict[str, Any]]:
-    spec = f"hf:{target}"
-    try:
-        import transformers
-    except ImportError as err:
-        raise SpecError(f"--model {spec} needs transformers: pip install 'segattack[hf]'") from err
-    source, local = _hf_source(target)
-    kw: dict[str, Any] = {"local_files_only": True} if local else {}
-    where = f"directory {target!r}" if local else "the Hugging Face hub (where you are online)"
-    try:
-        config = transformers.AutoConfig.from_pretrained(source, **kw)
-    except Exception as err:  # noqa: BLE001 - a missing or malformed config, a hub id that does not exist, offline
-        extra = "" if local else f"; no directory {target!r} exists here either"
-        raise SpecError(f"cannot load --model {spec} from {where}: {_first_line(err).rstrip('.')}{extra}") from err
-    known: Mapping[str, Any] | None
-    try:  # before the weights are read: the same refusal from_pretrained would give
-        from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES as known
-    except ImportError:
-        known = None
-    model_type = getattr(config, "model_type", None)
-    if known is not None and model_type not in known:
-        raise SpecError(_not_segmentation(spec, model_type))
-    k = int(getattr(config, "num_labels", 0) or 0)
-    if k < 1:
-        raise SpecError(f"--model {spec}: its config gives no number of classes (num_labels)")
-    if num_classes is not None and num_classes != k:
-        raise SpecError(f"--model {spec} has {k} classes (config.num_labels), not {num_classes}")
-    channels = int(getattr(config, "num_channels", 3) or 3)
-    info: dict[str, Any] = {"processor": None, "processor_size": None}
-    proc: Any = None
-    proc_error = ""
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # only its attributes are read: no advice on processing backends
-    try:
-        proc = transformers.AutoImageProcessor.from_pretrained(source, **kw)
-    except Exception as err:  # noqa: BLE001 - no preprocessor_config.json
-        proc_error = _first_line(err)
-    finally:
-        transformers.logging.set_verbosity(verbosity)
-    if proc is not None:
-        info["processor"] = type(proc).__name__
-        info["processor_size"] = _hf_size(proc)
-    if mean is not None and std is not None:
-        mean_t, std_t = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-    elif proc is None:
-        raise SpecError(
-            f"--model {spec} has no image processor ({proc_error}); save it next to the model with "
-            "processor.save_pretrained(DIR), or pass --mean and --std (in [0, 1] units)"
-        )
-    else:
-        own_mean, own_std = _hf_normalisation(proc, channels, spec)
-        mean_t = tuple(float(v) for v in mean) if mean is not None else own_mean
-        std_t = tuple(float(v) for v in std) if std is not None else own_std
-    progress = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()  # a bar for reading weights from disk, on every run
-    try:
-        net = transformers.AutoModelForSemanticSegmentation.from_pretrained(source, **kw)
-    except ValueError as err:
-        if "Unrecognized configuration class" in str(err):
-            raise SpecError(_not_segmentation(spec, model_type)) from err
-        raise SpecError(f"cannot load --model {spec}: {_first_line(err)}") from err
-    except Exception as err:  # noqa: BLE001 - missing or corrupt weights, a failed download
-        raise SpecError(f"cannot load --model {spec} from {where}: {_first_line(err)}") from err
-    finally:
-        if progress:
-            transformers.utils.logging.enable_progress_bar()
-    if any(p.is_floating_point() and p.dtype != torch.float32 for p in net.parameters()):
-        net = net.float()  # attacks take float32 images; a half-precision checkpoint runs in float32
-    given = (mean is not None) + (std is not None)
-    info["normalisation_from"] = ("image processor", "--mean/--std and the image processor", "--mean/--std")[given]
-    info["mean"] = [round(v, 6) for v in mean_t]
-    info["std"] = [round(v, 6) for v in std_t]
-    model = PixelModel(net, mean=mean_t, std=std_t, num_classes=k, bgr=bgr, class_names=_hf_names(config, k))
-    return model, info
+    return normalisation(proc, channels, spec)
 
 
 @contextlib.contextmanager
@@ -633,8 +457,7 @@ def _load_weights(net: nn.Module, path: Path) -> None:
             "save a plain state dict (torch.save(net.state_dict(), FILE)) or a .safetensors file"
         ) from err
     except Exception as err:  # noqa: BLE001 - any decoding failure is the file's fault; say which file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SpecError(f"cannot read weights file {str(path)!r}: {first}") from err
+        raise SpecError(f"cannot read weights file {str(path)!r}: {first_line(err, limit=None)}") from err
     if isinstance(state, Mapping):
         for key in ("state_dict", "model", "model_state_dict"):
             if key in state and isinstance(state[key], Mapping):
