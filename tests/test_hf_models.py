@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import segattack as sa
-from segattack import specs
+from segattack import hf, specs
 from segattack.cli import main
 from segattack.data.labels import CLASS_NAMES
 from segattack.errors import UserError
@@ -139,7 +139,7 @@ def test_eval_shows_class_names(hf_dir: Path, capsys: pytest.CaptureFixture[str]
 
 def test_processor_arithmetic() -> None:
     def norm(**kw: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return specs._hf_normalisation(SimpleNamespace(**kw), 3, "hf:x")
+        return hf.normalisation(SimpleNamespace(**kw), 3, "hf:x")
 
     # the usual: rescale by 1/255, then the processor's mean/std (already in [0, 1] units)
     mean, std = norm(do_rescale=True, rescale_factor=1 / 255, do_normalize=True, image_mean=MEAN, image_std=STD)

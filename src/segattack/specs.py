@@ -391,13 +391,6 @@ def _load_zoo(name: str, device: str | torch.device) -> PixelModel:
         raise SpecError(str(err)) from err
 
 
-def _hf_normalisation(proc: Any, channels: int, spec: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``segattack.hf.normalisation``, under the name it had here before the hf: loader moved to ``segattack.hf``."""
-    from .hf import normalisation  # here, not at the top: segattack.hf imports SpecError from this module
-
-    return normalisation(proc, channels, spec)
-
-
 @contextlib.contextmanager
 def _cwd_importable() -> Iterator[None]:
     """The current directory on ``sys.path`` for the ``with`` block only (as ``python -m`` would have it)."""
