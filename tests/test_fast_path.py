@@ -42,8 +42,9 @@ def test_bf16_keeps_hidden_and_kept_within_one_point(shipped: sa.PixelModel, sce
     Measured on the default ``fcn2s-synth-w8-r32`` on 2026-12-06 (this test's attack, these 3 scenes): with one
     thread, hidden 98.82% in float32 against 98.86% in bf16 and kept 98.76% against 98.44%; with two threads 98.83%
     against 99.73% and 98.51% against 98.45%, the per-scene figures moving by up to 2.8 points (a single image
-    flipping, which the README states). bf16 sums in another order with another number of threads, so the test runs
-    on one, where the margin is widest. (Until 2026-12-06 it ran on ``fcn4s-synth-w8``, retired from the package.)"""
+    flipping, which docs/performance.md states). bf16 sums in another order with another number of threads, so the
+    test runs on one, where the margin is widest. (Until 2026-12-06 it ran on ``fcn4s-synth-w8``, retired from the
+    package.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

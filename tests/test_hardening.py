@@ -223,7 +223,7 @@ def test_ctrl_c_during_start_up_prints_no_traceback(
 
 
 def _cases(tmp: Path, pngs: Path) -> list[tuple[str, list[str], str]]:
-    """(what, argv, a phrase the one-line message must contain); the same table is in README's troubleshooting."""
+    """(what, argv, a phrase the one-line message must contain); the same table is in docs/troubleshooting.md."""
     img = tmp / "one.png"
     Image.fromarray(street_image(0)).save(img)
     a_file = tmp / "a_file"
