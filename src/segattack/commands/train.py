@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..data.labels import CLASS_NAMES
 
@@ -43,61 +44,66 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--arch",
         choices=["fcn8s", "deeplabv3", "segformer"],
-        default="fcn8s",
+        default=None,
         help="architecture: fcn8s (VGG16 backbone, the paper's), deeplabv3 (residual atrous backbone, ASPP, stride-4 "
-        "decoder) or segformer (hierarchical transformer, All-MLP decoder); the model card names it (default: fcn8s)",
+        "decoder) or segformer (hierarchical transformer, All-MLP decoder); the model card names it (default: "
+        "--init's, else fcn8s)",
     )
     p.add_argument(
         "--width",
         type=float,
         default=None,
-        help="channel multiplier; for fcn8s 1.0 is the paper's 134 M-parameter network (default: 0.125 for fcn8s, "
-        "1.0 for the others)",
+        help="channel multiplier; for fcn8s 1.0 is the paper's 134 M-parameter network (default: --init's, else 0.125 "
+        "for fcn8s, 1.0 for the others)",
     )
     p.add_argument(
         "--no-batch-norm",
         dest="batch_norm",
         action="store_false",
-        help="leave out BatchNorm (as the paper's network; slower to train from scratch)",
+        default=None,
+        help="leave out BatchNorm (as the paper's network; slower to train from scratch; default: --init's, else with "
+        "BatchNorm)",
     )
     p.add_argument(
         "--dropout",
         type=float,
         default=None,
-        help="dropout: after fc6 and fc7 for fcn8s (default 0.5), before the classifier for the others (default 0.1)",
+        help="dropout: after fc6 and fc7 for fcn8s (default: --init's, else 0.5), before the classifier for the "
+        "others (default: --init's, else 0.1)",
     )
     p.add_argument(
         "--output-stride",
         type=int,
         choices=[8, 4, 2],
-        default=8,
+        default=None,
         help="fcn8s only: 8 (FCN-8s, the paper's), 4 (FCN-4s: adds a pool2 skip) or 2 (FCN-2s: and a pool1 skip); "
-        "an --init of the stage before starts it with its new stage passing the scores through (default: 8)",
+        "an --init of the stage before starts it with its new stage passing the scores through (default: --init's, "
+        "else 8)",
     )
     p.add_argument(
         "--refine",
         type=int,
-        default=0,
+        default=None,
         metavar="C",
         help="fcn8s at --output-stride 4 or 2: add a stride-4 refinement block with C channels (scores + pool2 "
         "features, two 3x3 convolutions; starts as the identity, so an FCN-4s --init grows into it, and an --init "
-        "with a narrower block is widened to C) (default: 0, none)",
+        "with a narrower block is widened to C) (default: --init's, else 0, none)",
     )
     p.add_argument(
         "--refine2",
         type=int,
-        default=0,
+        default=None,
         metavar="C",
         help="fcn8s at --output-stride 2 only: add a stride-2 refinement block with C channels (scores + pool1 "
-        "features, the same two convolutions; starts as the identity) (default: 0, none)",
+        "features, the same two convolutions; starts as the identity) (default: --init's, else 0, none)",
     )
     p.add_argument(
         "--init",
         default=None,
         metavar="zoo:NAME",
         help="start from this model's weights (fine-tuning): zoo:NAME (shipped) or zoo:PATH/NAME.json (exported); "
-        "same --arch and network options; its normalisation is kept; --steps counts the new steps (default: random "
-        "initialisation)",
+        "the network options not given take its card's values (a larger FCN stage may be given explicitly); its "
+        "normalisation is kept; --steps counts the new steps (default: random initialisation)",
     )
     p.add_argument(
         "--loss",
@@ -254,10 +260,9 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, check_start, train
     from ._common import build_named
 
+    net = network_options(args)
     config = build_named(TrainConfig, dict(
-        out_dir=args.out, data=args.data, arch=args.arch, width=args.width, batch_norm=args.batch_norm,
-        dropout=args.dropout, output_stride=args.output_stride, refine=args.refine, refine2=args.refine2,
-        init=args.init,
+        out_dir=args.out, data=args.data, **net, init=args.init,
         size=tuple(args.size), train_images=args.train_images, val_images=args.val_images,
         data_seed=args.data_seed, steps=args.steps, batch_size=args.batch_size, crop=tuple(args.crop),
         loss=args.loss, lovasz_weights=dict(args.lovasz_weight), optimizer=args.optimizer, lr=args.lr,
@@ -296,3 +301,32 @@ def run(args: argparse.Namespace) -> int:
         print(f"per-class IoU: {per_class}")
     print(f"model: {result.export_path}")
     return 0
+
+
+#: The network options of ``segattack train`` and their values without ``--init`` (None: the architecture's own).
+NETWORK_DEFAULTS: dict[str, Any] = {"arch": "fcn8s", "width": None, "batch_norm": True, "dropout": None,
+                                    "output_stride": 8, "refine": 0, "refine2": 0}  # fmt: skip
+
+
+def network_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The network options of the run: those given on the command line; with ``--init``, the others from its card
+    (so that ``--init zoo:NAME`` alone fine-tunes that network, and a larger FCN stage is asked for explicitly);
+    else the defaults. A card that cannot be read is left to the init's own check, which names the problem."""
+    given = {key: getattr(args, key) for key in NETWORK_DEFAULTS}
+    card_values: dict[str, Any] = {}
+    if args.init is not None and args.init.startswith("zoo:"):
+        from ..errors import SegattackError
+        from ..zoo import find_card
+
+        try:
+            card = find_card(args.init[4:].strip())
+        except SegattackError:
+            card = None
+        if card is not None:
+            kwargs = dict(card.arch_kwargs)
+            card_values = {"arch": card.arch, **{k: kwargs[k] for k in NETWORK_DEFAULTS if k in kwargs}}
+            if card.arch == "fcn8s":  # FCN-8s cards leave out the stages they do not have
+                card_values = {"output_stride": 8, "refine": 0, "refine2": 0, **card_values}
+    return {key: value if value is not None else card_values.get(key, NETWORK_DEFAULTS[key])
+            for key, value in given.items()}  # fmt: skip
+
