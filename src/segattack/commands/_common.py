@@ -205,6 +205,11 @@ def parse_attacks(names: str, opts: Sequence[str], *, single: bool = False) -> l
         raise UserError(f"--attack names no attack; available: {', '.join(registry.available())}")
     if single and len(wanted) > 1:
         raise UserError(f"this command takes one attack, got {names!r}; `segattack run` compares several")
+    if "transfer" in wanted:  # its surrogate is a model, which --attack-opt cannot give
+        raise UserError("--attack transfer needs a surrogate model to craft on: on the command line that is "
+                        "`segattack robustness --transfer-from SPEC` (a transfer evaluation) or `segattack compare "
+                        "--models A,B` (the transfer matrix between models); in Python, sa.attacks.transfer(..., "
+                        "surrogate=model)")  # fmt: skip
     options: dict[str, dict[str, Any]] = {n: {} for n in wanted}
     for item in opts:
         head, eq, text = item.partition("=")

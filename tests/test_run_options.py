@@ -1,4 +1,5 @@
-"""``segattack run --seed``: the seed of every random draw, recorded in config.json, and a resume keeps it."""
+"""`segattack run` options: `--seed` (every random draw, recorded in config.json, kept by a resume), and
+`--attack transfer`, refused naming the commands that take a surrogate."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_the_seed_draws_the_random_start_and_a_resume_keeps_it(tmp_path: Path, c
     assert "seed 1" in err and "--seed 1" in err
     assert main([*ARGS, "--seed", "1", "--out", str(one)]) == 0  # the same seed resumes
     assert len(rows(one)) == 1
+
+
+def test_attack_transfer_names_the_commands_that_take_a_surrogate(tmp_path: Path, capsys) -> None:
+    err = one_line_error(["run", "--goal", "untargeted", "--attack", "pgd,transfer", "--out", str(tmp_path / "t")],
+                         capsys)  # fmt: skip
+    assert "--transfer-from" in err and "segattack compare" in err
+    assert not (tmp_path / "t").exists()
