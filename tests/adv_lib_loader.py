@@ -4,8 +4,8 @@ adv_lib (``pip install --no-deps adv-lib==0.2.8``, as ``./install.sh test`` does
 its package ``__init__``, which segattack does not need. ``load_adv_lib`` executes only the files a test names (and
 ``utils/losses.py``, which its segmentation attacks import) under stub parent packages, with a stub for its visdom
 logger and ``torch.compile`` as the identity (compiling changes speed, not values); ``sys.modules`` and
-``torch.compile`` are restored afterwards. The same approach as ``test_minimal_norm.load_adv_lib_alma_prox``, for any
-attack file.
+``torch.compile`` are restored afterwards. ``test_minimal_norm.py`` (alma_prox) and ``test_dag_reference.py`` (DAG)
+use it.
 """
 
 from __future__ import annotations

@@ -8,19 +8,14 @@ pixel flips at a known L-inf distance d_j, pixels do not interact, so the smalle
 share ``apsr`` of the counted pixels is the m-th smallest d_j over the pixels that may move (m the fewest fooled
 pixels that reach the share).
 
-adv_lib (``pip install --no-deps adv-lib==0.2.8``; its package ``__init__`` imports torchvision and visdom, which
-segattack does not need) is loaded here without its package: its two files ``utils/losses.py`` and
-``attacks/segmentation/alma_prox.py`` are executed under stub parent packages, with a stub for its visdom logger and
-``torch.compile`` as the identity (compiling changes speed, not values). The reference tests skip, saying why, where
+adv_lib (``pip install --no-deps adv-lib==0.2.8``) is loaded without its package by ``tests/adv_lib_loader.py``
+(its ``attacks/segmentation/alma_prox.py`` and ``utils/losses.py`` only). The reference tests skip, saying why, where
 adv-lib is not installed.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import math
-import sys
 import types
 from typing import Any
 
@@ -43,10 +38,8 @@ from segattack.attacks.minimal import (
 )
 from segattack.metrics import pixel_success
 
+from .adv_lib_loader import load_adv_lib
 from .conftest import count_passes, random_images
-
-ADV_LIB_VERSION = "0.2.8"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -407,48 +400,11 @@ def test_constraints_are_negative_exactly_where_fooled(k: int, targeted: bool) -
 # 5. adv_lib's alma_prox as the reference
 
 
-def load_adv_lib_alma_prox() -> types.ModuleType:
-    """adv_lib's ``attacks/segmentation/alma_prox.py`` loaded without its package (see the module docstring);
-    ``sys.modules`` and ``torch.compile`` are restored afterwards. Skips where adv-lib is not installed."""
-    try:
-        dist = importlib.metadata.distribution("adv-lib")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip(
-            "adv-lib is not installed: `pip install --no-deps adv-lib==0.2.8` (its package imports torchvision and "
-            "visdom; this test loads only its segmentation attack file and needs neither)"
-        )
-    if dist.version != ADV_LIB_VERSION:
-        pytest.skip(f"these checks are written against adv-lib {ADV_LIB_VERSION}'s alma_prox; found {dist.version}")
-    files = {
-        "adv_lib.utils.losses": dist.locate_file("adv_lib/utils/losses.py"),
-        "adv_lib.attacks.segmentation.alma_prox": dist.locate_file("adv_lib/attacks/segmentation/alma_prox.py"),
-    }
-    stubs: dict[str, types.ModuleType] = {}
-    for name in ("adv_lib", "adv_lib.utils", "adv_lib.attacks", "adv_lib.attacks.segmentation"):
-        package = types.ModuleType(name)
-        package.__path__ = []
-        stubs[name] = package
-    logger = types.ModuleType("adv_lib.utils.visdom_logger")
-    logger.VisdomLogger = type("VisdomLogger", (), {})  # type: ignore[attr-defined]
-    stubs[logger.__name__] = logger
-    module: types.ModuleType | None = None
-    with pytest.MonkeyPatch.context() as patch:
-        for name, stub in stubs.items():
-            patch.setitem(sys.modules, name, stub)
-        patch.setattr(torch, "compile", lambda fn=None, **_: fn)
-        for name, path in files.items():
-            spec = importlib.util.spec_from_file_location(name, str(path))
-            assert spec is not None and spec.loader is not None, path
-            module = importlib.util.module_from_spec(spec)
-            patch.setitem(sys.modules, name, module)
-            spec.loader.exec_module(module)
-    assert module is not None and callable(module.alma_prox)
-    return module
-
-
 @pytest.fixture(scope="module")
 def adv_lib_alma() -> types.ModuleType:
-    return load_adv_lib_alma_prox()
+    module = load_adv_lib("attacks.segmentation.alma_prox")
+    assert callable(module.alma_prox)
+    return module
 
 
 def five_class_linear() -> tuple[sa.PixelModel, Tensor]:
