@@ -12,22 +12,15 @@ sanity checks into a directory.
 import argparse
 
 import segattack as sa
+from segattack.specs import size_argument
 
 CLASSES = 19  # Cityscapes train ids
-
-
-def size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512): height x width in pixels."""
-    h, x, w = text.lower().partition("x")
-    if not (x and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH in pixels, e.g. 256x512, got {text!r}")
-    return int(h), int(w)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4, help="synthetic validation scenes (default 4)")
-    parser.add_argument("--size", type=size, default=(256, 512), help="HEIGHTxWIDTH (default 256x512)")
+    parser.add_argument("--size", type=size_argument, default=(256, 512), help="HEIGHTxWIDTH (default 256x512)")
     parser.add_argument("--eps", type=int, default=4, help="budget in 8-bit levels (default 4, as in training)")
     parser.add_argument("--attack", default="apgd", help="a registered untargeted attack (default apgd)")
     parser.add_argument("--steps", type=int, default=20, help="attack steps (default 20)")

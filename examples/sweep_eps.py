@@ -12,16 +12,9 @@ import argparse
 import torch
 
 import segattack as sa
+from segattack.specs import size_argument
 
 PERSON = 11  # Cityscapes train id of "person"
-
-
-def size(text: str) -> tuple[int, int]:
-    """'256x512' -> (256, 512): height x width in pixels."""
-    h, x, w = text.lower().partition("x")
-    if not (x and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
-        raise argparse.ArgumentTypeError(f"size must be HEIGHTxWIDTH in pixels, e.g. 256x512, got {text!r}")
-    return int(h), int(w)
 
 
 def levels(text: str) -> list[int]:
@@ -37,7 +30,7 @@ def levels(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4, help="synthetic validation scenes (default 4)")
-    parser.add_argument("--size", type=size, default=(256, 512), help="HEIGHTxWIDTH (default 256x512)")
+    parser.add_argument("--size", type=size_argument, default=(256, 512), help="HEIGHTxWIDTH (default 256x512)")
     parser.add_argument("--eps", type=levels, default=[1, 2, 4, 10], help="budgets in levels (default 1,2,4,10)")
     args = parser.parse_args()
     if args.images < 1:

@@ -38,6 +38,7 @@ segattack.specs.SpecError: unknown data scheme 'imagenet' in 'imagenet:/data'; v
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import os
@@ -72,6 +73,7 @@ __all__ = [
     "default_model_name",
     "model_fingerprint",
     "parse_size",
+    "size_argument",
     "DATA_SCHEMES",
     "DEFAULT_SYNTHETIC_IMAGES",
     "IMAGENET_MEAN",
@@ -166,6 +168,22 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if not sep or not h.strip().isdigit() or not w.strip().isdigit() or int(h) < 1 or int(w) < 1:
         raise SpecError(f"size must be HEIGHTxWIDTH in pixels, e.g. 256x512, got {text!r}")
     return int(h), int(w)
+
+
+def size_argument(text: str) -> tuple[int, int]:
+    """``parse_size`` as an argparse ``type=`` for your own scripts: a bad size ends the script with its message
+    (argparse shows an ``ArgumentTypeError``'s text; a ``ValueError`` only as "invalid value").
+
+    >>> import argparse
+    >>> argparse.ArgumentParser().add_argument("--size", type=size_argument).type("64x128")
+    (64, 128)
+    """
+    try:
+        size = parse_size(text)
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    assert size is not None
+    return size
 
 
 def load_data(spec: str | DataSpec, *, size: tuple[int, int] | None = None, labels: str | Path | None = None) -> Any:
