@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from .. import rundir
-from ..errors import DataNotFoundError, InputError
+from ..errors import InputError
 from .fit import PatchResult, PatchState
 
 __all__ = ["save_patch", "load_patch", "write_patch_png", "save_state", "load_state", "examples_figure",
@@ -83,16 +83,7 @@ def save_patch(result: PatchResult, path: str | os.PathLike[str], *, seed: int) 
 def load_patch(path: str | os.PathLike[str]) -> tuple[Tensor, dict[str, Any]]:
     """The patch (3, h, w) float32 in [0, 1] and its metadata from a file ``save_patch`` wrote (no pickles loaded);
     ``InputError`` for a file that is not one, ``DataNotFoundError`` for none."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"no patch file {str(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise InputError(f"{str(path)!r} is not a saved patch (.npz): {err}") from err
-    if str(data.get("format", "")) != FILE_FORMAT:
-        raise InputError(f"{str(path)!r} is not a segattack patch (format {FILE_FORMAT})")
+    data = rundir.read_npz(path, what="patch", missing="patch", file_format=FILE_FORMAT)
     meta = {k: v.tolist() for k, v in data.items() if k not in ("patch", "format")}
     return torch.from_numpy(data["patch"].astype(np.float32)), meta
 

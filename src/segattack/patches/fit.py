@@ -66,7 +66,7 @@ from ..attacks._core import Model, as_model
 from ..errors import InputError, InputTypeError
 from ..models import check_images
 from ..targets import class_id_tuple, hidden_mask, hide_class_target
-from ..universal.fit import forward, model_dtype_device, read_items
+from ..universal.fit import check_item_image, forward, model_dtype_device, read_items
 from .eot import PatchEOT, image_transform, patch_generator, transform_patch, transform_quad
 from .placement import Box, Placement, check_patch, paste, region_positions
 from .printability import check_colours, nps, total_variation
@@ -135,17 +135,9 @@ class PatchResult:
 
 
 def _image01(image: Any, name: str) -> Tensor:
-    if not isinstance(image, Tensor):
-        raise InputTypeError(f"{name}: a data set item must be (image tensor (3, H, W), label), got "
-                             f"{type(image).__name__}")  # fmt: skip
-    if image.ndim != 3:
-        raise InputError(f"{name}: image must have shape (3, H, W), got {tuple(image.shape)}")
-    if image.dtype == torch.uint8:
-        return image.to(torch.float32) / 255
-    if not image.is_floating_point():
-        raise InputTypeError(f"{name}: image must be uint8 (0..255) or float in [0, 1], got {image.dtype}")
-    check_images(image[None], name=name)
-    return image
+    """One data-set image -> (3, H, W) float in [0, 1]."""
+    image = check_item_image(image, name)
+    return image.to(torch.float32) / 255 if image.dtype == torch.uint8 else image
 
 
 def load_images(images: Any, limit: int | None = None) -> tuple[Tensor, list[str], list[tuple[str, str]]]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import InputError, InputTypeError, RunDirError
+from ..errors import DataNotFoundError, InputError, InputTypeError, RunDirError
 
 __all__ = [
     "LOCK_FILE",
@@ -37,6 +37,7 @@ __all__ = [
     "write_text",
     "write_json",
     "atomic_open",
+    "read_npz",
     "append_jsonl",
     "read_jsonl",
     "rewrite_jsonl",
@@ -130,6 +131,25 @@ def json_safe(value: Any) -> Any:
         return json_safe(value.tolist())
     raise InputTypeError(f"cannot write a {type(value).__name__} as JSON; pass numbers, strings, lists or dicts")
 
+
+
+def read_npz(path: str | os.PathLike[str], *, what: str, missing: str, file_format: str) -> dict[str, Any]:
+    """The arrays of an .npz file a segattack job wrote (``np.savez_compressed`` through ``atomic_open``), read
+    without loading pickles, after checking its ``format`` entry is ``file_format``. ``DataNotFoundError`` ("no
+    {missing} file ...") where there is no file, ``InputError`` where it is not such a file (``what`` names it)."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"no {missing} file {str(path)!r}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as err:
+        raise InputError(f"{str(path)!r} is not a saved {what} (.npz): {err}") from err
+    if str(data.get("format", "")) != file_format:
+        raise InputError(f"{str(path)!r} is not a segattack {what} (format {file_format})")
+    return data
 
 # -- JSONL ----------------------------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import rundir
-from ..errors import DataNotFoundError, InputError
+from ..errors import InputError
 from .perturbation import UniversalResult, perturbation_image
 
 __all__ = ["save_universal", "load_universal", "write_outputs", "class_names_text", "FILE_FORMAT", "UNIVERSAL_FILE",
@@ -85,16 +85,7 @@ def save_universal(result: UniversalResult, path: str | os.PathLike[str]) -> tup
 def load_universal(path: str | os.PathLike[str]) -> UniversalResult:
     """Read a perturbation written by ``save_universal`` (no pickles are loaded); ``InputError`` (a ValueError) for
     a file that is not one, ``DataNotFoundError`` (a FileNotFoundError) for none."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataNotFoundError(f"no perturbation file {str(path)!r}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as err:
-        raise InputError(f"{str(path)!r} is not a saved universal perturbation (.npz): {err}") from err
-    if str(data.get("format", "")) != FILE_FORMAT:
-        raise InputError(f"{str(path)!r} is not a segattack universal perturbation (format {FILE_FORMAT})")
+    data = rundir.read_npz(path, what="universal perturbation", missing="perturbation", file_format=FILE_FORMAT)
     if "levels" in data:
         perturbation = torch.from_numpy(data["levels"].astype(np.float32)) / 255
     else:

@@ -49,7 +49,7 @@ from ..models import PixelModel, check_images
 from ..targets import class_id_tuple, hidden_mask, hide_class_target
 from .perturbation import UniversalResult
 
-__all__ = ["universal", "Progress", "DEFAULT_HIDE_CLASS", "model_dtype_device", "forward"]
+__all__ = ["universal", "Progress", "DEFAULT_HIDE_CLASS", "model_dtype_device", "forward", "check_item_image"]
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +73,25 @@ def model_dtype_device(model: Model) -> tuple[torch.dtype, torch.device]:
     return dtype, first.device if first is not None else torch.device("cpu")
 
 
-def _image_levels(image: Any, name: str) -> Tensor:
-    """One data-set image -> (3, H, W) levels: uint8 as it is, float [0, 1] scaled (and rounded when 8-bit)."""
+def check_item_image(image: Any, name: str) -> Tensor:
+    """A data-set item's image checked: a (3, H, W) tensor, uint8 (0..255) or float in [0, 1]; the error names
+    ``name`` (the image's id). The one check of both fits (universal perturbations and patches)."""
     if not isinstance(image, Tensor):
         raise InputTypeError(f"{name}: a data set item must be (image tensor (3, H, W), label), got "
                              f"{type(image).__name__}")  # fmt: skip
     if image.ndim != 3:
         raise InputError(f"{name}: image must have shape (3, H, W), got {tuple(image.shape)}")
-    if image.dtype == torch.uint8:
-        return image
-    if not image.is_floating_point():
-        raise InputTypeError(f"{name}: image must be uint8 (0..255) or float in [0, 1], got {image.dtype}")
-    check_images(image[None], name=name)
-    return to_levels(image[None])[0]
+    if image.dtype != torch.uint8:
+        if not image.is_floating_point():
+            raise InputTypeError(f"{name}: image must be uint8 (0..255) or float in [0, 1], got {image.dtype}")
+        check_images(image[None], name=name)
+    return image
+
+
+def _image_levels(image: Any, name: str) -> Tensor:
+    """One data-set image -> (3, H, W) levels: uint8 as it is, float [0, 1] scaled (and rounded when 8-bit)."""
+    image = check_item_image(image, name)
+    return image if image.dtype == torch.uint8 else to_levels(image[None])[0]
 
 
 def _tensor_images(images: Tensor, limit: int | None) -> tuple[Tensor, list[str], list[tuple[str, str]]]:
